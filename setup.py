@@ -1,0 +1,26 @@
+"""Install the transfer-learning pipeline (`pipeline/` library and `jobs/` entry points).
+
+Dataflow workers install the package from this file: pass `--setup_file ./setup.py`.
+"""
+import setuptools
+
+setuptools.setup(
+    name="image-transfer-pipeline",
+    version="0.1.0",
+    description="Cached-feature transfer learning on image folders with Apache Beam and Keras.",
+    packages=setuptools.find_packages(include=["pipeline", "pipeline.*", "jobs", "jobs.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow==2.21.*",
+        "apache-beam==2.77.*",
+        "tensorflow-datasets>=4.9",
+        "scikit-learn>=1.4",
+        "numpy>=1.26",
+        "Pillow>=10",
+        "matplotlib>=3.8",
+    ],
+    extras_require={
+        "dataflow": ["apache-beam[gcp]==2.77.*"],
+        "test": ["pytest>=8"],
+    },
+)
