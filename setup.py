@@ -12,7 +12,8 @@ setuptools.setup(
     python_requires=">=3.10",
     install_requires=[
         "tensorflow==2.21.*",
-        "apache-beam==2.77.*",
+        "apache-beam[tfrecord]==2.77.*",
+        "google-crc32c>=1.5",
         "tensorflow-datasets>=4.9",
         "scikit-learn>=1.4",
         "numpy>=1.26",

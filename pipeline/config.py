@@ -1,0 +1,101 @@
+"""The typed, frozen configuration of the embed job, and the cache key derived from it.
+
+Configuration flows one way: command line -> `EmbedConfig` -> keyword arguments. The same object,
+as `to_dict()`, is written into every manifest and report.
+"""
+import dataclasses
+import hashlib
+import json
+
+from pipeline.augment import AugmentConfig
+from pipeline.backbones import get_spec
+from pipeline.validation import check_scalar
+
+__all__ = ["FORMAT_VERSION", "EmbedConfig", "cache_key"]
+
+#: Version of the cache layout; bump it when records or the manifest change incompatibly.
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedConfig:
+    """Everything that decides what the embed job computes, plus where it writes.
+
+    Attributes:
+        data: a class-folder root or `tfds:NAME`.
+        backbone: registry name. Defaults to `"mobilenet_v2"`.
+        alpha: width multiplier, or None for the backbone's default.
+        weights: `"imagenet"`, `"auto"`, a weights file, or None. Defaults to `"imagenet"`.
+        image_size: input side; None means the backbone's own size.
+        augment: the augmentation recipe. Defaults to the seeds' recipe.
+        augment_copies: augmented copies per training image (K). Defaults to `2`.
+        val_fraction: fraction of folder examples hashed into validation. Defaults to `0.2`.
+        seed: seed of the split and of the augmentations. Defaults to `123`.
+        cache_root: folder under which `<cache key>/` is written. Defaults to `"cache"`.
+        batch_size: backbone batch size (speed only; not part of the key). Defaults to `32`.
+        num_shards: TFRecord shards (0: let the runner decide; not part of the key).
+            Defaults to `0`.
+    """
+
+    data: str
+    backbone: str = "mobilenet_v2"
+    alpha: float | None = None
+    weights: str | None = "imagenet"
+    image_size: int | None = None
+    augment: AugmentConfig = AugmentConfig()
+    augment_copies: int = 2
+    val_fraction: float = 0.2
+    seed: int = 123
+    cache_root: str = "cache"
+    batch_size: int = 32
+    num_shards: int = 0
+
+    def __post_init__(self):
+        spec = get_spec(self.backbone)
+        if self.image_size is None:
+            object.__setattr__(self, "image_size", spec.default_size)
+        check_scalar(self.image_size, "image_size", int, min_val=32, max_val=1024)
+        if self.alpha is not None:
+            check_scalar(self.alpha, "alpha", (int, float), min_val=0.0, include_min=False)
+        check_scalar(self.augment_copies, "augment_copies", int, min_val=0, max_val=100)
+        check_scalar(self.val_fraction, "val_fraction", float, min_val=0.0, max_val=1.0,
+                     include_max=False)
+        check_scalar(self.seed, "seed", int, min_val=0)
+        check_scalar(self.batch_size, "batch_size", int, min_val=1)
+        check_scalar(self.num_shards, "num_shards", int, min_val=0)
+
+    def to_dict(self):
+        """A JSON-ready dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        """Rebuilds a config from `to_dict()` output (as stored in a manifest)."""
+        values = dict(values)
+        values["augment"] = AugmentConfig(**values["augment"])
+        return cls(**values)
+
+
+def cache_key(config, *, data_fingerprint, weights_digest):
+    """The cache key: a digest of everything that decides the cached embeddings.
+
+    Data content, backbone, alpha, weights digest, image size, augmentation recipe, K, split
+    fraction and seed, and the format version. Where the cache is written, batch size and shard
+    count do not change it.
+
+    Returns:
+        A 16-hex-digit string.
+    """
+    keyed = {
+        "format_version": FORMAT_VERSION,
+        "data": data_fingerprint,
+        "backbone": config.backbone,
+        "alpha": config.alpha,
+        "weights": weights_digest,
+        "image_size": config.image_size,
+        "augment": dataclasses.asdict(config.augment),
+        "augment_copies": config.augment_copies,
+        "val_fraction": config.val_fraction,
+        "seed": config.seed,
+    }
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]

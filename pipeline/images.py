@@ -1,0 +1,96 @@
+"""Decode any image file to RGB and resize it exactly as Keras's image loaders do.
+
+Every job (embed, fine-tune, evaluate) reads images through `load_image`, so the pixels that reach
+the backbone are the same whichever job produced them. Files that cannot be read raise `ImageError`
+with a short reason; callers skip, count and report them.
+"""
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+__all__ = ["IMAGE_EXTENSIONS", "MAX_PIXELS", "ImageError", "decode_image", "resize_image",
+           "load_image"]
+
+#: Extensions read from class folders (lower case; matched case-insensitively), as
+#: `tf.keras.utils.image_dataset_from_directory` does.
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+
+#: Larger images are refused rather than decoded (a decompression bomb guard): 100 megapixels.
+MAX_PIXELS = 100_000_000
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+class ImageError(ValueError):
+    """An image file that cannot be decoded; the message is the reason, one line."""
+
+
+def decode_image(data):
+    """Decodes encoded image bytes to an RGB `uint8` array of shape (height, width, 3).
+
+    Grayscale, palette, RGBA (alpha dropped), CMYK and 16-bit images are converted; animated
+    images give their first frame.
+
+    Args:
+        data: the file's bytes.
+
+    Returns:
+        A `np.uint8` array (height, width, 3).
+
+    Raises:
+        ImageError: the bytes are empty, not an image, truncated or too large.
+    """
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    raise ImageError(f"image too large ({width}x{height} pixels; "
+                                     f"the limit is {MAX_PIXELS} pixels)")
+                image.load()
+                return _to_rgb(image)
+    except UnidentifiedImageError as err:
+        raise ImageError("not an image file (unrecognised format)") from err
+    except (OSError, SyntaxError, Image.DecompressionBombError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ImageError(f"unreadable image: {reason}") from err
+
+
+def _to_rgb(image):
+    if image.mode in _SIXTEEN_BIT_MODES:
+        wide = np.asarray(image, dtype=np.float64)
+        scale = 65535.0 if wide.max(initial=0) > 255 else 255.0
+        gray = np.clip(np.round(wide * (255.0 / scale)), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=-1)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def resize_image(image, image_size):
+    """Resizes an RGB image to `image_size` x `image_size` (bilinear, no crop, no antialias).
+
+    This is the resize of `tf.keras.utils.image_dataset_from_directory`, so cached embeddings match
+    what a Keras model sees.
+
+    Args:
+        image: an array (height, width, 3).
+        image_size: the output side in pixels.
+
+    Returns:
+        A `np.float32` array (image_size, image_size, 3) with values in [0, 255].
+    """
+    import tensorflow as tf  # deferred: importing TensorFlow is slow and not needed to decode
+
+    resized = tf.image.resize(image, (image_size, image_size), method="bilinear")
+    return resized.numpy().astype(np.float32)
+
+
+def load_image(data, image_size):
+    """Decodes and resizes image bytes: `resize_image(decode_image(data), image_size)`."""
+    return resize_image(decode_image(data), image_size)

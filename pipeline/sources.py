@@ -1,0 +1,222 @@
+"""Data sources: a folder of class sub-folders, or a TFDS data set, with deterministic splits.
+
+A source lists its examples as `ExampleRef`s (a stable id, a label and a split) and reads them in a
+Beam pipeline as `(ref, encoded bytes or None)` pairs; None means "read the file at `ref.path`".
+
+Folder layout (the contract of `tf.keras.utils.image_dataset_from_directory`)::
+
+    data/
+      class_a/
+        a_1.jpg
+        nested/a_2.png
+      class_b/
+        b_1.jpeg
+
+Class names are the sorted sub-folder names; label i is the i-th name. Files are listed in sorted
+order through `tf.io.gfile` (local and `gs://` paths alike); only `IMAGE_EXTENSIONS` are read,
+matched case-insensitively. A folder example's id is its path relative to the root, and its split
+is fixed by hashing the id with the seed, so a file keeps its split when others come or go.
+"""
+import dataclasses
+import hashlib
+import json
+import os
+import posixpath
+
+import apache_beam as beam
+import tensorflow as tf
+
+from pipeline.images import IMAGE_EXTENSIONS
+from pipeline.validation import check_scalar
+
+__all__ = ["ExampleRef", "FolderSource", "TfdsSource", "open_source", "assign_split",
+           "file_digest"]
+
+TFDS_PREFIX = "tfds:"
+_TFDS_SPLITS = {"train": "train", "validation": "val", "val": "val", "test": "test"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ExampleRef:
+    """One example of a source.
+
+    Attributes:
+        id: stable id: the path relative to the folder root, or the TFDS example key.
+        label: integer label (index into the source's class names).
+        label_name: the class name.
+        split: `"train"`, `"val"` or `"test"`.
+        path: the file to read, or `""` when the bytes travel with the ref (TFDS).
+        digest: sha256 of the file's content (folders), or `""`.
+    """
+
+    id: str
+    label: int
+    label_name: str
+    split: str
+    path: str = ""
+    digest: str = ""
+
+
+def assign_split(example_id, *, seed, val_fraction):
+    """Returns `"val"` or `"train"` for an id, by hashing it with the seed (stable, order-free)."""
+    digest = hashlib.sha256(f"{seed}\x00{example_id}".encode()).digest()
+    return "val" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
+
+
+def file_digest(path):
+    """sha256 hex digest of a file's content, or `"unreadable"` if it cannot be read."""
+    try:
+        with tf.io.gfile.GFile(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except (OSError, tf.errors.OpError):
+        return "unreadable"
+
+
+class FolderSource:
+    """A folder with one sub-folder per class.
+
+    Args:
+        root: the folder (local path or `gs://...`).
+        val_fraction: fraction of examples hashed into the validation split. Defaults to `0.2`.
+        seed: seed of the split hash. Defaults to `123`.
+
+    Raises:
+        ValueError: no such folder, fewer than two classes, or a class folder without images.
+    """
+
+    def __init__(self, root, *, val_fraction=0.2, seed=123):
+        self.root = root.rstrip("/") if "://" in root else os.path.abspath(root)
+        if not tf.io.gfile.isdir(self.root):
+            raise ValueError(f"data: expected a folder of class sub-folders; got {root!r} "
+                             "(not a folder)")
+        self.class_names = sorted(
+            name.rstrip("/") for name in tf.io.gfile.listdir(self.root)
+            if tf.io.gfile.isdir(posixpath.join(self.root, name)))
+        if len(self.class_names) < 2:
+            raise ValueError(f"data {root!r}: expected at least two class sub-folders; got "
+                             f"{len(self.class_names)} ({', '.join(self.class_names) or 'none'})")
+        self.refs = []
+        for label, name in enumerate(self.class_names):
+            paths = _list_images(posixpath.join(self.root, name))
+            if not paths:
+                raise ValueError(f"data {root!r}: class folder {name!r} holds no images "
+                                 f"({', '.join(IMAGE_EXTENSIONS)})")
+            for path in paths:
+                example_id = posixpath.relpath(path, self.root)
+                self.refs.append(ExampleRef(
+                    id=example_id, label=label, label_name=name, path=path,
+                    split=assign_split(example_id, seed=seed, val_fraction=val_fraction),
+                    digest=file_digest(path)))
+        self.fingerprint = _digest_json(
+            [[ref.id, ref.label_name, ref.digest] for ref in self.refs])
+
+    def read(self):
+        """A `PTransform` that yields `(ref, None)` for every example (the bytes are read later)."""
+        return "ListFiles" >> beam.Create([(ref, None) for ref in self.refs], reshuffle=True)
+
+    def path_of(self, example_id):
+        """The file path of an example id (for thumbnails in reports)."""
+        return posixpath.join(self.root, example_id)
+
+
+def _list_images(folder):
+    paths = []
+    for directory, _, files in tf.io.gfile.walk(folder):
+        paths.extend(posixpath.join(directory, name) for name in files
+                     if name.lower().endswith(IMAGE_EXTENSIONS))
+    return sorted(paths)
+
+
+def _digest_json(value):
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+class TfdsSource:
+    """A TFDS data set, `tfds:NAME` (optionally `tfds:NAME/CONFIG:VERSION`).
+
+    Its `train`, `validation` and `test` splits map to `train`, `val` and `test`; when it has no
+    validation split, training examples are hashed into `val` with `val_fraction`, as for folders.
+    The data set must be prepared (downloaded) already or downloadable; ids are TFDS example ids.
+
+    Args:
+        name: the TFDS name, without the `tfds:` prefix.
+        val_fraction: as for `FolderSource`. Defaults to `0.2`.
+        seed: as for `FolderSource`. Defaults to `123`.
+        data_dir: TFDS data directory. Defaults to TFDS's own.
+
+    Raises:
+        ValueError: an unknown data set, one without an image and a class label, or one that
+            cannot be downloaded.
+    """
+
+    def __init__(self, name, *, val_fraction=0.2, seed=123, data_dir=None):
+        import tensorflow_datasets as tfds
+
+        self.name, self.data_dir = name, data_dir
+        self.val_fraction, self.seed = val_fraction, seed
+        try:
+            builder = tfds.builder(name, data_dir=data_dir)
+            builder.download_and_prepare()
+        except Exception as err:  # TFDS raises many types; turn them into one line
+            first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ValueError(f"data tfds:{name}: cannot load it: {first_line}") from err
+        self.image_key, self.label_key = _image_and_label_keys(builder, name)
+        self.class_names = list(builder.info.features[self.label_key].names)
+        self.splits = sorted(builder.info.splits.keys())
+        self.has_validation = any(_TFDS_SPLITS.get(s) == "val" for s in self.splits)
+        self.fingerprint = _digest_json({
+            "name": name, "version": str(builder.info.version),
+            "splits": {s: builder.info.splits[s].num_examples for s in self.splits}})
+
+    def read(self):
+        """A `PTransform` that streams `(ref, encoded image bytes)` from every split."""
+        return "ReadTfds" >> (beam.Create(self.splits) | beam.FlatMap(self._examples)
+                              | beam.Reshuffle())
+
+    def _examples(self, tfds_split):
+        import tensorflow_datasets as tfds
+
+        builder = tfds.builder(self.name, data_dir=self.data_dir)
+        dataset = builder.as_dataset(
+            split=tfds_split, shuffle_files=False,
+            decoders={self.image_key: tfds.decode.SkipDecoding()},
+            read_config=tfds.ReadConfig(add_tfds_id=True))
+        for example in tfds.as_numpy(dataset):
+            example_id = example["tfds_id"].decode()
+            label = int(example[self.label_key])
+            split = _TFDS_SPLITS.get(tfds_split, tfds_split)
+            if split == "train" and not self.has_validation:
+                split = assign_split(example_id, seed=self.seed, val_fraction=self.val_fraction)
+            yield (ExampleRef(id=example_id, label=label, label_name=self.class_names[label],
+                              split=split), example[self.image_key])
+
+    def path_of(self, example_id):
+        """TFDS examples have no file path; returns `""`."""
+        return ""
+
+
+def _image_and_label_keys(builder, name):
+    import tensorflow_datasets as tfds
+
+    features = builder.info.features
+    images = [k for k, f in features.items() if isinstance(f, tfds.features.Image)]
+    labels = [k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)]
+    if not images or not labels:
+        raise ValueError(f"data tfds:{name}: expected an Image and a ClassLabel feature; got "
+                         f"{', '.join(sorted(features.keys()))}")
+    return images[0], ("label" if "label" in labels else labels[0])
+
+
+def open_source(data, *, val_fraction=0.2, seed=123):
+    """Opens `data`: `tfds:NAME` for a TFDS data set, anything else as a class-folder root.
+
+    Example:
+        >>> source = open_source("../shared/data/genki4k", val_fraction=0.2, seed=123)
+        >>> source.class_names
+        ['not_smiling', 'smiling']
+    """
+    check_scalar(val_fraction, "val_fraction", float, min_val=0.0, max_val=1.0,
+                 include_max=False)
+    if data.startswith(TFDS_PREFIX):
+        return TfdsSource(data[len(TFDS_PREFIX):], val_fraction=val_fraction, seed=seed)
+    return FolderSource(data, val_fraction=val_fraction, seed=seed)
