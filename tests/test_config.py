@@ -1,0 +1,50 @@
+import dataclasses
+
+import pytest
+
+from pipeline.augment import AugmentConfig
+from pipeline.config import EmbedConfig, cache_key
+
+BASE = EmbedConfig(data="data", backbone="mobilenet_v2", alpha=0.35, image_size=96,
+                   weights=None)
+
+
+def _key(config, data="fp", weights="none"):
+    return cache_key(config, data_fingerprint=data, weights_digest=weights)
+
+
+@pytest.mark.parametrize("change", [
+    {"backbone": "mobilenet"}, {"alpha": 0.5}, {"image_size": 128},
+    {"augment": AugmentConfig(rotation=0.2)}, {"augment_copies": 3}, {"val_fraction": 0.3},
+    {"seed": 124},
+])
+def test_key_changes_with_every_input(change):
+    assert _key(dataclasses.replace(BASE, **change)) != _key(BASE)
+
+
+def test_key_changes_with_data_and_weights():
+    assert _key(BASE, data="other") != _key(BASE)
+    assert _key(BASE, weights="sha256:abc") != _key(BASE)
+
+
+@pytest.mark.parametrize("change", [{"cache_root": "elsewhere"}, {"batch_size": 7},
+                                    {"num_shards": 3}, {"data": "moved/data"}])
+def test_key_ignores_what_does_not_change_embeddings(change):
+    assert _key(dataclasses.replace(BASE, **change)) == _key(BASE)
+
+
+def test_image_size_defaults_to_the_backbone_size():
+    assert EmbedConfig(data="d", backbone="efficientnet_b2").image_size == 260
+
+
+def test_dict_round_trip():
+    assert EmbedConfig.from_dict(BASE.to_dict()) == BASE
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"augment_copies": -1}, "augment_copies"), ({"seed": -3}, "seed"),
+    ({"image_size": 10}, "image_size"), ({"backbone": "vgg"}, "backbone"),
+])
+def test_bad_values_are_refused(change, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(BASE, **change)

@@ -1,0 +1,71 @@
+import shutil
+
+import pytest
+
+from pipeline.sources import FolderSource, assign_split, open_source
+
+
+def _splits(source):
+    return {ref.id: ref.split for ref in source.refs}
+
+
+def test_classes_are_sorted_and_labels_follow(faces):
+    source = open_source(faces)
+    assert source.class_names == ["neutral", "smiling"]
+    assert {(ref.label, ref.label_name) for ref in source.refs} == {(0, "neutral"),
+                                                                    (1, "smiling")}
+
+
+def test_only_image_extensions_are_listed_case_insensitively(faces_copy):
+    shutil.copy(faces_copy / "smiling" / "smiling_0000.jpg", faces_copy / "smiling" / "UP.PNG")
+    (faces_copy / "smiling" / "notes.txt").write_text("not an image")
+    ids = {ref.id for ref in FolderSource(str(faces_copy)).refs}
+    assert "smiling/UP.PNG" in ids and "smiling/notes.txt" not in ids
+
+
+def test_split_is_stable_when_files_are_added_or_removed(faces_copy):
+    before = _splits(FolderSource(str(faces_copy), seed=7))
+    for index in range(5):
+        shutil.copy(faces_copy / "neutral" / "neutral_0000.jpg",
+                    faces_copy / "neutral" / f"added_{index}.jpg")
+    (faces_copy / "smiling" / "smiling_0003.jpg").unlink()
+    after = _splits(FolderSource(str(faces_copy), seed=7))
+    common = set(before) & set(after)
+    assert len(common) == len(before) - 1
+    assert all(before[i] == after[i] for i in common)
+
+
+def test_split_depends_on_seed_and_fraction():
+    ids = [f"class/{i}.jpg" for i in range(2000)]
+    val = [assign_split(i, seed=1, val_fraction=0.2) for i in ids].count("val")
+    assert 330 < val < 470
+    assert ([assign_split(i, seed=1, val_fraction=0.2) for i in ids]
+            != [assign_split(i, seed=2, val_fraction=0.2) for i in ids])
+
+
+def test_fingerprint_changes_with_content(faces_copy):
+    before = FolderSource(str(faces_copy)).fingerprint
+    (faces_copy / "neutral" / "neutral_0001.jpg").write_bytes(b"changed")
+    assert FolderSource(str(faces_copy)).fingerprint != before
+
+
+def test_not_a_folder_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="not a folder"):
+        open_source(str(tmp_path / "missing"))
+
+
+def test_one_class_is_refused(faces_copy):
+    shutil.rmtree(faces_copy / "smiling")
+    with pytest.raises(ValueError, match="at least two class sub-folders; got 1"):
+        open_source(str(faces_copy))
+
+
+def test_empty_class_folder_is_refused(faces_copy):
+    (faces_copy / "empty").mkdir()
+    with pytest.raises(ValueError, match="class folder 'empty' holds no images"):
+        open_source(str(faces_copy))
+
+
+def test_bad_val_fraction_is_refused(faces):
+    with pytest.raises(ValueError, match="val_fraction"):
+        open_source(faces, val_fraction=1.0)
