@@ -1,0 +1,42 @@
+"""Helpers shared by the benchmark scripts (not part of the library)."""
+import json
+import os
+import pathlib
+import resource
+import subprocess
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+GENKI = REPO.parent / "shared" / "data" / "genki4k"
+MOBILENET_025 = REPO.parent / "shared" / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
+
+
+def genki_subset(root, per_class):
+    """Symlinks the first `per_class` GENKI-4K images of each class under `root`; returns it."""
+    if not GENKI.is_dir():
+        sys.exit(f"{GENKI} is not here: the benchmark needs the GENKI-4K folder")
+    root = pathlib.Path(root)
+    for name in ("not_smiling", "smiling"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for file in sorted(os.listdir(GENKI / name))[:per_class]:
+            link = root / name / file
+            if not link.exists():
+                link.symlink_to(GENKI / name / file)
+    return str(root)
+
+
+def run_job(module, args):
+    """Runs `python -m module args` in a subprocess; returns (seconds, peak RSS MB of a child)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return seconds, max(peak, before) / 1024
+
+
+def emit(figures):
+    """Prints the closing JSON line of a benchmark."""
+    print(json.dumps(figures, sort_keys=True))

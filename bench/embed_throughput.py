@@ -1,0 +1,67 @@
+"""Embed-job throughput against the raw backbone, and memory against input size.
+
+    python bench/embed_throughput.py [--n 300] [--image-size 192]
+
+Side by side in one run, on N and 4N GENKI-4K images with MobileNetV2 (alpha 1.0, random weights,
+K = 0): images/s of the whole embed job (`python -m jobs.embed`, DirectRunner on both cores,
+start-up included) and of the raw backbone (`tf.function` over the same images pre-decoded into
+memory, batch 32), their ratio, and the peak RSS of the job's largest process for N and 4N.
+Ends with one JSON line.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.common import emit, genki_subset, run_job  # noqa: E402
+
+
+def raw_backbone_img_per_s(root, image_size, batch_size=32):
+    from pipeline.backbones import Embedder
+    from pipeline.images import load_image
+    from pipeline.sources import open_source
+
+    refs = open_source(root).refs
+    images = np.stack([load_image(open(r.path, "rb").read(), image_size) for r in refs])
+    embed = Embedder("mobilenet_v2", image_size=image_size, weights=None)
+    embed(images[:batch_size])  # trace and warm up
+    start = time.perf_counter()
+    for index in range(0, len(images), batch_size):
+        embed(images[index:index + batch_size])
+    return len(images) / (time.perf_counter() - start)
+
+
+def job_run(root, image_size, cache_dir):
+    args = ["--data", root, "--backbone", "mobilenet_v2", "--weights", "none", "--image-size",
+            str(image_size), "--augment-copies", "0", "--cache-dir", cache_dir]
+    return run_job("jobs.embed", args)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=300, help="N images (half per class)")
+    parser.add_argument("--image-size", type=int, default=192)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        small = genki_subset(os.path.join(tmp, "n"), args.n // 2)
+        large = genki_subset(os.path.join(tmp, "4n"), 2 * args.n)
+        seconds_n, rss_n = job_run(small, args.image_size, os.path.join(tmp, "cache_n"))
+        seconds_4n, rss_4n = job_run(large, args.image_size, os.path.join(tmp, "cache_4n"))
+        raw = raw_backbone_img_per_s(large, args.image_size)
+    job = 4 * args.n / seconds_4n
+    print(f"{'':28}{'images':>8}{'seconds':>9}{'img/s':>8}{'peak RSS MB':>13}")
+    print(f"{'embed job, N':28}{args.n:8d}{seconds_n:9.1f}{args.n / seconds_n:8.1f}{rss_n:13.0f}")
+    print(f"{'embed job, 4N':28}{4 * args.n:8d}{seconds_4n:9.1f}{job:8.1f}{rss_4n:13.0f}")
+    print(f"{'raw backbone (tf.function)':28}{4 * args.n:8d}{4 * args.n / raw:9.1f}{raw:8.1f}")
+    print(f"ratio job/raw: {job / raw:.2f}")
+    emit({"job_img_per_s": round(job, 2), "raw_img_per_s": round(raw, 2),
+          "ratio": round(job / raw, 3), "peak_rss_mb_n": round(rss_n, 1),
+          "peak_rss_mb_4n": round(rss_4n, 1), "n": args.n, "image_size": args.image_size})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Train heads on a feature cache and report on them: what `python -m jobs.train_head` runs.
+
+One call trains one head per requested training fraction (deterministic stratified subsets of the
+training images, all copies of an image together), writes each head with its full report, and,
+for several fractions, a comparison table: the seeds' "Model 1 / Model 2" experiments in seconds.
+"""
+import dataclasses
+import json
+import os
+import posixpath
+import time
+
+import numpy as np
+
+from pipeline import cache, reports
+from pipeline.heads import HeadConfig, fraction_subset, train_head
+
+__all__ = ["train_heads_on_cache", "example_paths", "comparison_markdown"]
+
+
+def example_paths(manifest, ids):
+    """File paths of cached example ids (for thumbnails), or None for sources without files."""
+    root = manifest.get("source", {}).get("root")
+    return [posixpath.join(root, i) for i in ids] if root else None
+
+
+def _fit_one(cache_dir, manifest, train, val, out_dir, *, config, fraction, top_n, verbose):
+    mask = fraction_subset(train.ids, train.labels, fraction, seed=config.seed)
+    subset = cache.FeatureSplit(*(array[mask] for array in train))
+    start = time.perf_counter()
+    head = train_head(subset, val, num_classes=len(manifest["class_names"]), config=config,
+                      verbose=verbose)
+    seconds = time.perf_counter() - start
+    head.meta = {"cache_key": manifest["cache_key"], "cache_dir": cache_dir,
+                 "class_names": manifest["class_names"],
+                 "embed_config": manifest["config"], "head_config": dataclasses.asdict(config),
+                 "train_fraction": fraction, "train_images": int(len(np.unique(subset.ids)))}
+    head.save(out_dir)
+    proba = head.predict_proba(val.embeddings)
+    report = reports.write_report(
+        out_dir, ids=val.ids, y_true=val.labels, proba=proba, class_names=manifest["class_names"],
+        title=f"{config.head} head on {fraction:g} of the training images",
+        paths=example_paths(manifest, val.ids), history=head.history,
+        phases=[("head", 1)], top_n=top_n, config=dataclasses.asdict(config),
+        extra={"job": "train_head", "cache_key": manifest["cache_key"], "cache_dir": cache_dir,
+               "embed_config": manifest["config"], "versions": manifest.get("versions"),
+               "train_fraction": fraction, "train_images": head.meta["train_images"],
+               "train_records": int(mask.sum()), "train_seconds": round(seconds, 3),
+               "epochs_run": len(head.history.get("loss", [])) or None})
+    return report
+
+
+def train_heads_on_cache(cache_dir, out_dir, *, config=HeadConfig(), fractions=(1.0,),
+                         top_n=50, verbose=0):
+    """Trains and reports one head per training fraction.
+
+    With one fraction, the head and its report are written to `out_dir`; with several, each goes
+    to `out_dir/fraction_<f>/` and `out_dir` gets `comparison.csv`, `comparison.md`,
+    `index.html` and a `report.json` whose `accuracy` is that of the largest fraction.
+
+    Args:
+        cache_dir: a complete cache written by `jobs.embed`.
+        out_dir: the output folder.
+        config: a `HeadConfig`. Defaults to `HeadConfig()`.
+        fractions: training fractions in (0, 1]. Defaults to `(1.0,)`.
+        top_n: rows of the most-wrong report. Defaults to `50`.
+        verbose: Keras progress display. Defaults to `0`.
+
+    Returns:
+        The list of report dicts, one per fraction.
+
+    Raises:
+        pipeline.cache.CacheError: the cache is incomplete or corrupt.
+        ValueError: one class in training, or no validation examples.
+    """
+    manifest = cache.read_manifest(cache_dir)
+    train = cache.load_split(cache_dir, "train")
+    val = cache.load_split(cache_dir, "val", clean_only=True, verify=False)
+    if len(fractions) == 1:
+        return [_fit_one(cache_dir, manifest, train, val, out_dir, config=config,
+                         fraction=fractions[0], top_n=top_n, verbose=verbose)]
+    results = [_fit_one(cache_dir, manifest, train, val,
+                        os.path.join(out_dir, f"fraction_{fraction:g}"), config=config,
+                        fraction=fraction, top_n=top_n, verbose=verbose)
+               for fraction in fractions]
+    _write_comparison(out_dir, results)
+    return results
+
+
+_COLUMNS = ("train_fraction", "train_images", "accuracy", "macro_f1", "roc_auc",
+            "majority_baseline", "epochs_run", "train_seconds")
+
+
+def _write_comparison(out_dir, results):
+    rows = [[r[c] for c in _COLUMNS] for r in results]
+    reports.write_csv(os.path.join(out_dir, "comparison.csv"), _COLUMNS, rows)
+    table = comparison_markdown(results)
+    with open(os.path.join(out_dir, "comparison.md"), "w") as handle:
+        handle.write(table + "\n")
+    links = "".join(f'<li><a href="fraction_{r["train_fraction"]:g}/index.html">fraction '
+                    f'{r["train_fraction"]:g}</a>: accuracy {r["accuracy"]:.4f}</li>'
+                    for r in results)
+    with open(os.path.join(out_dir, "index.html"), "w") as handle:
+        handle.write(reports.html_page("Training fractions compared", f"<ul>{links}</ul>"))
+    largest = max(results, key=lambda r: r["train_fraction"])
+    summary = {"accuracy": largest["accuracy"], "macro_f1": largest["macro_f1"],
+               "fractions": [{c: r[c] for c in _COLUMNS} for r in results],
+               "cache_key": largest["cache_key"], "config": largest["config"]}
+    with open(os.path.join(out_dir, "report.json"), "w") as handle:
+        json.dump(summary, handle, indent=2, sort_keys=True)
+
+
+def comparison_markdown(results):
+    """A Markdown table of the fractions' figures."""
+    def cell(value):
+        return "-" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
+
+    lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
+    lines += ["| " + " | ".join(cell(r[c]) for c in _COLUMNS) + " |" for r in results]
+    return "\n".join(lines)

@@ -1,0 +1,233 @@
+"""Classification heads trained on cached embeddings: no backbone pass at all.
+
+- `dense`: Dropout + Dense, the seeds' head (one logit for two classes, softmax logits for more),
+  trained with Adam and early stopping on validation loss (best weights restored). It is saved as a
+  Keras model so that the fine-tune job can load it into the end-to-end model.
+- `logistic`: scikit-learn `LogisticRegression` on standardised embeddings, a strong fast baseline.
+
+The same features, config and seed give the same head.
+"""
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import pickle
+
+import numpy as np
+
+from pipeline.validation import check_choice, check_scalar
+
+__all__ = ["HEADS", "HeadConfig", "TrainedHead", "train_head", "load_head", "fraction_subset"]
+
+HEADS = ("dense", "logistic")
+_KERAS_FILE, _SKLEARN_FILE, _META_FILE = "head.keras", "head.pkl", "head.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadConfig:
+    """How a head is trained.
+
+    Attributes:
+        head: `"dense"` or `"logistic"`. Defaults to `"dense"`.
+        epochs: maximum epochs (dense). Defaults to `200`.
+        batch_size: Defaults to `128`.
+        learning_rate: Adam's learning rate (dense). Defaults to `1e-3`.
+        dropout: dropout before the dense layer. Defaults to `0.2`.
+        patience: early-stopping patience on validation loss. Defaults to `10`.
+        class_weight: weight classes by inverse frequency. Defaults to `False`.
+        l2: inverse regularisation strength `C` of the logistic head. Defaults to `1.0`.
+        seed: seed of initialisation, shuffling and subsets. Defaults to `123`.
+    """
+
+    head: str = "dense"
+    epochs: int = 200
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    dropout: float = 0.2
+    patience: int = 10
+    class_weight: bool = False
+    l2: float = 1.0
+    seed: int = 123
+
+    def __post_init__(self):
+        check_choice(self.head, "head", HEADS)
+        check_scalar(self.epochs, "epochs", int, min_val=1)
+        check_scalar(self.batch_size, "batch_size", int, min_val=1)
+        check_scalar(self.learning_rate, "learning_rate", float, min_val=0.0, include_min=False)
+        check_scalar(self.dropout, "dropout", float, min_val=0.0, max_val=1.0, include_max=False)
+        check_scalar(self.patience, "patience", int, min_val=1)
+        check_scalar(self.l2, "l2", float, min_val=0.0, include_min=False)
+
+
+def fraction_subset(ids, labels, fraction, *, seed):
+    """A deterministic stratified subset of images: a boolean mask over rows.
+
+    Per class, images (distinct ids) are ranked by a hash of (seed, id) and the first
+    `ceil(fraction * n)` (at least one) are kept; every row (augmented copy) of a kept image is kept.
+    """
+    check_scalar(fraction, "train_fraction", float, min_val=0.0, max_val=1.0, include_min=False)
+    keep = set()
+    for label in np.unique(labels):
+        images = sorted(set(ids[labels == label].tolist()),
+                        key=lambda i: hashlib.sha256(f"{seed}\x00{i}".encode()).digest())
+        keep.update(images[:max(1, math.ceil(fraction * len(images)))])
+    return np.isin(ids, list(keep))
+
+
+class TrainedHead:
+    """A trained head: `predict_proba(embeddings) -> (n, num_classes)` probabilities.
+
+    Attributes:
+        kind: `"dense"` or `"logistic"`.
+        model: the Keras model (dense) or scikit-learn pipeline (logistic).
+        num_classes: number of classes.
+        history: per-epoch `loss`, `accuracy`, `val_loss`, `val_accuracy` lists (dense), or {}.
+        meta: what `save` writes to `head.json`.
+    """
+
+    def __init__(self, kind, model, *, num_classes, history=None, meta=None):
+        self.kind, self.model, self.num_classes = kind, model, num_classes
+        self.history = history or {}
+        self.meta = meta or {}
+
+    def predict_proba(self, embeddings):
+        embeddings = np.asarray(embeddings, np.float32)
+        if self.kind == "logistic":
+            return self.model.predict_proba(embeddings)
+        import tensorflow as tf
+
+        logits = self.model.predict(embeddings, verbose=0, batch_size=1024)
+        if self.num_classes == 2:
+            positive = tf.sigmoid(logits[:, 0]).numpy()
+            return np.stack([1.0 - positive, positive], axis=1)
+        return tf.nn.softmax(logits).numpy()
+
+    def save(self, directory):
+        """Writes `head.keras` or `head.pkl`, and `head.json`, into `directory`."""
+        os.makedirs(directory, exist_ok=True)
+        if self.kind == "dense":
+            self.model.save(os.path.join(directory, _KERAS_FILE))
+        else:
+            with open(os.path.join(directory, _SKLEARN_FILE), "wb") as handle:
+                pickle.dump(self.model, handle)
+        meta = {**self.meta, "kind": self.kind, "num_classes": self.num_classes,
+                "history": self.history}
+        with open(os.path.join(directory, _META_FILE), "w") as handle:
+            json.dump(meta, handle, indent=2, sort_keys=True)
+
+
+def load_head(directory):
+    """Loads a head saved by `TrainedHead.save`.
+
+    Raises:
+        ValueError: the folder holds no saved head.
+    """
+    meta_path = os.path.join(directory, _META_FILE)
+    if not os.path.isfile(meta_path):
+        raise ValueError(f"head {directory!r}: no {_META_FILE}; train one with "
+                         "`python -m jobs.train_head`")
+    with open(meta_path) as handle:
+        meta = json.load(handle)
+    if meta["kind"] == "dense":
+        import keras
+
+        model = keras.models.load_model(os.path.join(directory, _KERAS_FILE))
+    else:
+        with open(os.path.join(directory, _SKLEARN_FILE), "rb") as handle:
+            model = pickle.load(handle)
+    return TrainedHead(meta["kind"], model, num_classes=meta["num_classes"],
+                       history=meta.get("history"), meta=meta)
+
+
+def _class_weights(labels, num_classes):
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    return {c: float(len(labels) / (num_classes * counts[c])) for c in range(num_classes)
+            if counts[c]}
+
+
+def build_dense_head(embedding_dim, num_classes, *, dropout=0.2):
+    """Dropout + Dense: one logit for two classes, `num_classes` logits otherwise."""
+    import keras
+
+    return keras.Sequential([
+        keras.Input((embedding_dim,), name="embedding"),
+        keras.layers.Dropout(dropout, name="head_dropout"),
+        keras.layers.Dense(1 if num_classes == 2 else num_classes, name="head_logits"),
+    ], name="head")
+
+
+def _head_loss_and_metric(num_classes):
+    import keras
+
+    if num_classes == 2:
+        return (keras.losses.BinaryCrossentropy(from_logits=True),
+                keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0))
+    return (keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
+
+
+def _train_dense(train_x, train_y, val_x, val_y, num_classes, config, verbose):
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    model = build_dense_head(train_x.shape[1], num_classes, dropout=config.dropout)
+    loss, metric = _head_loss_and_metric(num_classes)
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss,
+                  metrics=[metric])
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+                                         restore_best_weights=True)
+    fitted = model.fit(
+        train_x, train_y, validation_data=(val_x, val_y), epochs=config.epochs,
+        batch_size=config.batch_size, shuffle=True, callbacks=[stop], verbose=verbose,
+        class_weight=_class_weights(train_y, num_classes) if config.class_weight else None)
+    history = {k: [float(v) for v in values] for k, values in fitted.history.items()}
+    history["best_epoch"] = int(np.argmin(history["val_loss"])) + 1
+    return model, history
+
+
+def _train_logistic(train_x, train_y, config):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), LogisticRegression(
+        C=config.l2, max_iter=5000, random_state=config.seed,
+        class_weight="balanced" if config.class_weight else None))
+    return model.fit(train_x, train_y)
+
+
+def train_head(train, val, *, num_classes, config=HeadConfig(), verbose=0):
+    """Trains a head on cached embeddings.
+
+    Args:
+        train: a `pipeline.cache.FeatureSplit` (all copies).
+        val: a `FeatureSplit` of clean validation embeddings.
+        num_classes: number of classes of the cache.
+        config: a `HeadConfig`. Defaults to `HeadConfig()`.
+        verbose: Keras progress display (0 silent, 1 progress bar, 2 a line per epoch).
+            Defaults to `0`.
+
+    Returns:
+        A `TrainedHead`.
+
+    Raises:
+        ValueError: fewer than two classes in training, or an empty validation split.
+
+    Example:
+        >>> head = train_head(load_split(c, "train"), load_split(c, "val", clean_only=True),
+        ...                   num_classes=2)
+    """
+    present = np.unique(train.labels)
+    if len(present) < 2:
+        raise ValueError(f"training split holds only class {present.tolist()}: a classifier "
+                         "needs at least two classes")
+    if len(val.labels) == 0:
+        raise ValueError("validation split is empty: re-run `python -m jobs.embed` with "
+                         "--val-fraction above 0 (e.g. 0.2)")
+    if config.head == "logistic":
+        model = _train_logistic(train.embeddings, train.labels, config)
+        return TrainedHead("logistic", model, num_classes=num_classes)
+    model, history = _train_dense(train.embeddings, train.labels, val.embeddings, val.labels,
+                                  num_classes, config, verbose)
+    return TrainedHead("dense", model, num_classes=num_classes, history=history)

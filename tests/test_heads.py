@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+
+from pipeline.cache import FeatureSplit
+from pipeline.heads import HeadConfig, fraction_subset, load_head, train_head
+
+
+def _split(x, y, copies=None, prefix="img"):
+    ids = np.array([f"{prefix}{i}" for i in range(len(y))])
+    return FeatureSplit(ids, x.astype(np.float32), y.astype(np.int64),
+                        np.zeros(len(y), np.int64) if copies is None else copies)
+
+
+def _separable(n, dim=16, seed=0, shuffle_labels=False):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = rng.normal(0, 1, (n, dim))
+    x[:, 0] += np.where(y == 1, 4.0, -4.0)
+    if shuffle_labels:
+        y = rng.permutation(y)
+    return x, y
+
+
+FAST = HeadConfig(epochs=60, patience=5, batch_size=64, learning_rate=1e-2)
+
+
+@pytest.mark.parametrize("kind", ["dense", "logistic"])
+def test_linearly_separable_embeddings_give_accuracy_one(kind):
+    (x, y), (vx, vy) = _separable(400, seed=0), _separable(100, seed=1)
+    head = train_head(_split(x, y), _split(vx, vy), num_classes=2,
+                      config=HeadConfig(head=kind, epochs=60, patience=5, batch_size=64))
+    assert np.mean(head.predict_proba(vx).argmax(1) == vy) == 1.0
+
+
+@pytest.mark.parametrize("kind", ["dense", "logistic"])
+def test_shuffled_labels_stay_near_chance(kind):
+    (x, y), (vx, vy) = _separable(400, seed=0, shuffle_labels=True), _separable(
+        400, seed=1, shuffle_labels=True)
+    head = train_head(_split(x, y), _split(vx, vy), num_classes=2,
+                      config=HeadConfig(head=kind, epochs=60, patience=5, batch_size=64))
+    assert 0.35 < np.mean(head.predict_proba(vx).argmax(1) == vy) < 0.65
+
+
+def test_multiclass_dense_head_gives_softmax_probabilities():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    x = rng.normal(0, 1, (300, 8)) + np.eye(3, 8)[y] * 8
+    head = train_head(_split(x, y), _split(x, y), num_classes=3, config=FAST)
+    proba = head.predict_proba(x)
+    assert proba.shape == (300, 3)
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
+    assert np.mean(proba.argmax(1) == y) > 0.95
+
+
+def test_same_data_and_seed_give_the_same_head():
+    (x, y), (vx, vy) = _separable(300, seed=2), _separable(100, seed=3)
+    first = train_head(_split(x, y), _split(vx, vy), num_classes=2, config=FAST)
+    second = train_head(_split(x, y), _split(vx, vy), num_classes=2, config=FAST)
+    np.testing.assert_array_equal(first.predict_proba(vx), second.predict_proba(vx))
+    assert first.history == second.history
+
+
+@pytest.mark.parametrize("kind", ["dense", "logistic"])
+def test_save_and_load_round_trip(kind, tmp_path):
+    (x, y), (vx, vy) = _separable(200, seed=4), _separable(50, seed=5)
+    head = train_head(_split(x, y), _split(vx, vy), num_classes=2,
+                      config=HeadConfig(head=kind, epochs=5))
+    head.save(tmp_path)
+    np.testing.assert_allclose(load_head(tmp_path).predict_proba(vx), head.predict_proba(vx),
+                               atol=1e-6)
+
+
+def test_one_class_in_training_is_refused():
+    x, _ = _separable(50)
+    with pytest.raises(ValueError, match="only class \\[1\\]"):
+        train_head(_split(x, np.ones(50)), _split(x, np.ones(50)), num_classes=2)
+
+
+def test_empty_validation_is_refused():
+    x, y = _separable(50)
+    with pytest.raises(ValueError, match="validation split is empty.*--val-fraction"):
+        train_head(_split(x, y), _split(x[:0], y[:0]), num_classes=2)
+
+
+def test_missing_head_folder_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="no head.json"):
+        load_head(tmp_path)
+
+
+def test_fraction_subset_is_stratified_deterministic_and_keeps_copies_together():
+    ids = np.repeat([f"img{i}" for i in range(200)], 3)
+    labels = np.repeat(np.r_[np.zeros(150, int), np.ones(50, int)], 3)
+    mask = fraction_subset(ids, labels, 0.1, seed=1)
+    np.testing.assert_array_equal(mask, fraction_subset(ids, labels, 0.1, seed=1))
+    chosen = set(ids[mask])
+    assert len(chosen) == 15 + 5
+    assert mask.sum() == 3 * len(chosen)
+    assert np.bincount(labels[mask]).tolist() == [45, 15]
+    assert set(ids[fraction_subset(ids, labels, 0.1, seed=2)]) != chosen
+    assert len(set(ids[fraction_subset(ids, labels, 0.001, seed=1)])) == 2

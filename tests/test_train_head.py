@@ -1,0 +1,51 @@
+import json
+
+import pytest
+
+from jobs import embed, train_head
+from pipeline.heads import load_head
+from tests.conftest import IN_MEMORY
+
+
+@pytest.fixture(scope="module")
+def real_cache(genki_subset, mobilenet_weights, tmp_path_factory):
+    result = embed.run(["--data", genki_subset, "--backbone", "mobilenet", "--alpha", "0.25",
+                        "--image-size", "64", "--weights", mobilenet_weights,
+                        "--augment-copies", "1", "--cache-dir",
+                        str(tmp_path_factory.mktemp("cache")), *IN_MEMORY])
+    return result.cache_dir
+
+
+@pytest.mark.parametrize("head", ["dense", "logistic"])
+def test_job_writes_the_contract_files(real_cache, tmp_path, head):
+    out = tmp_path / head
+    (report,) = train_head.run(["--cache", real_cache, "--head", head, "--out", str(out),
+                                "--quiet", "--epochs", "30"])
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["accuracy"] == report["accuracy"]
+    assert saved["num_examples"] == sum(map(sum, saved["confusion_matrix"]))
+    for name in ("index.html", "most_wrong.csv", "confusion_matrix.png"):
+        assert (out / name).is_file()
+    assert load_head(str(out)).meta["cache_key"] == saved["cache_key"]
+    assert (out / "curves.png").is_file() == (head == "dense")
+
+
+def test_fractions_give_one_run_each_and_a_comparison(real_cache, tmp_path):
+    reports = train_head.run(["--cache", real_cache, "--out", str(tmp_path), "--quiet",
+                              "--head", "logistic", "--train-fraction", "0.1", "1.0"])
+    assert [r["train_fraction"] for r in reports] == [0.1, 1.0]
+    assert reports[0]["train_images"] < reports[1]["train_images"]
+    assert (tmp_path / "fraction_0.1" / "report.json").is_file()
+    lines = (tmp_path / "comparison.csv").read_text().strip().splitlines()
+    assert len(lines) == 3
+    assert json.loads((tmp_path / "report.json").read_text())["accuracy"] == reports[1]["accuracy"]
+
+
+def test_incomplete_cache_is_refused(real_cache, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(real_cache, broken)
+    (broken / "manifest.json").unlink()
+    with pytest.raises(ValueError, match="incomplete"):
+        train_head.run(["--cache", str(broken), "--out", str(tmp_path / "out"), "--quiet"])
