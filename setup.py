@@ -19,6 +19,7 @@ setuptools.setup(
         "numpy>=1.26",
         "Pillow>=10",
         "matplotlib>=3.8",
+        "tensorboard",
     ],
     extras_require={
         "dataflow": ["apache-beam[gcp]==2.77.*"],

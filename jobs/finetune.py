@@ -1,0 +1,93 @@
+"""Fine-tune job: `python -m jobs.finetune --cache DIR --head DIR --out DIR [--epochs E]`.
+
+Builds the end-to-end model of a cache (same images, split, backbone, size and augmentation),
+warm-starts its dense layer from the head trained by `jobs.train_head`, unfreezes the backbone
+(all of it by default; `--fine-tune-at N` or `--unfreeze-last N` for less; BatchNorm stays frozen
+in inference mode) and trains with Adam, early stopping, per-epoch checkpoints and logs. Writes
+`model.keras`, `report.json` (top-level `accuracy`) and the full report. `--resume` continues an
+interrupted run. The last line printed is the path of the report's `index.html`.
+"""
+import argparse
+import logging
+import os
+import sys
+
+from pipeline.finetune import FinetuneConfig, run_finetune
+
+
+def build_parser():
+    defaults = FinetuneConfig()
+    parser = argparse.ArgumentParser(prog="python -m jobs.finetune",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--cache", help="cache folder written by jobs.embed")
+    parser.add_argument("--head", help="dense head folder written by jobs.train_head")
+    parser.add_argument("--out", help="output folder")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--fine-tune-at", type=int, default=None,
+                       help="backbone layers before this index stay frozen (default: none)")
+    group.add_argument("--unfreeze-last", type=int, default=None,
+                       help="unfreeze only the last N backbone layers")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--patience", type=int, default=defaults.patience)
+    parser.add_argument("--distribute", choices=("none", "mirrored"), default="none",
+                        help="mirrored: tf.distribute.MirroredStrategy over the visible GPUs")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run from its last completed epoch")
+    parser.add_argument("--top-n", type=int, default=50)
+    parser.add_argument("--list-layers", action="store_true",
+                        help="print index, name and trainable flag of every backbone layer "
+                        "(as --fine-tune-at/--unfreeze-last would set them) and exit")
+    return parser
+
+
+def _config(args):
+    return FinetuneConfig(epochs=args.epochs, learning_rate=args.learning_rate,
+                          fine_tune_at=args.fine_tune_at, unfreeze_last=args.unfreeze_last,
+                          batch_size=args.batch_size, patience=args.patience,
+                          distribute=args.distribute, seed=args.seed)
+
+
+def list_layers(cache_dir, config):
+    """Lines of `index  name  trainable` for the backbone of a cache's end-to-end model."""
+    from pipeline import cache
+    from pipeline.finetune import backbone_of, build_model, set_trainable
+
+    model = build_model(cache.read_manifest(cache_dir))
+    set_trainable(model, config)
+    return [f"{i:4d}  {layer.name:40s} {layer.trainable}"
+            for i, layer in enumerate(backbone_of(model).layers)]
+
+
+def run(argv=None, callbacks=()):
+    """Parses `argv` and fine-tunes; returns the report dict (or the layer lines)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    needed = ["cache"] if args.list_layers else ["cache", "head", "out"]
+    missing = [f"--{name}" for name in needed if not getattr(args, name)]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
+    if args.list_layers:
+        return list_layers(args.cache, _config(args))
+    return run_finetune(args.cache, args.head, args.out, config=_config(args),
+                        resume=args.resume, top_n=args.top_n, callbacks=callbacks)
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        result = run(argv)
+    except ValueError as err:
+        sys.exit(f"error: {err}")
+    if isinstance(result, list):
+        print("\n".join(result))
+        return
+    print(f"validation accuracy: head {result['head_vs_finetuned']['head_accuracy']:.4f} -> "
+          f"fine-tuned {result['accuracy']:.4f}")
+    print(os.path.join(build_parser().parse_args(argv).out, "index.html"))
+
+
+if __name__ == "__main__":
+    main()

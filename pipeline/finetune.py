@@ -1,0 +1,349 @@
+"""Fine-tuning: the end-to-end model, warm-started from the cached-feature head.
+
+    image -> augmentation (random, training only) -> the backbone's preprocess_input
+          -> backbone (training=False: BatchNorm in inference mode) -> pooling -> dropout -> dense
+
+The data source, split, backbone, image size and augmentation come from the cache's manifest, so
+training and validation images are exactly the cache's. The dense layer starts from the head that
+`jobs.train_head` fitted on the cached embeddings, so phase 1 is never repeated: before any
+fine-tuning step the model's validation predictions equal the head's.
+"""
+import dataclasses
+import os
+import shutil
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipeline.augment import AugmentConfig, build_augmenter
+from pipeline.backbones import Preprocess, build_backbone
+from pipeline.images import decode_image
+from pipeline.sources import FolderSource
+from pipeline.validation import check_choice, check_scalar
+
+__all__ = ["FinetuneConfig", "build_model", "set_trainable", "backbone_of", "image_dataset",
+           "split_refs", "compile_model", "probabilities", "fit", "run_finetune"]
+
+_STRATEGIES = ("none", "mirrored")
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """How the end-to-end model is fine-tuned.
+
+    The defaults come from measurement (../shared/BASELINES.md and bench/finetune_genki.py): with
+    a small backbone, Adam 1e-4 on all layers clearly beats the seeds' 1e-5 on the top layers.
+
+    Attributes:
+        epochs: fine-tuning epochs (after the head's). Defaults to `10`.
+        learning_rate: Adam's learning rate. Defaults to `1e-4`.
+        fine_tune_at: backbone layers before this index stay frozen; None: see `unfreeze_last`.
+        unfreeze_last: unfreeze only the last N backbone layers; None (and no `fine_tune_at`)
+            unfreezes all. Defaults to None.
+        batch_size: Defaults to `32`.
+        patience: early stopping on validation accuracy. Defaults to `3`.
+        distribute: `"none"` or `"mirrored"` (`tf.distribute.MirroredStrategy`). Defaults to
+            `"none"`.
+        seed: Defaults to `123`.
+    """
+
+    epochs: int = 10
+    learning_rate: float = 1e-4
+    fine_tune_at: int | None = None
+    unfreeze_last: int | None = None
+    batch_size: int = 32
+    patience: int = 3
+    distribute: str = "none"
+    seed: int = 123
+
+    def __post_init__(self):
+        check_scalar(self.epochs, "epochs", int, min_val=0)
+        check_scalar(self.learning_rate, "learning_rate", float, min_val=0.0, include_min=False)
+        if self.fine_tune_at is not None and self.unfreeze_last is not None:
+            raise ValueError("fine_tune_at and unfreeze_last: expected at most one; got both")
+        if self.fine_tune_at is not None:
+            check_scalar(self.fine_tune_at, "fine_tune_at", int, min_val=0)
+        if self.unfreeze_last is not None:
+            check_scalar(self.unfreeze_last, "unfreeze_last", int, min_val=0)
+        check_scalar(self.batch_size, "batch_size", int, min_val=1)
+        check_scalar(self.patience, "patience", int, min_val=1)
+        check_choice(self.distribute, "distribute", _STRATEGIES)
+
+
+def backbone_of(model):
+    """The backbone sub-model of an end-to-end model built by `build_model`."""
+    return model.get_layer("backbone")
+
+
+def build_model(manifest, head=None):
+    """Builds the end-to-end model for a cache, its dense layer copied from `head`.
+
+    Args:
+        manifest: the cache's manifest.
+        head: a dense `TrainedHead` of the same cache, or None for a fresh head.
+
+    Returns:
+        A `keras.Model` mapping images in [0, 255] to logits (one for two classes).
+    """
+    config = manifest["config"]
+    weights = manifest["weights_used"]
+    if weights is None:
+        warnings.warn("the cache was embedded with random backbone weights; the fine-tune "
+                      "backbone is another random draw, so the warm start is not exact",
+                      stacklevel=2)
+    backbone, _ = build_backbone(config["backbone"], image_size=config["image_size"],
+                                 weights=weights, alpha=config["alpha"])
+    backbone.name = "backbone"
+    num_classes = len(manifest["class_names"])
+    side = config["image_size"]
+    inputs = keras.Input((side, side, 3), name="image")
+    x = keras.Sequential(build_augmenter(AugmentConfig(**config["augment"])),
+                         name="augment")(inputs)
+    x = Preprocess(config["backbone"], name="preprocess")(x)
+    x = backbone(x, training=False)
+    dropout = head.model.get_layer("head_dropout").rate if head else 0.2
+    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = keras.layers.Dense(1 if num_classes == 2 else num_classes, name="head_logits")(x)
+    model = keras.Model(inputs, outputs, name="finetune")
+    if head is not None:
+        model.get_layer("head_logits").set_weights(head.model.get_layer("head_logits")
+                                                   .get_weights())
+    return model
+
+
+def set_trainable(model, config):
+    """Unfreezes the backbone from `fine_tune_at` (or its last `unfreeze_last` layers, or all).
+
+    BatchNormalization layers stay frozen (and run in inference mode, as the backbone is called
+    with `training=False`).
+
+    Returns:
+        The index of the first unfrozen backbone layer.
+
+    Raises:
+        ValueError: `fine_tune_at` or `unfreeze_last` beyond the backbone's layer count.
+    """
+    backbone = backbone_of(model)
+    layers = backbone.layers
+    if config.fine_tune_at is not None:
+        start = config.fine_tune_at
+    elif config.unfreeze_last is not None:
+        start = len(layers) - config.unfreeze_last
+    else:
+        start = 0
+    if not 0 <= start < len(layers):
+        raise ValueError(f"fine_tune_at: expected a layer index below {len(layers)} (the "
+                         f"backbone's layer count; see --list-layers); got {start}")
+    backbone.trainable = True
+    for index, layer in enumerate(layers):
+        layer.trainable = index >= start and not isinstance(
+            layer, keras.layers.BatchNormalization)
+    return start
+
+
+def _decode_path(path):
+    with tf.io.gfile.GFile(path.decode(), "rb") as handle:
+        return decode_image(handle.read())
+
+
+def image_dataset(refs, image_size, *, batch_size, shuffle_seed=None):
+    """A `tf.data.Dataset` of (resized image, label) batches from `ExampleRef`s.
+
+    Decoding is `pipeline.images.decode_image` and resizing is bilinear without antialias, as in
+    the embed job, so the pixels are the cached ones.
+    """
+    paths = [ref.path for ref in refs]
+    labels = np.array([ref.label for ref in refs], np.int64)
+    data = tf.data.Dataset.from_tensor_slices((paths, labels))
+    if shuffle_seed is not None:
+        data = data.shuffle(len(refs), seed=shuffle_seed, reshuffle_each_iteration=True)
+
+    def load(path, label):
+        image = tf.numpy_function(_decode_path, [path], tf.uint8)
+        image.set_shape([None, None, 3])
+        return tf.image.resize(image, (image_size, image_size)), label
+
+    return data.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(
+        tf.data.AUTOTUNE)
+
+
+def split_refs(manifest):
+    """The cache's train and validation `ExampleRef`s (skipped files left out), in id order.
+
+    Raises:
+        ValueError: a TFDS cache, or a folder whose content changed since the cache was made.
+    """
+    source_info, config = manifest["source"], manifest["config"]
+    if not source_info.get("root"):
+        raise ValueError(f"fine-tuning needs a class-folder cache; {config['data']!r} is not one")
+    source = FolderSource(source_info["root"], val_fraction=config["val_fraction"],
+                          seed=config["seed"])
+    if source.fingerprint != source_info["fingerprint"]:
+        raise ValueError(f"data {source_info['root']!r} changed since cache "
+                         f"{manifest['cache_key']} was made; run `python -m jobs.embed` again")
+    skipped = {item["id"] for item in manifest["skipped"]}
+    kept = sorted((r for r in source.refs if r.id not in skipped), key=lambda r: r.id)
+    return ([r for r in kept if r.split == "train"], [r for r in kept if r.split == "val"])
+
+
+def compile_model(model, *, num_classes, learning_rate):
+    """Compiles with Adam and the head's loss (logits) and an `accuracy` metric."""
+    if num_classes == 2:
+        loss = keras.losses.BinaryCrossentropy(from_logits=True)
+        metric = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[metric])
+
+
+def probabilities(model, dataset, num_classes):
+    """Class probabilities (n, num_classes) of the model on a dataset, in inference mode."""
+    logits = model.predict(dataset, verbose=0)
+    if num_classes == 2:
+        positive = tf.sigmoid(logits[:, 0]).numpy()
+        return np.stack([1.0 - positive, positive], axis=1)
+    return tf.nn.softmax(logits).numpy()
+
+
+def fit(model, train, val, out_dir, *, config, initial_epoch=0, resume=False, callbacks=()):
+    """Fine-tunes with early stopping, per-epoch checkpoints, CSV and TensorBoard logs.
+
+    A run that is killed can be resumed (`resume=True`): Keras's `BackupAndRestore` brings back the
+    model, the optimizer and the epoch from `out_dir/backup`.
+
+    Args:
+        model: a compiled model.
+        train: the training dataset.
+        val: the validation dataset.
+        out_dir: the output folder.
+        config: the `FinetuneConfig`.
+        initial_epoch: epochs already run by the head, so the curves of both phases join.
+            Defaults to `0`.
+        resume: continue from `out_dir/backup` if it exists. Defaults to `False`.
+        callbacks: extra callbacks (a test seam). Defaults to `()`.
+
+    Returns:
+        The history dict, with `epoch` (the epoch numbers run in this call).
+    """
+    backup = os.path.join(out_dir, "backup")
+    if not resume and os.path.isdir(backup):
+        shutil.rmtree(backup)
+    epochs_seen = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: epochs_seen.append(epoch + 1))
+    history = model.fit(
+        train, validation_data=val, initial_epoch=initial_epoch,
+        epochs=initial_epoch + config.epochs, verbose=2,
+        callbacks=[
+            keras.callbacks.BackupAndRestore(backup),
+            keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=config.patience,
+                                          restore_best_weights=True),
+            keras.callbacks.ModelCheckpoint(os.path.join(out_dir, "checkpoint.keras")),
+            keras.callbacks.CSVLogger(os.path.join(out_dir, "training_log.csv"), append=resume),
+            keras.callbacks.TensorBoard(os.path.join(out_dir, "tensorboard")),
+            record, *callbacks])
+    result = {k: [float(v) for v in values] for k, values in history.history.items()}
+    result["epoch"] = epochs_seen
+    return result
+
+
+def _read_log(path):
+    import csv
+
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    keys = [k for k in (rows[0] if rows else {}) if k != "epoch"]
+    return {k: [float(row[k]) for row in rows] for k in keys}
+
+
+def _check_head(head, manifest, head_dir):
+    if head.kind != "dense":
+        raise ValueError(f"head {head_dir!r} is a {head.kind} head; fine-tuning warm-starts from "
+                         "a dense head: train one with `--head dense`")
+    if head.meta.get("cache_key") != manifest["cache_key"]:
+        raise ValueError(f"head {head_dir!r} was trained on cache {head.meta.get('cache_key')}, "
+                         f"not on {manifest['cache_key']}: pass the head of this cache")
+
+
+def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resume=False,
+                 top_n=50, callbacks=()):
+    """Fine-tunes the end-to-end model of a cache from its dense head, and reports on it.
+
+    Writes `model.keras`, `checkpoint.keras`, `training_log.csv`, `tensorboard/`, the full
+    report (curves of both phases, with a marker where fine-tuning starts) and
+    `head_vs_finetuned.csv` into `out_dir`.
+
+    Args:
+        cache_dir: a complete cache.
+        head_dir: a dense head trained on that cache by `jobs.train_head`.
+        out_dir: the output folder.
+        config: a `FinetuneConfig`. Defaults to `FinetuneConfig()`.
+        resume: continue an interrupted run from its last epoch. Defaults to `False`.
+        top_n: rows of the most-wrong report. Defaults to `50`.
+        callbacks: extra Keras callbacks (a test seam). Defaults to `()`.
+
+    Returns:
+        The report dict (also written as `report.json`).
+
+    Raises:
+        ValueError: a head of another cache or kind, a TFDS cache, changed data, bad layers.
+    """
+    from pipeline import cache, reports
+    from pipeline.head_training import example_paths
+    from pipeline.heads import load_head
+
+    manifest = cache.read_manifest(cache_dir)
+    head = load_head(head_dir)
+    _check_head(head, manifest, head_dir)
+    train_refs, val_refs = split_refs(manifest)
+    num_classes = len(manifest["class_names"])
+    strategy = (tf.distribute.MirroredStrategy() if config.distribute == "mirrored"
+                else tf.distribute.get_strategy())
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        model = build_model(manifest, head)
+        first_unfrozen = set_trainable(model, config)
+        compile_model(model, num_classes=num_classes, learning_rate=config.learning_rate)
+    side = manifest["config"]["image_size"]
+    train = image_dataset(train_refs, side, batch_size=config.batch_size,
+                          shuffle_seed=config.seed)
+    val = image_dataset(val_refs, side, batch_size=config.batch_size)
+    cached_val = cache.load_split(cache_dir, "val", clean_only=True)
+    head_proba = head.predict_proba(cached_val.embeddings)
+    warm_start_diff = float(np.abs(probabilities(model, val, num_classes) - head_proba).max())
+    os.makedirs(out_dir, exist_ok=True)
+    head_epochs = len(head.history.get("loss", []))
+    fit(model, train, val, out_dir, config=config, initial_epoch=head_epochs, resume=resume,
+        callbacks=callbacks)
+    model.save(os.path.join(out_dir, "model.keras"))
+    proba = probabilities(model, val, num_classes)
+    tuned = _read_log(os.path.join(out_dir, "training_log.csv"))
+    history = {k: head.history.get(k, []) + tuned.get(k, [])
+               for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
+    y_true = np.array([r.label for r in val_refs])
+    head_metrics = reports.compute_metrics(y_true, head_proba, manifest["class_names"])
+    report = reports.write_report(
+        out_dir, ids=cached_val.ids, y_true=y_true, proba=proba,
+        class_names=manifest["class_names"], title="Fine-tuned model",
+        paths=example_paths(manifest, cached_val.ids), history=history,
+        phases=[("head", 1), ("fine-tune", head_epochs + 1)], top_n=top_n,
+        config=dataclasses.asdict(config),
+        extra={"job": "finetune", "cache_key": manifest["cache_key"], "cache_dir": cache_dir,
+               "head_dir": head_dir, "embed_config": manifest["config"],
+               "versions": manifest.get("versions"), "first_unfrozen_layer": first_unfrozen,
+               "backbone_layers": len(backbone_of(model).layers),
+               "trainable_weights": len(model.trainable_weights),
+               "warm_start_max_abs_diff": warm_start_diff,
+               "head_epochs": head_epochs, "finetune_epochs": len(tuned.get("loss", [])),
+               "head_vs_finetuned": {"head_accuracy": head_metrics["accuracy"],
+                                     "head_macro_f1": head_metrics["macro_f1"],
+                                     "changed_predictions": int(np.sum(
+                                         head_proba.argmax(1) != proba.argmax(1)))}})
+    reports.write_csv(os.path.join(out_dir, "head_vs_finetuned.csv"),
+                      ["metric", "head", "finetuned"],
+                      [[m, head_metrics[m], report[m]] for m in ("accuracy", "macro_f1",
+                                                                  "roc_auc")])
+    return report

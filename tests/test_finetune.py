@@ -1,0 +1,113 @@
+import keras
+import numpy as np
+import pytest
+
+from jobs import embed, finetune, train_head
+from pipeline import cache
+from pipeline.finetune import (FinetuneConfig, backbone_of, build_model, image_dataset,
+                               probabilities, set_trainable, split_refs)
+from pipeline.heads import load_head
+from tests.conftest import IN_MEMORY
+
+
+@pytest.fixture(scope="module")
+def trained(genki_subset, mobilenet_weights, tmp_path_factory):
+    root = tmp_path_factory.mktemp("finetune")
+    result = embed.run(["--data", genki_subset, "--backbone", "mobilenet", "--alpha", "0.25",
+                        "--image-size", "64", "--weights", mobilenet_weights,
+                        "--augment-copies", "1", "--cache-dir", str(root / "cache"), *IN_MEMORY])
+    train_head.run(["--cache", result.cache_dir, "--out", str(root / "head"), "--quiet",
+                    "--epochs", "5"])
+    return result.cache_dir, str(root / "head"), root
+
+
+def test_warm_start_parity_before_any_step(trained):
+    cache_dir, head_dir, _ = trained
+    manifest, head = cache.read_manifest(cache_dir), load_head(head_dir)
+    model = build_model(manifest, head)
+    _, val_refs = split_refs(manifest)
+    ours = probabilities(model, image_dataset(val_refs, 64, batch_size=8), 2)
+    cached = cache.load_split(cache_dir, "val", clean_only=True)
+    assert [r.id for r in val_refs] == cached.ids.tolist()
+    assert np.abs(ours - head.predict_proba(cached.embeddings)).max() < 1e-4
+
+
+@pytest.mark.parametrize("config, first", [
+    (FinetuneConfig(), 0), (FinetuneConfig(fine_tune_at=50), 50),
+    (FinetuneConfig(unfreeze_last=10), None)])
+def test_only_intended_layers_train_and_batchnorm_stays_frozen(trained, config, first):
+    model = build_model(cache.read_manifest(trained[0]))
+    start = set_trainable(model, config)
+    layers = backbone_of(model).layers
+    assert start == (len(layers) - 10 if first is None else first)
+    for index, layer in enumerate(layers):
+        is_bn = isinstance(layer, keras.layers.BatchNormalization)
+        assert layer.trainable == (index >= start and not is_bn), layer.name
+
+
+def test_fine_tune_at_beyond_the_backbone_is_refused(trained):
+    model = build_model(cache.read_manifest(trained[0]))
+    with pytest.raises(ValueError, match="expected a layer index below"):
+        set_trainable(model, FinetuneConfig(fine_tune_at=10_000))
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt("simulated kill")
+
+
+def test_job_trains_saves_and_resumes_after_an_interruption(trained):
+    cache_dir, head_dir, root = trained
+    out = root / "tuned"
+    head_epochs = len(load_head(head_dir).history["loss"])
+    argv = ["--cache", cache_dir, "--head", head_dir, "--out", str(out), "--epochs", "2",
+            "--patience", "5", "--batch-size", "16"]
+    with pytest.raises(KeyboardInterrupt):
+        finetune.run(argv, callbacks=[_Interrupt()])
+    assert not (out / "model.keras").exists() and (out / "checkpoint.keras").exists()
+    report = finetune.run([*argv, "--resume"])
+    epochs = [int(line.split(",")[0]) for line in
+              (out / "training_log.csv").read_text().splitlines()[1:]]
+    assert epochs == [head_epochs, head_epochs + 1]
+    assert report["finetune_epochs"] == 2 and report["head_epochs"] == head_epochs
+    assert report["warm_start_max_abs_diff"] < 1e-4
+    assert len(report["history"]["loss"]) == head_epochs + 2
+    for name in ("report.json", "index.html", "curves.png", "most_wrong.csv",
+                 "head_vs_finetuned.csv", "training_log.csv"):
+        assert (out / name).is_file(), name
+    loaded = keras.models.load_model(out / "model.keras")
+    _, val_refs = split_refs(cache.read_manifest(cache_dir))
+    predicted = probabilities(loaded, image_dataset(val_refs, 64, batch_size=8), 2).argmax(1)
+    labels = np.array([r.label for r in val_refs])
+    assert np.mean(predicted == labels) == pytest.approx(report["accuracy"])
+
+
+def test_batchnorm_statistics_do_not_move_during_training(trained):
+    manifest = cache.read_manifest(trained[0])
+    model = build_model(manifest, load_head(trained[1]))
+    set_trainable(model, FinetuneConfig())
+    from pipeline.finetune import compile_model
+
+    compile_model(model, num_classes=2, learning_rate=1e-3)
+    bn = [layer for layer in backbone_of(model).layers
+          if isinstance(layer, keras.layers.BatchNormalization)][0]
+    before = [w.copy() for w in bn.get_weights()]
+    train_refs, _ = split_refs(manifest)
+    model.fit(image_dataset(train_refs, 64, batch_size=16), epochs=1, verbose=0)
+    for old, new in zip(before, bn.get_weights()):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_head_of_another_kind_or_cache_is_refused(trained, tmp_path):
+    cache_dir, _, _ = trained
+    train_head.run(["--cache", cache_dir, "--out", str(tmp_path / "lr"), "--head", "logistic",
+                    "--quiet"])
+    with pytest.raises(ValueError, match="logistic head; fine-tuning warm-starts"):
+        finetune.run(["--cache", cache_dir, "--head", str(tmp_path / "lr"), "--out",
+                      str(tmp_path / "out")])
+
+
+def test_list_layers(trained):
+    lines = finetune.run(["--cache", trained[0], "--list-layers", "--fine-tune-at", "80"])
+    assert lines[0].split()[0] == "0" and lines[0].split()[-1] == "False"
+    assert lines[-1].split()[-1] == "True"
