@@ -162,11 +162,12 @@ class TfdsSource:
             raise ValueError(f"data tfds:{name}: cannot load it: {first_line}") from err
         self.image_key, self.label_key = _image_and_label_keys(builder, name)
         self.class_names = list(builder.info.features[self.label_key].names)
-        self.splits = sorted(builder.info.splits.keys())
+        # A builder never prepared (as under `tfds.testing.mock_data`) lists no splits.
+        self.splits = sorted(builder.info.splits.keys()) or ["test", "train", "validation"]
         self.has_validation = any(_TFDS_SPLITS.get(s) == "val" for s in self.splits)
         self.fingerprint = _digest_json({
             "name": name, "version": str(builder.info.version),
-            "splits": {s: builder.info.splits[s].num_examples for s in self.splits}})
+            "splits": {s: split.num_examples for s, split in builder.info.splits.items()}})
 
     def read(self):
         """A `PTransform` that streams `(ref, encoded image bytes)` from every split."""

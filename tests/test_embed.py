@@ -137,3 +137,17 @@ def test_killed_job_leaves_no_complete_cache_and_the_next_run_completes(faces, t
     result = _run(faces, cache_root, "--augment-copies", "4")
     assert not result.reused and result.cache_dir == str(cache_dir)
     assert json.loads((cache_dir / "manifest.json").read_text())["counts"]["train"]["per_copy"]
+
+
+def test_tfds_source_end_to_end_with_mock_data(tmp_path):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=4):
+        result = _run("tfds:beans", tmp_path, "--augment-copies", "1")
+    manifest = result.manifest
+    assert manifest["class_names"] == ["angular_leaf_spot", "bean_rust", "healthy"]
+    counts = manifest["counts"]
+    assert counts["val"]["images"] == 4 and counts["test"]["images"] == 4
+    assert counts["train"]["per_copy"] == {"0": 4, "1": 4}
+    ids = cache.load_split(result.cache_dir, "train").ids
+    assert all(i.startswith("beans-train") for i in ids)
