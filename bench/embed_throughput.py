@@ -5,7 +5,9 @@
 Side by side in one run, on N and 4N GENKI-4K images with MobileNetV2 (alpha 1.0, random weights,
 K = 0): images/s of the whole embed job (`python -m jobs.embed`, DirectRunner on both cores,
 start-up included) and of the raw backbone (`tf.function` over the same images pre-decoded into
-memory, batch 32), their ratio, and the peak RSS of the job's largest process for N and 4N.
+memory, batch 32), their ratio, the job's steady-state rate (the extra 3N images of the 4N run
+over its extra seconds, start-up excluded) and the peak RSS of the job's largest process for N
+and 4N.
 Ends with one JSON line.
 """
 import argparse
@@ -57,9 +59,14 @@ def main():
     print(f"{'embed job, N':28}{args.n:8d}{seconds_n:9.1f}{args.n / seconds_n:8.1f}{rss_n:13.0f}")
     print(f"{'embed job, 4N':28}{4 * args.n:8d}{seconds_4n:9.1f}{job:8.1f}{rss_4n:13.0f}")
     print(f"{'raw backbone (tf.function)':28}{4 * args.n:8d}{4 * args.n / raw:9.1f}{raw:8.1f}")
-    print(f"ratio job/raw: {job / raw:.2f}")
+    steady = 3 * args.n / (seconds_4n - seconds_n)
+    print(f"ratio job/raw, whole job at 4N (start-up included): {job / raw:.2f}")
+    print(f"steady state, the 3N images the 4N run adds: {steady:.1f} img/s, "
+          f"ratio {steady / raw:.2f}; fixed start-up cost about "
+          f"{seconds_n - args.n / steady:.0f} s")
     emit({"job_img_per_s": round(job, 2), "raw_img_per_s": round(raw, 2),
-          "ratio": round(job / raw, 3), "peak_rss_mb_n": round(rss_n, 1),
+          "ratio": round(job / raw, 3), "steady_img_per_s": round(steady, 2),
+          "steady_ratio": round(steady / raw, 3), "peak_rss_mb_n": round(rss_n, 1),
           "peak_rss_mb_4n": round(rss_4n, 1), "n": args.n, "image_size": args.image_size})
 
 

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from pipeline.augment import AugmentConfig, build_augmenter
 from pipeline.backbones import Preprocess, build_backbone
+from pipeline.heads import logits_to_proba, loss_and_metric
 from pipeline.images import decode_image
 from pipeline.sources import FolderSource
 from pipeline.validation import check_choice, check_scalar
@@ -190,22 +191,13 @@ def split_refs(manifest):
 
 def compile_model(model, *, num_classes, learning_rate):
     """Compiles with Adam and the head's loss (logits) and an `accuracy` metric."""
-    if num_classes == 2:
-        loss = keras.losses.BinaryCrossentropy(from_logits=True)
-        metric = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    loss, metric = loss_and_metric(num_classes)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[metric])
 
 
 def probabilities(model, dataset, num_classes):
     """Class probabilities (n, num_classes) of the model on a dataset, in inference mode."""
-    logits = model.predict(dataset, verbose=0)
-    if num_classes == 2:
-        positive = tf.sigmoid(logits[:, 0]).numpy()
-        return np.stack([1.0 - positive, positive], axis=1)
-    return tf.nn.softmax(logits).numpy()
+    return logits_to_proba(model.predict(dataset, verbose=0), num_classes)
 
 
 def fit(model, train, val, out_dir, *, config, initial_epoch=0, resume=False, callbacks=()):

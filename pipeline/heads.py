@@ -18,7 +18,8 @@ import numpy as np
 
 from pipeline.validation import check_choice, check_scalar
 
-__all__ = ["HEADS", "HeadConfig", "TrainedHead", "train_head", "load_head", "fraction_subset"]
+__all__ = ["HEADS", "HeadConfig", "TrainedHead", "train_head", "load_head", "fraction_subset",
+           "build_dense_head", "loss_and_metric", "logits_to_proba"]
 
 HEADS = ("dense", "logistic")
 _KERAS_FILE, _SKLEARN_FILE, _META_FILE = "head.keras", "head.pkl", "head.json"
@@ -98,13 +99,8 @@ class TrainedHead:
         embeddings = np.asarray(embeddings, np.float32)
         if self.kind == "logistic":
             return self.model.predict_proba(embeddings)
-        import tensorflow as tf
-
-        logits = self.model.predict(embeddings, verbose=0, batch_size=1024)
-        if self.num_classes == 2:
-            positive = tf.sigmoid(logits[:, 0]).numpy()
-            return np.stack([1.0 - positive, positive], axis=1)
-        return tf.nn.softmax(logits).numpy()
+        return logits_to_proba(self.model.predict(embeddings, verbose=0, batch_size=1024),
+                               self.num_classes)
 
     def save(self, directory):
         """Writes `head.keras` or `head.pkl`, and `head.json`, into `directory`."""
@@ -160,7 +156,18 @@ def build_dense_head(embedding_dim, num_classes, *, dropout=0.2):
     ], name="head")
 
 
-def _head_loss_and_metric(num_classes):
+def logits_to_proba(logits, num_classes):
+    """Class probabilities (n, num_classes) from head logits (one logit for two classes)."""
+    import tensorflow as tf
+
+    if num_classes == 2:
+        positive = tf.sigmoid(np.asarray(logits)[:, 0]).numpy()
+        return np.stack([1.0 - positive, positive], axis=1)
+    return tf.nn.softmax(logits).numpy()
+
+
+def loss_and_metric(num_classes):
+    """The head's loss (from logits) and its `accuracy` metric, for `num_classes` classes."""
     import keras
 
     if num_classes == 2:
@@ -175,7 +182,7 @@ def _train_dense(train_x, train_y, val_x, val_y, num_classes, config, verbose):
 
     keras.utils.set_random_seed(config.seed)
     model = build_dense_head(train_x.shape[1], num_classes, dropout=config.dropout)
-    loss, metric = _head_loss_and_metric(num_classes)
+    loss, metric = loss_and_metric(num_classes)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss,
                   metrics=[metric])
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,

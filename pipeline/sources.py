@@ -114,10 +114,6 @@ class FolderSource:
         """A `PTransform` that yields `(ref, None)` for every example (the bytes are read later)."""
         return "ListFiles" >> beam.Create([(ref, None) for ref in self.refs], reshuffle=True)
 
-    def path_of(self, example_id):
-        """The file path of an example id (for thumbnails in reports)."""
-        return posixpath.join(self.root, example_id)
-
 
 def _list_images(folder):
     paths = []
@@ -190,10 +186,6 @@ class TfdsSource:
                 split = assign_split(example_id, seed=self.seed, val_fraction=self.val_fraction)
             yield (ExampleRef(id=example_id, label=label, label_name=self.class_names[label],
                               split=split), example[self.image_key])
-
-    def path_of(self, example_id):
-        """TFDS examples have no file path; returns `""`."""
-        return ""
 
 
 def _image_and_label_keys(builder, name):
