@@ -33,6 +33,8 @@ def build_parser():
     parser.add_argument("--patience", type=int, default=defaults.patience)
     parser.add_argument("--distribute", choices=("none", "mirrored"), default="none",
                         help="mirrored: tf.distribute.MirroredStrategy over the visible GPUs")
+    parser.add_argument("--train-fraction", type=float, default=defaults.train_fraction,
+                        help="fine-tune on this stratified fraction of the training images")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run from its last completed epoch")
@@ -47,7 +49,8 @@ def _config(args):
     return FinetuneConfig(epochs=args.epochs, learning_rate=args.learning_rate,
                           fine_tune_at=args.fine_tune_at, unfreeze_last=args.unfreeze_last,
                           batch_size=args.batch_size, patience=args.patience,
-                          distribute=args.distribute, seed=args.seed)
+                          distribute=args.distribute, train_fraction=args.train_fraction,
+                          seed=args.seed)
 
 
 def list_layers(cache_dir, config):

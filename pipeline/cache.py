@@ -28,7 +28,8 @@ class CacheError(ValueError):
     """A cache that is missing, incomplete, corrupt or not the one asked for (one-line message)."""
 
 
-FeatureSplit = collections.namedtuple("FeatureSplit", ["ids", "embeddings", "labels", "copies"])
+FeatureSplit = collections.namedtuple("FeatureSplit",
+                                      ["ids", "embeddings", "labels", "copies", "digests"])
 FeatureSplit.__doc__ = """One split of a cache as numpy arrays, sorted by (id, copy).
 
 Attributes:
@@ -36,6 +37,7 @@ Attributes:
     embeddings: float32 array (n, embedding_dim).
     labels: int64 array (n,).
     copies: int64 array (n,); 0 is the clean image.
+    digests: str array (n,); sha256 of each image's encoded content.
 """
 
 
@@ -187,7 +189,7 @@ def load_split(cache_dir, split, *, clean_only=False, verify=True):
     if verify:
         _verify(cache_dir, manifest)
     paths = [posixpath.join(cache_dir, shard["file"]) for shard in manifest["shards"]]
-    rows = sorted(((r.id, r.copy, r.label, r.embedding) for r in _read_records(paths)
+    rows = sorted(((r.id, r.copy, r.label, r.embedding, r.digest) for r in _read_records(paths)
                    if r.split == split and (r.copy == 0 or not clean_only)),
                   key=lambda row: row[:2])
     dim = manifest["embedding_dim"] or 0
@@ -195,11 +197,13 @@ def load_split(cache_dir, split, *, clean_only=False, verify=True):
         ids=np.array([row[0] for row in rows], dtype=str),
         embeddings=np.array([row[3] for row in rows], np.float32).reshape(len(rows), dim),
         labels=np.array([row[2] for row in rows], np.int64),
-        copies=np.array([row[1] for row in rows], np.int64))
+        copies=np.array([row[1] for row in rows], np.int64),
+        digests=np.array([row[4] for row in rows], dtype=str))
 
 
 def as_dataset(cache_dir, split, *, clean_only=False, verify=True):
-    """`load_split` as a `tf.data.Dataset` of dicts with keys id, embedding, label, copy."""
+    """`load_split` as a `tf.data.Dataset` of dicts: id, embedding, label, copy, digest."""
     data = load_split(cache_dir, split, clean_only=clean_only, verify=verify)
     return tf.data.Dataset.from_tensor_slices({
-        "id": data.ids, "embedding": data.embeddings, "label": data.labels, "copy": data.copies})
+        "id": data.ids, "embedding": data.embeddings, "label": data.labels, "copy": data.copies,
+        "digest": data.digests})

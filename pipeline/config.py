@@ -14,7 +14,7 @@ from pipeline.validation import check_scalar
 __all__ = ["FORMAT_VERSION", "EmbedConfig", "cache_key"]
 
 #: Version of the cache layout; bump it when records or the manifest change incompatibly.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)

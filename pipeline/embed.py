@@ -8,6 +8,7 @@ pipeline that writes the feature cache.
 One code path serves every runner: the DirectRunner here, Prism, and Dataflow (`--setup_file`).
 """
 import dataclasses
+import hashlib
 import json
 import logging
 import platform
@@ -95,6 +96,8 @@ class LoadImagesFn(beam.DoFn):
                 with tf.io.gfile.GFile(ref.path, "rb") as handle:
                     data = handle.read()
             image = load_image(data, self._image_size)
+            if not ref.digest:
+                ref = dataclasses.replace(ref, digest=hashlib.sha256(data).hexdigest())
         except (ImageError, OSError, tf.errors.OpError) as err:
             self._skipped.inc()
             _PROGRESS.add("skipped")
@@ -171,7 +174,7 @@ class BackboneModelHandler(ModelHandler):
 def _to_record(key, embedding):
     ref, copy = key
     return EmbeddingRecord(id=ref.id, label=ref.label, label_name=ref.label_name,
-                           split=ref.split, copy=copy, embedding=embedding)
+                           split=ref.split, copy=copy, embedding=embedding, digest=ref.digest)
 
 
 class EmbedImages(beam.PTransform):

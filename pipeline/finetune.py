@@ -19,7 +19,8 @@ import tensorflow as tf
 
 from pipeline.augment import AugmentConfig, build_augmenter
 from pipeline.backbones import Preprocess, build_backbone
-from pipeline.heads import logits_to_proba, loss_and_metric
+from pipeline.cache import write_json_atomic
+from pipeline.heads import fraction_subset, logits_to_proba, loss_and_metric
 from pipeline.images import decode_image
 from pipeline.sources import FolderSource
 from pipeline.validation import check_choice, check_scalar
@@ -28,6 +29,8 @@ __all__ = ["FinetuneConfig", "build_model", "set_trainable", "backbone_of", "ima
            "split_refs", "compile_model", "probabilities", "fit", "run_finetune"]
 
 _STRATEGIES = ("none", "mirrored")
+#: The fine-tuned model, and its description (class names, image size, cache key) beside it.
+MODEL_FILE, MODEL_INFO = "model.keras", "model.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +50,8 @@ class FinetuneConfig:
         patience: early stopping on validation accuracy. Defaults to `3`.
         distribute: `"none"` or `"mirrored"` (`tf.distribute.MirroredStrategy`). Defaults to
             `"none"`.
+        train_fraction: fine-tune on this deterministic stratified fraction of the training
+            images (the same subset as the head's `--train-fraction`). Defaults to `1.0`.
         seed: Defaults to `123`.
     """
 
@@ -57,6 +62,7 @@ class FinetuneConfig:
     batch_size: int = 32
     patience: int = 3
     distribute: str = "none"
+    train_fraction: float = 1.0
     seed: int = 123
 
     def __post_init__(self):
@@ -71,6 +77,8 @@ class FinetuneConfig:
         check_scalar(self.batch_size, "batch_size", int, min_val=1)
         check_scalar(self.patience, "patience", int, min_val=1)
         check_choice(self.distribute, "distribute", _STRATEGIES)
+        check_scalar(self.train_fraction, "train_fraction", float, min_val=0.0, max_val=1.0,
+                     include_min=False)
 
 
 def backbone_of(model):
@@ -291,6 +299,11 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
     head = load_head(head_dir)
     _check_head(head, manifest, head_dir)
     train_refs, val_refs = split_refs(manifest)
+    if config.train_fraction < 1.0:
+        keep = fraction_subset(np.array([r.id for r in train_refs]),
+                               np.array([r.label for r in train_refs]), config.train_fraction,
+                               seed=config.seed)
+        train_refs = [ref for ref, kept in zip(train_refs, keep) if kept]
     num_classes = len(manifest["class_names"])
     strategy = (tf.distribute.MirroredStrategy() if config.distribute == "mirrored"
                 else tf.distribute.get_strategy())
@@ -310,7 +323,11 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
     head_epochs = len(head.history.get("loss", []))
     fit(model, train, val, out_dir, config=config, initial_epoch=head_epochs, resume=resume,
         callbacks=callbacks)
-    model.save(os.path.join(out_dir, "model.keras"))
+    model.save(os.path.join(out_dir, MODEL_FILE))
+    write_json_atomic(os.path.join(out_dir, MODEL_INFO), {
+        "class_names": manifest["class_names"], "image_size": side,
+        "cache_key": manifest["cache_key"], "embed_config": manifest["config"],
+        "train_fraction": config.train_fraction})
     proba = probabilities(model, val, num_classes)
     tuned = _read_log(os.path.join(out_dir, "training_log.csv"))
     history = {k: head.history.get(k, []) + tuned.get(k, [])
@@ -330,6 +347,7 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
                "trainable_weights": len(model.trainable_weights),
                "warm_start_max_abs_diff": warm_start_diff,
                "head_epochs": head_epochs, "finetune_epochs": len(tuned.get("loss", [])),
+               "train_images": len(train_refs),
                "head_vs_finetuned": {"head_accuracy": head_metrics["accuracy"],
                                      "head_macro_f1": head_metrics["macro_f1"],
                                      "changed_predictions": int(np.sum(

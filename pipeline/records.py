@@ -10,6 +10,7 @@ Features:
 | `split` | bytes | `train`, `val` or `test` |
 | `copy` | int64 | 0 for the clean image, 1..K for augmented copies |
 | `embedding` | float list | the pooled backbone embedding (float32) |
+| `digest` | bytes | sha256 hex of the encoded image (content address, for incremental runs) |
 """
 import dataclasses
 
@@ -29,6 +30,7 @@ class EmbeddingRecord:
     split: str
     copy: int
     embedding: np.ndarray
+    digest: str = ""
 
 
 def _bytes(value):
@@ -49,6 +51,7 @@ def to_example(record):
         "copy": _int(record.copy),
         "embedding": tf.train.Feature(float_list=tf.train.FloatList(
             value=np.asarray(record.embedding, np.float32).ravel())),
+        "digest": _bytes(record.digest),
     }
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
@@ -62,4 +65,5 @@ def from_example(serialized):
         label_name=feature["label_name"].bytes_list.value[0].decode(),
         split=feature["split"].bytes_list.value[0].decode(),
         copy=int(feature["copy"].int64_list.value[0]),
-        embedding=np.asarray(feature["embedding"].float_list.value, np.float32))
+        embedding=np.asarray(feature["embedding"].float_list.value, np.float32),
+        digest=feature["digest"].bytes_list.value[0].decode() if "digest" in feature else "")

@@ -167,10 +167,11 @@ class TfdsSource:
 
     def read(self):
         """A `PTransform` that streams `(ref, encoded image bytes)` from every split."""
-        return "ReadTfds" >> (beam.Create(self.splits) | beam.FlatMap(self._examples)
+        return "ReadTfds" >> (beam.Create(self.splits) | beam.FlatMap(self.examples)
                               | beam.Reshuffle())
 
-    def _examples(self, tfds_split):
+    def examples(self, tfds_split):
+        """Yields `(ref, encoded image bytes)` for every example of one TFDS split."""
         import tensorflow_datasets as tfds
 
         builder = tfds.builder(self.name, data_dir=self.data_dir)

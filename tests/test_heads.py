@@ -8,7 +8,7 @@ from pipeline.heads import HeadConfig, fraction_subset, load_head, train_head
 def _split(x, y, copies=None, prefix="img"):
     ids = np.array([f"{prefix}{i}" for i in range(len(y))])
     return FeatureSplit(ids, x.astype(np.float32), y.astype(np.int64),
-                        np.zeros(len(y), np.int64) if copies is None else copies)
+                        np.zeros(len(y), np.int64) if copies is None else copies, ids)
 
 
 def _separable(n, dim=16, seed=0, shuffle_labels=False):

@@ -1,0 +1,57 @@
+"""Evaluate job: `python -m jobs.evaluate --model PATH --data DIR|tfds:NAME[:SPLIT]
+--reports-dir DIR [--fail-under X]`.
+
+Scores a fine-tuned `model.keras` (or a head folder, with its cache's backbone) on a class folder
+(every image), a TFDS split or a cache folder's split (`cache/<key>:val`), writes a time-stamped
+run with the full report under `--reports-dir`, and updates `runs.csv`, `trend.png` and
+`index.html` there. With `--fail-under X` it exits with status 1, after writing everything, when
+accuracy is below X, so that a scheduler can alert. The last line printed is the run's
+`index.html`.
+"""
+import argparse
+import logging
+import os
+import sys
+
+from pipeline.evaluate import evaluate
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m jobs.evaluate",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True,
+                        help="model.keras from jobs.finetune, or a head folder")
+    parser.add_argument("--data", required=True,
+                        help="class folder, tfds:NAME[:SPLIT], or a cache folder[:SPLIT]")
+    parser.add_argument("--reports-dir", default="reports")
+    parser.add_argument("--fail-under", type=float, default=None,
+                        help="exit 1 when accuracy is below this")
+    parser.add_argument("--top-n", type=int, default=50)
+    return parser
+
+
+def run(argv=None):
+    """Parses `argv` and evaluates; returns `(report, exit status)`."""
+    args = build_parser().parse_args(argv)
+    report = evaluate(args.model, args.data, args.reports_dir, top_n=args.top_n)
+    failed = args.fail_under is not None and report["accuracy"] < args.fail_under
+    return report, (1 if failed else 0)
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        report, status = run(argv)
+    except ValueError as err:
+        sys.exit(f"error: {err}")
+    print(f"accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f} on "
+          f"{report['num_examples']} images ({report['num_skipped']} skipped; embedded "
+          f"{report['embedded']}, reused {report['reused']})")
+    if status:
+        print(f"FAILED: accuracy {report['accuracy']:.4f} is below --fail-under")
+    print(os.path.join(report["run_dir"], "index.html"))
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+"""Scheduled evaluation: one model on one data set, as a time-stamped run in a reports folder.
+
+`evaluate` scores a fine-tuned `model.keras` or a head (with its cache's backbone) on a class
+folder, a TFDS split or a cache's split, writes the full report into
+`<reports>/<stamp>-<model>/`, and records the run in `<reports>/runs.csv`, whose trend plot and
+`index.html` it redraws, under a file lock so that concurrent runs never corrupt them.
+
+Heads embed incrementally: embeddings are content-addressed (sha256 of the image file), seeded
+from the head's cache and kept in `<reports>/embeddings/`, so only images never seen before go
+through the backbone.
+"""
+import contextlib
+import csv
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import re
+import time
+import uuid
+
+import numpy as np
+import tensorflow as tf
+
+from pipeline import cache, reports
+from pipeline.images import ImageError, load_image
+from pipeline.sources import FolderSource, TfdsSource
+
+__all__ = ["RUNS_COLUMNS", "EvalExample", "open_model", "eval_examples", "evaluate"]
+
+RUNS_COLUMNS = ("time", "model", "data", "data_fingerprint", "accuracy", "macro_f1", "roc_auc",
+                "majority_baseline", "num_examples", "num_skipped", "embedded", "reused",
+                "run_dir")
+_BATCH = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalExample:
+    """One image to score: its id, true label, file path (or ""), and bytes (or None: read path)."""
+
+    id: str
+    label: int
+    path: str
+    data: bytes | None = None
+
+
+class _KerasModel:
+    """A fine-tuned end-to-end model: images in, probabilities out."""
+
+    def __init__(self, path):
+        import keras
+
+        import pipeline.backbones  # noqa: F401 (registers the Preprocess layer)
+        from pipeline.finetune import MODEL_INFO
+
+        info_path = os.path.join(os.path.dirname(path), MODEL_INFO)
+        if not os.path.isfile(info_path):
+            raise ValueError(f"model {path!r}: no {MODEL_INFO} beside it (written by "
+                             "jobs.finetune with the class names and image size)")
+        with open(info_path) as handle:
+            info = json.load(handle)
+        self.class_names, self.image_size = info["class_names"], info["image_size"]
+        self.cache_dir = None
+        self._model = keras.models.load_model(path)
+        self.counts = {"embedded": 0, "reused": 0}
+
+    def predict(self, images, digests):
+        from pipeline.heads import logits_to_proba
+
+        return logits_to_proba(self._model.predict(images, verbose=0), len(self.class_names))
+
+
+class _HeadModel:
+    """A head plus its cache's backbone, with a content-addressed embedding store."""
+
+    def __init__(self, directory, store_dir):
+        from pipeline.heads import load_head
+
+        self.head = load_head(directory)
+        self.cache_dir = self.head.meta["cache_dir"]
+        manifest = cache.read_manifest(self.cache_dir)
+        config = manifest["config"]
+        self.class_names, self.image_size = manifest["class_names"], config["image_size"]
+        self._embed_args = {"name": config["backbone"], "image_size": config["image_size"],
+                            "weights": manifest["weights_used"], "alpha": config["alpha"]}
+        key = hashlib.sha256(json.dumps([self._embed_args, manifest["weights_digest"]],
+                                        sort_keys=True).encode()).hexdigest()[:16]
+        self._store_path = os.path.join(store_dir, f"{key}.npz")
+        self._store = self._seed_store(manifest)
+        self._embedder = None
+        self.counts = {"embedded": 0, "reused": 0}
+
+    def _seed_store(self, manifest):
+        store = {}
+        for split in manifest["counts"]:
+            data = cache.load_split(self.cache_dir, split, clean_only=True, verify=False)
+            store.update(zip(data.digests.tolist(), data.embeddings))
+        if os.path.isfile(self._store_path):
+            with np.load(self._store_path) as saved:
+                store.update(zip(saved["digests"].tolist(), saved["embeddings"]))
+        return store
+
+    def predict(self, images, digests):
+        missing = [i for i, d in enumerate(digests) if d not in self._store]
+        if missing:
+            if self._embedder is None:
+                from pipeline.backbones import Embedder
+
+                self._embedder = Embedder(**self._embed_args)
+            for i, vector in zip(missing, self._embedder(images[missing])):
+                self._store[digests[i]] = vector
+        self.counts["embedded"] += len(missing)
+        self.counts["reused"] += len(digests) - len(missing)
+        return self.head.predict_proba(np.stack([self._store[d] for d in digests]))
+
+    def save_store(self):
+        os.makedirs(os.path.dirname(self._store_path), exist_ok=True)
+        tmp = f"{self._store_path}.tmp-{uuid.uuid4().hex}.npz"
+        np.savez(tmp, digests=np.array(list(self._store), dtype=str),
+                 embeddings=np.stack(list(self._store.values())))
+        os.replace(tmp, self._store_path)
+
+
+def open_model(path, *, store_dir):
+    """Opens a fine-tuned `model.keras` (file or its folder) or a head folder for evaluation.
+
+    Raises:
+        ValueError: the path holds neither.
+    """
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "model.keras")):
+        path = os.path.join(path, "model.keras")
+    if path.endswith(".keras") and os.path.isfile(path):
+        return _KerasModel(path)
+    if os.path.isfile(os.path.join(path, "head.json")):
+        return _HeadModel(path, store_dir)
+    raise ValueError(f"model {path!r}: expected a model.keras from jobs.finetune or a head "
+                     "folder from jobs.train_head")
+
+
+def _label_map(found, known, data):
+    unknown = sorted(set(found) - set(known))
+    if unknown:
+        raise ValueError(f"data {data!r}: classes {unknown} are not among the model's "
+                         f"({', '.join(known)})")
+    return {name: known.index(name) for name in found}
+
+
+def eval_examples(data, class_names):
+    """The examples of `data`, labelled in the model's class order, and a fingerprint.
+
+    `data` is a class folder (every image), `tfds:NAME[:SPLIT]` (default split `test`), or a
+    cache folder, optionally `DIR:SPLIT` (default `val`).
+
+    Returns:
+        `(examples, fingerprint)`.
+    """
+    if data.startswith("tfds:"):
+        name, _, split = data[len("tfds:"):].partition(":")
+        source = TfdsSource(name)
+        mapping = _label_map(source.class_names, class_names, data)
+        examples = [EvalExample(ref.id, mapping[ref.label_name], "", payload)
+                    for ref, payload in source.examples(split or "test")]
+        return examples, source.fingerprint + f":{split or 'test'}"
+    root, _, split = data.rpartition(":") if re.search(r":(train|val|test)$", data) else (
+        data, "", "")
+    if os.path.isfile(os.path.join(root, cache.MANIFEST)):
+        manifest = cache.read_manifest(root)
+        split = split or "val"
+        mapping = _label_map(manifest["class_names"], class_names, data)
+        refs = cache.load_split(root, split, clean_only=True)
+        base = manifest["source"].get("root") or ""
+        examples = [EvalExample(i, mapping[manifest["class_names"][label]],
+                                os.path.join(base, i) if base else "")
+                    for i, label in zip(refs.ids.tolist(), refs.labels.tolist())]
+        return examples, f"{manifest['cache_key']}:{split}"
+    source = FolderSource(data, val_fraction=0.0)
+    mapping = _label_map(source.class_names, class_names, data)
+    return ([EvalExample(r.id, mapping[r.label_name], r.path) for r in source.refs],
+            source.fingerprint)
+
+
+def _batches(examples, image_size, skipped):
+    batch = []
+    for example in examples:
+        try:
+            data = example.data
+            if data is None:
+                with tf.io.gfile.GFile(example.path, "rb") as handle:
+                    data = handle.read()
+            item = (example, load_image(data, image_size), hashlib.sha256(data).hexdigest())
+        except (ImageError, OSError, tf.errors.OpError) as err:
+            skipped.append({"id": example.id, "path": example.path,
+                            "reason": (str(err).splitlines() or [type(err).__name__])[0]})
+            continue
+        batch.append(item)
+        if len(batch) == _BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _slug(path):
+    name = os.path.basename(os.path.normpath(path)).replace(".keras", "")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:40] or "model"
+
+
+@contextlib.contextmanager
+def _locked(reports_dir):
+    with open(os.path.join(reports_dir, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _update_index(reports_dir, row):
+    """Appends `row` to runs.csv and redraws trend.png and index.html, under the lock."""
+    with _locked(reports_dir):
+        path = os.path.join(reports_dir, "runs.csv")
+        rows = []
+        if os.path.isfile(path):
+            with open(path, newline="") as handle:
+                rows = list(csv.DictReader(handle))
+        rows.append({k: row[k] for k in RUNS_COLUMNS})
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, RUNS_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+        _trend_png(reports_dir, rows)
+        _runs_html(reports_dir, rows)
+    return rows
+
+
+def _trend_png(reports_dir, rows):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for metric, ax in zip(("accuracy", "macro_f1"), axes):
+        for model in sorted({r["model"] for r in rows}):
+            points = [(i, float(r[metric])) for i, r in enumerate(rows) if r["model"] == model]
+            ax.plot(*zip(*points), marker="o", label=model)
+        ax.set_xticks(range(len(rows)), [r["time"][5:16] for r in rows], rotation=45,
+                      ha="right", fontsize=7)
+        ax.set_title(metric)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = os.path.join(reports_dir, f".trend-{uuid.uuid4().hex}.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, os.path.join(reports_dir, "trend.png"))
+
+
+def _runs_html(reports_dir, rows):
+    import html
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in RUNS_COLUMNS)
+    body = "".join(
+        "<tr>" + "".join(
+            f'<td><a href="{html.escape(r[c])}/index.html">{html.escape(r[c])}</a></td>'
+            if c == "run_dir" else f"<td>{html.escape(str(r[c]))}</td>" for c in RUNS_COLUMNS)
+        + "</tr>" for r in reversed(rows))
+    page = reports.html_page("Evaluation runs", '<p><img style="max-width:100%" '
+                             f'src="trend.png"></p><table><tr>{head}</tr>{body}</table>')
+    tmp = os.path.join(reports_dir, f".index-{uuid.uuid4().hex}.html")
+    with open(tmp, "w") as handle:
+        handle.write(page)
+    os.replace(tmp, os.path.join(reports_dir, "index.html"))
+
+
+def evaluate(model_path, data, reports_dir, *, top_n=50, clock=time.time):
+    """Evaluates a model on a data set and records the run; returns the report dict.
+
+    Args:
+        model_path: a fine-tuned `model.keras` (or its folder), or a head folder.
+        data: a class folder, `tfds:NAME[:SPLIT]`, or a cache folder `[:SPLIT]`.
+        reports_dir: the reports folder (`<stamp>-<model>/` runs, `runs.csv`, `index.html`,
+            `trend.png`, `embeddings/`).
+        top_n: rows of the most-wrong report. Defaults to `50`.
+        clock: the time source for stamps (a test seam). Defaults to `time.time`.
+
+    Raises:
+        ValueError: an unknown model, classes the model does not know, or no readable image.
+    """
+    os.makedirs(reports_dir, exist_ok=True)
+    model = open_model(model_path, store_dir=os.path.join(reports_dir, "embeddings"))
+    examples, fingerprint = eval_examples(data, model.class_names)
+    skipped, ids, labels, paths, probas = [], [], [], [], []
+    for batch in _batches(examples, model.image_size, skipped):
+        probas.append(model.predict(np.stack([b[1] for b in batch]), [b[2] for b in batch]))
+        ids += [b[0].id for b in batch]
+        labels += [b[0].label for b in batch]
+        paths += [b[0].path for b in batch]
+    if not ids:
+        raise ValueError(f"data {data!r}: no readable image to evaluate")
+    if isinstance(model, _HeadModel):
+        model.save_store()
+    now = clock()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(now))
+    run_dir = f"{stamp}-{_slug(model_path)}-{uuid.uuid4().hex[:6]}"
+    report = reports.write_report(
+        os.path.join(reports_dir, run_dir), ids=np.array(ids), y_true=np.array(labels),
+        proba=np.concatenate(probas), class_names=model.class_names,
+        title=f"{_slug(model_path)} on {data}", paths=paths if any(paths) else None,
+        top_n=top_n, clock=lambda: now,
+        config={"model": model_path, "data": data},
+        extra={"job": "evaluate", "data_fingerprint": fingerprint, "skipped": skipped,
+               "num_skipped": len(skipped), **model.counts, "cache_dir": model.cache_dir})
+    _update_index(reports_dir, {**report, "time": report["created"], "model": model_path,
+                                "data": data, "run_dir": run_dir})
+    report["run_dir"] = os.path.join(reports_dir, run_dir)
+    return report

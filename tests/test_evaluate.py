@@ -1,0 +1,108 @@
+import csv
+import multiprocessing
+import shutil
+
+import pytest
+
+from jobs import embed, evaluate, train_head
+from tests.conftest import IN_MEMORY, TINY
+
+
+@pytest.fixture(scope="module")
+def head_and_data(faces, tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate")
+    result = embed.run(["--data", faces, "--cache-dir", str(root / "cache"), *TINY,
+                        "--augment-copies", "0", *IN_MEMORY])
+    train_head.run(["--cache", result.cache_dir, "--out", str(root / "head"), "--quiet",
+                    "--head", "logistic"])
+    return str(root / "head"), faces, result.cache_dir
+
+
+def _rows(reports):
+    with open(reports / "runs.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_two_runs_give_two_rows_and_a_trend_plot(head_and_data, tmp_path):
+    head, faces, _ = head_and_data
+    for _ in range(2):
+        report, status = evaluate.run(["--model", head, "--data", faces, "--reports-dir",
+                                       str(tmp_path)])
+        assert status == 0
+    rows = _rows(tmp_path)
+    assert len(rows) == 2 and {"time", "model", "data", "accuracy", "macro_f1"} <= set(rows[0])
+    assert float(rows[1]["accuracy"]) == pytest.approx(report["accuracy"])
+    assert (tmp_path / "trend.png").is_file() and (tmp_path / "index.html").is_file()
+    assert (tmp_path / rows[0]["run_dir"] / "report.json").is_file()
+    assert report["num_examples"] == 24
+
+
+def test_fail_under_sets_the_exit_status(head_and_data, tmp_path):
+    head, faces, _ = head_and_data
+    _, status = evaluate.run(["--model", head, "--data", faces, "--reports-dir", str(tmp_path),
+                              "--fail-under", "1.01"])
+    assert status == 1
+    _, status = evaluate.run(["--model", head, "--data", faces, "--reports-dir", str(tmp_path),
+                              "--fail-under", "0.0"])
+    assert status == 0
+    with pytest.raises(SystemExit) as info:
+        evaluate.main(["--model", head, "--data", faces, "--reports-dir", str(tmp_path),
+                       "--fail-under", "1.01"])
+    assert info.value.code == 1
+    assert len(_rows(tmp_path)) == 3
+
+
+def test_only_new_images_go_through_the_backbone(head_and_data, tmp_path):
+    head, faces, _ = head_and_data
+    data = shutil.copytree(faces, tmp_path / "data")
+    report, _ = evaluate.run(["--model", head, "--data", str(data), "--reports-dir",
+                              str(tmp_path / "reports")])
+    assert (report["embedded"], report["reused"]) == (0, 24)
+    from pipeline.sample import make_face
+    import numpy as np
+
+    rng = np.random.default_rng(99)
+    for index in range(3):
+        make_face(True, rng, 48).save(data / "smiling" / f"new_{index}.jpg")
+    report, _ = evaluate.run(["--model", head, "--data", str(data), "--reports-dir",
+                              str(tmp_path / "reports")])
+    assert (report["embedded"], report["reused"]) == (3, 24)
+    report, _ = evaluate.run(["--model", head, "--data", str(data), "--reports-dir",
+                              str(tmp_path / "reports")])
+    assert (report["embedded"], report["reused"]) == (0, 27)
+
+
+def test_a_cache_split_can_be_evaluated(head_and_data, tmp_path):
+    head, _, cache_dir = head_and_data
+    report, _ = evaluate.run(["--model", head, "--data", f"{cache_dir}:val", "--reports-dir",
+                              str(tmp_path)])
+    assert report["embedded"] == 0 and report["num_examples"] > 0
+
+
+def _evaluate_in_process(args):
+    evaluate.run(args)
+
+
+def test_concurrent_runs_do_not_corrupt_the_index(head_and_data, tmp_path):
+    head, faces, _ = head_and_data
+    args = ["--model", head, "--data", faces, "--reports-dir", str(tmp_path)]
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_evaluate_in_process, args=(args,)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=300)
+        assert worker.exitcode == 0
+    rows = _rows(tmp_path)
+    assert len(rows) == 2 and rows[0]["run_dir"] != rows[1]["run_dir"]
+
+
+def test_unknown_model_and_unknown_classes_are_refused(head_and_data, tmp_path):
+    head, faces, _ = head_and_data
+    with pytest.raises(ValueError, match="expected a model.keras"):
+        evaluate.run(["--model", str(tmp_path), "--data", faces, "--reports-dir",
+                      str(tmp_path)])
+    other = shutil.copytree(faces, tmp_path / "other")
+    (other / "neutral").rename(other / "frowning")
+    with pytest.raises(ValueError, match="classes \\['frowning'\\] are not among"):
+        evaluate.run(["--model", head, "--data", str(other), "--reports-dir", str(tmp_path)])
