@@ -104,7 +104,8 @@ def build_backbone(name, *, image_size=None, weights="imagenet", alpha=None):
         name: a registry name, e.g. `"mobilenet_v2"`.
         image_size: input side in pixels. Defaults to the backbone's own size.
         weights: `"imagenet"` (Keras download and cache), `"auto"` (ImageNet when it can be had,
-            else random weights with a warning), a weights file path, or None. Defaults to
+            else random weights with a warning), a weights file path, or None (random weights
+            drawn from a fixed seed: the same network in every process). Defaults to
             `"imagenet"`.
         alpha: width multiplier, for backbones that have one. Defaults to Keras's default (1.0).
 
@@ -151,6 +152,10 @@ def _construct(spec, image_size, weights, alpha):
               "input_shape": (image_size, image_size, 3)}
     if alpha is not None:
         kwargs["alpha"] = alpha
+    if weights is None:
+        # Random weights are drawn from a fixed seed, so that every job and every worker builds
+        # the same network: a `--weights none` cache stays consistent with its fine-tune model.
+        keras.utils.set_random_seed(0)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)

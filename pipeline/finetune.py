@@ -11,7 +11,6 @@ fine-tuning step the model's validation predictions equal the head's.
 import dataclasses
 import os
 import shutil
-import warnings
 
 import keras
 import numpy as np
@@ -98,10 +97,6 @@ def build_model(manifest, head=None):
     """
     config = manifest["config"]
     weights = manifest["weights_used"]
-    if weights is None:
-        warnings.warn("the cache was embedded with random backbone weights; the fine-tune "
-                      "backbone is another random draw, so the warm start is not exact",
-                      stacklevel=2)
     backbone, _ = build_backbone(config["backbone"], image_size=config["image_size"],
                                  weights=weights, alpha=config["alpha"])
     backbone.name = "backbone"
@@ -236,7 +231,7 @@ def fit(model, train, val, out_dir, *, config, initial_epoch=0, resume=False, ca
         on_epoch_end=lambda epoch, logs: epochs_seen.append(epoch + 1))
     history = model.fit(
         train, validation_data=val, initial_epoch=initial_epoch,
-        epochs=initial_epoch + config.epochs, verbose=2,
+        epochs=initial_epoch + config.epochs, verbose=2, shuffle=False,
         callbacks=[
             keras.callbacks.BackupAndRestore(backup),
             keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=config.patience,

@@ -73,3 +73,10 @@ def test_every_registered_backbone_has_a_constructor_and_preprocess(name):
     spec = backbones.get_spec(name)
     assert callable(getattr(keras.applications, spec.constructor))
     assert callable(getattr(keras.applications, spec.module).preprocess_input)
+
+
+def test_random_weights_are_the_same_network_in_every_build():
+    first, _ = build_backbone("mobilenet_v2", image_size=48, alpha=0.35, weights=None)
+    second, _ = build_backbone("mobilenet_v2", image_size=48, alpha=0.35, weights=None)
+    for a, b in zip(first.get_weights(), second.get_weights()):
+        np.testing.assert_array_equal(a, b)

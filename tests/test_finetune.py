@@ -111,3 +111,16 @@ def test_list_layers(trained):
     lines = finetune.run(["--cache", trained[0], "--list-layers", "--fine-tune-at", "80"])
     assert lines[0].split()[0] == "0" and lines[0].split()[-1] == "False"
     assert lines[-1].split()[-1] == "True"
+
+
+def test_warm_start_is_exact_with_random_weights_too(faces, tmp_path):
+    result = embed.run(["--data", faces, "--backbone", "mobilenet_v2", "--alpha", "0.35",
+                        "--image-size", "48", "--weights", "none", "--augment-copies", "0",
+                        "--cache-dir", str(tmp_path / "cache"), *IN_MEMORY])
+    train_head.run(["--cache", result.cache_dir, "--out", str(tmp_path / "head"), "--quiet",
+                    "--epochs", "3"])
+    manifest, head = result.manifest, load_head(str(tmp_path / "head"))
+    _, val_refs = split_refs(manifest)
+    ours = probabilities(build_model(manifest, head), image_dataset(val_refs, 48, batch_size=8), 2)
+    cached = cache.load_split(result.cache_dir, "val", clean_only=True)
+    assert np.abs(ours - head.predict_proba(cached.embeddings)).max() < 1e-4
