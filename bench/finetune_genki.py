@@ -1,6 +1,6 @@
 """Head alone against fine-tuned, on GENKI-4K with the real MobileNet 0.25 weights.
 
-    python bench/finetune_genki.py [--epochs 10] [--image-size 224] [--cache-root cache]
+    python bench/finetune_genki.py [--epochs 20] [--image-size 224] [--cache-root cache]
 
 Runs `jobs.embed` (K = 2; a complete cache under --cache-root is reused), `jobs.train_head`
 (dense) and `jobs.finetune` with its defaults, then prints the validation accuracy of the head
@@ -19,7 +19,7 @@ from bench.common import GENKI, MOBILENET_025, emit, run_job  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--cache-root", default="cache")
     parser.add_argument("--out", default=None, help="keep the outputs here (default: temporary)")

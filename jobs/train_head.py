@@ -3,7 +3,8 @@
 Fits a classification head on a feature cache written by `jobs.embed` (no backbone pass), and
 writes the head, its history and the full report (`report.json`, `index.html`, `most_wrong.csv`,
 PNG plots) to `--out`. `--train-fraction 0.01 0.1 1.0` trains one head per fraction and prints a
-comparison table. The last line printed is the path of the report's `index.html`.
+comparison table; `--folds K` runs stratified k-fold evaluation over all the cache's images.
+The last line printed is the path of the report's `index.html`.
 """
 import argparse
 import logging
@@ -12,6 +13,7 @@ import sys
 
 from pipeline.head_training import comparison_markdown, train_heads_on_cache
 from pipeline.heads import HEADS, HeadConfig
+from pipeline.kfold import kfold_on_cache
 
 
 def build_parser():
@@ -21,6 +23,9 @@ def build_parser():
     parser.add_argument("--head", default="dense", choices=HEADS)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--train-fraction", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--folds", type=int, default=None,
+                        help="stratified k-fold evaluation over all images of the cache "
+                        "instead of one train/validation run")
     defaults = HeadConfig()
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
@@ -47,6 +52,9 @@ def _train(args):
                         learning_rate=args.learning_rate, dropout=args.dropout,
                         patience=args.patience, class_weight=args.class_weight, l2=args.l2,
                         seed=args.seed)
+    if args.folds is not None:
+        return [kfold_on_cache(args.cache, args.out, folds=args.folds, config=config,
+                               top_n=args.top_n, verbose=0 if args.quiet else 2)]
     return train_heads_on_cache(args.cache, args.out, config=config,
                                 fractions=tuple(args.train_fraction), top_n=args.top_n,
                                 verbose=0 if args.quiet else 2)
@@ -59,7 +67,11 @@ def main(argv=None):
         results = _train(args)
     except ValueError as err:
         sys.exit(f"error: {err}")
-    print(comparison_markdown(results))
+    if args.folds is not None:
+        cv = results[0]["cv"]
+        print("\n".join(f"{m}: {v['mean']:.4f} +/- {v['std']:.4f}" for m, v in cv.items()))
+    else:
+        print(comparison_markdown(results))
     print(os.path.join(args.out, "index.html"))
 
 

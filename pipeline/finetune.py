@@ -40,7 +40,8 @@ class FinetuneConfig:
     a small backbone, Adam 1e-4 on all layers clearly beats the seeds' 1e-5 on the top layers.
 
     Attributes:
-        epochs: fine-tuning epochs (after the head's). Defaults to `10`.
+        epochs: at most this many fine-tuning epochs (after the head's); early stopping usually
+            ends sooner. Defaults to `20`.
         learning_rate: Adam's learning rate. Defaults to `1e-4`.
         fine_tune_at: backbone layers before this index stay frozen; None: see `unfreeze_last`.
         unfreeze_last: unfreeze only the last N backbone layers; None (and no `fine_tune_at`)
@@ -54,7 +55,7 @@ class FinetuneConfig:
         seed: Defaults to `123`.
     """
 
-    epochs: int = 10
+    epochs: int = 20
     learning_rate: float = 1e-4
     fine_tune_at: int | None = None
     unfreeze_last: int | None = None

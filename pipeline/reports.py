@@ -176,7 +176,7 @@ def html_page(title, body):
             f"{body}</body></html>")
 
 
-def _index_html(report, files, title):
+def _index_html(report, files, title, sections=()):
     figures = [("accuracy", report["accuracy"]), ("macro F1", report["macro_f1"]),
                ("ROC-AUC", report["roc_auc"]), ("majority-class baseline",
                                                report["majority_baseline"]),
@@ -195,12 +195,15 @@ def _index_html(report, files, title):
             f" &middot; cache key: {html.escape(str(report.get('cache_key')))}</p>"
             f"<table>{rows}</table><h2>Per class</h2><table><tr><th>class</th>"
             f"<th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>{per_class}"
-            f"</table><h2>Files</h2><ul>{links}</ul>{images}")
+            f"</table>"
+            + "".join(f"<h2>{heading}</h2>{content}" for heading, content in sections)
+            + f"<h2>Files</h2><ul>{links}</ul>{images}")
     return html_page(title, body).replace("img{max-width:96px}", "")
 
 
 def write_report(out_dir, *, ids, y_true, proba, class_names, title="Evaluation", paths=None,
-                 history=None, phases=None, config=None, extra=None, top_n=50, clock=time.time):
+                 history=None, phases=None, config=None, extra=None, top_n=50, sections=(),
+                 clock=time.time):
     """Writes the full report into `out_dir` and returns the `report.json` dict.
 
     Args:
@@ -218,6 +221,7 @@ def write_report(out_dir, *, ids, y_true, proba, class_names, title="Evaluation"
         extra: more top-level entries for `report.json` (cache key, versions, ...).
             Defaults to None.
         top_n: rows of the most-wrong report. Defaults to `50`.
+        sections: more `(heading, trusted HTML)` sections for `index.html`. Defaults to `()`.
         clock: returns the time to stamp the report with (a test seam). Defaults to `time.time`.
     """
     os.makedirs(out_dir, exist_ok=True)
@@ -256,7 +260,7 @@ def write_report(out_dir, *, ids, y_true, proba, class_names, title="Evaluation"
     with open(os.path.join(out_dir, "report.json"), "w") as handle:
         json.dump(report, handle, indent=2, sort_keys=True, default=_json_default)
     with open(os.path.join(out_dir, "index.html"), "w") as handle:
-        handle.write(_index_html(report, files, title))
+        handle.write(_index_html(report, files, title, sections))
     return report
 
 
