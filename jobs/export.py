@@ -1,0 +1,39 @@
+"""Export job: `python -m jobs.export --model runs/finetune/model.keras --out DIR [--int8]`.
+
+Writes a SavedModel whose serving signature takes encoded image bytes (decode, resize and the
+backbone's preprocessing inside) and returns class probabilities and names, a float32 TFLite file
+(`--int8` adds a dynamic-range int8 one) and `labels.txt`. Models trained with `--face-crop` are
+refused: the face detector cannot run inside the exported graph.
+"""
+import argparse
+import sys
+
+from pipeline.export import export_model
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m jobs.export",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="model.keras from jobs.finetune")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--int8", action="store_true", help="also a dynamic-range int8 TFLite")
+    return parser
+
+
+def run(argv=None):
+    """Parses `argv` and exports; returns the dict of written paths."""
+    args = build_parser().parse_args(argv)
+    return export_model(args.model, args.out, int8=args.int8)
+
+
+def main(argv=None):
+    try:
+        paths = run(argv)
+    except ValueError as err:
+        sys.exit(f"error: {err}")
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+
+
+if __name__ == "__main__":
+    main()

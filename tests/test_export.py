@@ -1,0 +1,60 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from jobs import embed, export, finetune, train_head
+from pipeline.export import tflite_probabilities
+from pipeline.heads import logits_to_proba
+from pipeline.images import load_image
+from tests.conftest import IN_MEMORY, TINY
+
+
+@pytest.fixture(scope="module")
+def tuned(faces, tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    result = embed.run(["--data", faces, "--cache-dir", str(root / "cache"), *TINY,
+                        "--augment-copies", "0", *IN_MEMORY])
+    train_head.run(["--cache", result.cache_dir, "--out", str(root / "head"), "--quiet",
+                    "--epochs", "3"])
+    finetune.run(["--cache", result.cache_dir, "--head", str(root / "head"), "--out",
+                  str(root / "tuned"), "--epochs", "1", "--batch-size", "8"])
+    return root / "tuned" / "model.keras", root
+
+
+def _images(faces):
+    import pathlib
+
+    files = sorted(pathlib.Path(faces).glob("*/*.jpg"))[::3]
+    return [f.read_bytes() for f in files]
+
+
+def test_saved_model_and_tflite_match_the_keras_model(tuned, faces):
+    model_path, root = tuned
+    paths = export.run(["--model", str(model_path), "--out", str(root / "exported"), "--int8"])
+    encoded = _images(faces)
+    images = np.stack([load_image(data, 48) for data in encoded])
+    expected = logits_to_proba(keras.models.load_model(model_path).predict(images, verbose=0), 2)
+    served = tf.saved_model.load(paths["saved_model"]).signatures["serving_default"](
+        image_bytes=tf.constant(encoded))
+    assert np.abs(served["probabilities"].numpy() - expected).max() < 1e-4
+    assert served["class_names"].numpy()[0].tolist() == [b"neutral", b"smiling"]
+    assert np.abs(tflite_probabilities(paths["tflite"], images) - expected).max() < 1e-4
+    int8 = tflite_probabilities(paths["tflite_int8"], images)
+    assert int8.shape == expected.shape and np.abs(int8 - expected).max() < 0.5
+    assert open(paths["labels"]).read().split() == ["neutral", "smiling"]
+
+
+def test_face_crop_models_are_refused(tuned, tmp_path):
+    model_path, _ = tuned
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(model_path.parent, copy, ignore=shutil.ignore_patterns("backup"))
+    info = json.loads((copy / "model.json").read_text())
+    info["embed_config"]["face_crop"] = True
+    (copy / "model.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="trained on face crops"):
+        export.run(["--model", str(copy / "model.keras"), "--out", str(tmp_path / "out")])
