@@ -14,6 +14,7 @@ setuptools.setup(
         "tensorflow==2.21.*",
         "apache-beam[tfrecord]==2.77.*",
         "google-crc32c>=1.5",
+        "opencv-python-headless>=4.8,<5",
         "tensorflow-datasets>=4.9",
         "scikit-learn>=1.4",
         "numpy>=1.26",

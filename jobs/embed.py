@@ -42,6 +42,8 @@ def build_parser():
     parser.add_argument("--augment-copies", type=int, default=2, help="K (default: 2)")
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=123)
+    parser.add_argument("--face-crop", action="store_true",
+                        help="crop the largest face (OpenCV Haar cascade) before resizing")
     parser.add_argument("--cache-dir", default="cache", help="cache root (default: cache)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-shards", type=int, default=0, help="0: the runner decides")
@@ -53,7 +55,8 @@ def config_from_args(args):
     return EmbedConfig(
         data=args.data, backbone=args.backbone, alpha=args.alpha, weights=args.weights,
         image_size=args.image_size, augment=args.augment, augment_copies=args.augment_copies,
-        val_fraction=args.val_fraction, seed=args.seed, cache_root=args.cache_dir,
+        val_fraction=args.val_fraction, seed=args.seed, face_crop=args.face_crop,
+        cache_root=args.cache_dir,
         batch_size=args.batch_size, num_shards=args.num_shards)
 
 

@@ -22,6 +22,7 @@ __all__ = ["MANIFEST", "SHARD_PREFIX", "CacheError", "FeatureSplit", "read_manif
 MANIFEST = "manifest.json"
 SHARD_PREFIX = "embeddings"
 SKIPPED = "skipped.jsonl"
+NO_FACE = "no_face.jsonl"
 
 
 class CacheError(ValueError):
@@ -114,7 +115,8 @@ def finalize(cache_dir, *, cache_key, config, class_names, source, extra=None):
     for record in _read_records(shards):
         counts[(record.split, record.label_name, record.copy)] += 1
         embedding_dim = len(record.embedding)
-    skipped = _read_skipped(cache_dir)
+    skipped = _read_jsonl(cache_dir, SKIPPED)
+    no_face = _read_jsonl(cache_dir, NO_FACE)
     manifest = {
         "format_version": config.get("format_version", 1),
         "cache_key": cache_key,
@@ -125,6 +127,8 @@ def finalize(cache_dir, *, cache_key, config, class_names, source, extra=None):
         "counts": _nest_counts(counts),
         "skipped": skipped,
         "num_skipped": len(skipped),
+        "no_face": no_face,
+        "num_no_face": len(no_face),
         "shards": [{"file": posixpath.basename(p), "sha256": _sha256(p),
                     "bytes": tf.io.gfile.stat(p).length} for p in shards],
         **(extra or {}),
@@ -133,8 +137,8 @@ def finalize(cache_dir, *, cache_key, config, class_names, source, extra=None):
     return manifest
 
 
-def _read_skipped(cache_dir):
-    path = posixpath.join(cache_dir, SKIPPED)
+def _read_jsonl(cache_dir, name):
+    path = posixpath.join(cache_dir, name)
     if not tf.io.gfile.exists(path):
         return []
     with tf.io.gfile.GFile(path) as handle:

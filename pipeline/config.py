@@ -31,6 +31,8 @@ class EmbedConfig:
         augment_copies: augmented copies per training image (K). Defaults to `2`.
         val_fraction: fraction of folder examples hashed into validation. Defaults to `0.2`.
         seed: seed of the split and of the augmentations. Defaults to `123`.
+        face_crop: crop the largest face (OpenCV Haar cascade) before resizing; images without
+            a detected face are kept whole and listed. Defaults to `False`.
         cache_root: folder under which `<cache key>/` is written. Defaults to `"cache"`.
         batch_size: backbone batch size (speed only; not part of the key). Defaults to `32`.
         num_shards: TFRecord shards (0: let the runner decide; not part of the key).
@@ -46,6 +48,7 @@ class EmbedConfig:
     augment_copies: int = 2
     val_fraction: float = 0.2
     seed: int = 123
+    face_crop: bool = False
     cache_root: str = "cache"
     batch_size: int = 32
     num_shards: int = 0
@@ -80,7 +83,7 @@ def cache_key(config, *, data_fingerprint, weights_digest):
     """The cache key: a digest of everything that decides the cached embeddings.
 
     Data content, backbone, alpha, weights digest, image size, augmentation recipe, K, split
-    fraction and seed, and the format version. Where the cache is written, batch size and shard
+    fraction and seed, face crop, and the format version. Where the cache is written, batch size and shard
     count do not change it.
 
     Returns:
@@ -97,5 +100,6 @@ def cache_key(config, *, data_fingerprint, weights_digest):
         "augment_copies": config.augment_copies,
         "val_fraction": config.val_fraction,
         "seed": config.seed,
+        "face_crop": config.face_crop,
     }
     return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]

@@ -27,7 +27,7 @@ from pipeline import cache
 from pipeline.augment import CopyAugmenter
 from pipeline.backbones import Embedder, build_backbone, weights_digest
 from pipeline.config import FORMAT_VERSION, cache_key
-from pipeline.images import ImageError, load_image
+from pipeline.images import ImageError, prepare_image
 from pipeline.records import EmbeddingRecord, to_example
 from pipeline.sources import open_source
 
@@ -37,6 +37,7 @@ __all__ = ["EmbedResult", "LoadImagesFn", "AugmentFn", "BackboneModelHandler", "
 _LOG = logging.getLogger(__name__)
 _NAMESPACE = "embed"
 _SKIPPED = "skipped"
+_NO_FACE = "no_face"
 _PROGRESS_SECONDS = 10.0
 
 
@@ -78,12 +79,16 @@ _PROGRESS = _Progress()
 class LoadImagesFn(beam.DoFn):
     """`(ref, bytes or None)` -> `(ref, float32 image)`; unreadable files go to output `skipped`.
 
+    With `face_crop`, images where no face was found are kept whole and also go to `no_face`.
+
     Args:
         image_size: the side to resize to.
+        face_crop: crop the largest face first. Defaults to `False`.
     """
 
-    def __init__(self, image_size):
-        self._image_size = image_size
+    def __init__(self, image_size, *, face_crop=False):
+        self._image_size, self._face_crop = image_size, face_crop
+        self._no_face = Metrics.counter(_NAMESPACE, "no_face")
         self._read = Metrics.counter(_NAMESPACE, "read")
         self._skipped = Metrics.counter(_NAMESPACE, "skipped")
 
@@ -95,7 +100,7 @@ class LoadImagesFn(beam.DoFn):
             if data is None:
                 with tf.io.gfile.GFile(ref.path, "rb") as handle:
                     data = handle.read()
-            image = load_image(data, self._image_size)
+            image, face_found = prepare_image(data, self._image_size, face_crop=self._face_crop)
             if not ref.digest:
                 ref = dataclasses.replace(ref, digest=hashlib.sha256(data).hexdigest())
         except (ImageError, OSError, tf.errors.OpError) as err:
@@ -106,6 +111,9 @@ class LoadImagesFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(_SKIPPED, {"id": ref.id, "path": ref.path,
                                                       "reason": reason})
             return
+        if face_found is False:
+            self._no_face.inc()
+            yield beam.pvalue.TaggedOutput(_NO_FACE, {"id": ref.id, "path": ref.path})
         yield ref, image
 
 
@@ -178,7 +186,8 @@ def _to_record(key, embedding):
 
 
 class EmbedImages(beam.PTransform):
-    """`(ref, bytes or None)` pairs -> `{"records": EmbeddingRecord, "skipped": dict}`.
+    """`(ref, bytes or None)` pairs -> `{"records": EmbeddingRecord, "skipped": dict,
+    "no_face": dict}`.
 
     Args:
         config: the `EmbedConfig`.
@@ -194,15 +203,16 @@ class EmbedImages(beam.PTransform):
         handler = BackboneModelHandler(
             backbone=config.backbone, image_size=config.image_size, weights=self._weights,
             alpha=config.alpha, batch_size=config.batch_size)
-        loaded = pairs | "Decode" >> beam.ParDo(LoadImagesFn(config.image_size)).with_outputs(
-            _SKIPPED, main="images")
+        loaded = pairs | "Decode" >> beam.ParDo(LoadImagesFn(
+            config.image_size, face_crop=config.face_crop)).with_outputs(
+                _SKIPPED, _NO_FACE, main="images")
         records = (
             loaded.images
             | "Augment" >> beam.ParDo(AugmentFn(config.augment, copies=config.augment_copies,
                                                 seed=config.seed))
             | "Embed" >> RunInference(KeyedModelHandler(handler))
             | "ToRecord" >> beam.MapTuple(_to_record))
-        return {"records": records, "skipped": loaded[_SKIPPED]}
+        return {"records": records, "skipped": loaded[_SKIPPED], "no_face": loaded[_NO_FACE]}
 
 
 def _write(outputs, cache_dir, num_shards):
@@ -211,10 +221,11 @@ def _write(outputs, cache_dir, num_shards):
          | "WriteShards" >> beam.io.WriteToTFRecord(
              posixpath.join(cache_dir, cache.SHARD_PREFIX), file_name_suffix=".tfrecord",
              num_shards=num_shards))
-    _ = (outputs["skipped"]
-         | "SkippedToJson" >> beam.Map(lambda item: json.dumps(item, sort_keys=True))
-         | "WriteSkipped" >> beam.io.WriteToText(
-             posixpath.join(cache_dir, cache.SKIPPED), shard_name_template=""))
+    for name, filename in (("skipped", cache.SKIPPED), ("no_face", cache.NO_FACE)):
+        _ = (outputs[name]
+             | f"{name}ToJson" >> beam.Map(lambda item: json.dumps(item, sort_keys=True))
+             | f"Write_{name}" >> beam.io.WriteToText(
+                 posixpath.join(cache_dir, filename), shard_name_template=""))
 
 
 def run_embed(config, *, pipeline_options=None, test_pipeline=None):

@@ -61,6 +61,7 @@ class _KerasModel:
         with open(info_path) as handle:
             info = json.load(handle)
         self.class_names, self.image_size = info["class_names"], info["image_size"]
+        self.face_crop = info["embed_config"].get("face_crop", False)
         self.cache_dir = None
         self._model = keras.models.load_model(path)
         self.counts = {"embedded": 0, "reused": 0}
@@ -82,9 +83,11 @@ class _HeadModel:
         manifest = cache.read_manifest(self.cache_dir)
         config = manifest["config"]
         self.class_names, self.image_size = manifest["class_names"], config["image_size"]
+        self.face_crop = config.get("face_crop", False)
         self._embed_args = {"name": config["backbone"], "image_size": config["image_size"],
                             "weights": manifest["weights_used"], "alpha": config["alpha"]}
-        key = hashlib.sha256(json.dumps([self._embed_args, manifest["weights_digest"]],
+        key = hashlib.sha256(json.dumps([self._embed_args, manifest["weights_digest"],
+                                         self.face_crop],
                                         sort_keys=True).encode()).hexdigest()[:16]
         self._store_path = os.path.join(store_dir, f"{key}.npz")
         self._store = self._seed_store(manifest)
@@ -180,7 +183,7 @@ def eval_examples(data, class_names):
             source.fingerprint)
 
 
-def _batches(examples, image_size, skipped):
+def _batches(examples, image_size, skipped, *, face_crop):
     batch = []
     for example in examples:
         try:
@@ -188,7 +191,8 @@ def _batches(examples, image_size, skipped):
             if data is None:
                 with tf.io.gfile.GFile(example.path, "rb") as handle:
                     data = handle.read()
-            item = (example, load_image(data, image_size), hashlib.sha256(data).hexdigest())
+            item = (example, load_image(data, image_size, face_crop=face_crop),
+                    hashlib.sha256(data).hexdigest())
         except (ImageError, OSError, tf.errors.OpError) as err:
             skipped.append({"id": example.id, "path": example.path,
                             "reason": (str(err).splitlines() or [type(err).__name__])[0]})
@@ -290,7 +294,7 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, clock=time.time):
     model = open_model(model_path, store_dir=os.path.join(reports_dir, "embeddings"))
     examples, fingerprint = eval_examples(data, model.class_names)
     skipped, ids, labels, paths, probas = [], [], [], [], []
-    for batch in _batches(examples, model.image_size, skipped):
+    for batch in _batches(examples, model.image_size, skipped, face_crop=model.face_crop):
         probas.append(model.predict(np.stack([b[1] for b in batch]), [b[2] for b in batch]))
         ids += [b[0].id for b in batch]
         labels += [b[0].label for b in batch]

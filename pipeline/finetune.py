@@ -19,6 +19,7 @@ import tensorflow as tf
 from pipeline.augment import AugmentConfig, build_augmenter
 from pipeline.backbones import Preprocess, build_backbone
 from pipeline.cache import write_json_atomic
+from pipeline.faces import crop_face
 from pipeline.heads import fraction_subset, logits_to_proba, loss_and_metric
 from pipeline.images import decode_image
 from pipeline.sources import FolderSource
@@ -148,16 +149,18 @@ def set_trainable(model, config):
     return start
 
 
-def _decode_path(path):
+def _decode_path(path, face_crop):
     with tf.io.gfile.GFile(path.decode(), "rb") as handle:
-        return decode_image(handle.read())
+        image = decode_image(handle.read())
+    return crop_face(image)[0] if face_crop else image
 
 
-def image_dataset(refs, image_size, *, batch_size, shuffle_seed=None):
+def image_dataset(refs, image_size, *, batch_size, shuffle_seed=None, face_crop=False):
     """A `tf.data.Dataset` of (resized image, label) batches from `ExampleRef`s.
 
-    Decoding is `pipeline.images.decode_image` and resizing is bilinear without antialias, as in
-    the embed job, so the pixels are the cached ones.
+    Decoding is `pipeline.images.decode_image` (then `pipeline.faces.crop_face` with
+    `face_crop`) and resizing is bilinear without antialias, as in the embed job, so the pixels
+    are the cached ones.
     """
     paths = [ref.path for ref in refs]
     labels = np.array([ref.label for ref in refs], np.int64)
@@ -166,7 +169,7 @@ def image_dataset(refs, image_size, *, batch_size, shuffle_seed=None):
         data = data.shuffle(len(refs), seed=shuffle_seed, reshuffle_each_iteration=True)
 
     def load(path, label):
-        image = tf.numpy_function(_decode_path, [path], tf.uint8)
+        image = tf.numpy_function(_decode_path, [path, face_crop], tf.uint8)
         image.set_shape([None, None, 3])
         return tf.image.resize(image, (image_size, image_size)), label
 
@@ -308,10 +311,10 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
         model = build_model(manifest, head)
         first_unfrozen = set_trainable(model, config)
         compile_model(model, num_classes=num_classes, learning_rate=config.learning_rate)
-    side = manifest["config"]["image_size"]
+    side, face_crop = manifest["config"]["image_size"], manifest["config"].get("face_crop", False)
     train = image_dataset(train_refs, side, batch_size=config.batch_size,
-                          shuffle_seed=config.seed)
-    val = image_dataset(val_refs, side, batch_size=config.batch_size)
+                          shuffle_seed=config.seed, face_crop=face_crop)
+    val = image_dataset(val_refs, side, batch_size=config.batch_size, face_crop=face_crop)
     cached_val = cache.load_split(cache_dir, "val", clean_only=True)
     head_proba = head.predict_proba(cached_val.embeddings)
     warm_start_diff = float(np.abs(probabilities(model, val, num_classes) - head_proba).max())

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 __all__ = ["IMAGE_EXTENSIONS", "MAX_PIXELS", "ImageError", "decode_image", "resize_image",
-           "load_image"]
+           "prepare_image", "load_image"]
 
 #: Extensions read from class folders (lower case; matched case-insensitively), as
 #: `tf.keras.utils.image_dataset_from_directory` does.
@@ -91,6 +91,21 @@ def resize_image(image, image_size):
     return resized.numpy().astype(np.float32)
 
 
-def load_image(data, image_size):
-    """Decodes and resizes image bytes: `resize_image(decode_image(data), image_size)`."""
-    return resize_image(decode_image(data), image_size)
+def prepare_image(data, image_size, *, face_crop=False):
+    """Decodes, optionally face-crops (`pipeline.faces.crop_face`), and resizes image bytes.
+
+    Returns:
+        `(image, face_found)`: the float32 image, and whether a face was found (None without
+        `face_crop`; False means the whole image was kept).
+    """
+    image, found = decode_image(data), None
+    if face_crop:
+        from pipeline.faces import crop_face
+
+        image, found = crop_face(image)
+    return resize_image(image, image_size), found
+
+
+def load_image(data, image_size, *, face_crop=False):
+    """`prepare_image` without the face flag: the float32 (size, size, 3) image."""
+    return prepare_image(data, image_size, face_crop=face_crop)[0]

@@ -16,7 +16,7 @@ def _key(config, data="fp", weights="none"):
 @pytest.mark.parametrize("change", [
     {"backbone": "mobilenet"}, {"alpha": 0.5}, {"image_size": 128},
     {"augment": AugmentConfig(rotation=0.2)}, {"augment_copies": 3}, {"val_fraction": 0.3},
-    {"seed": 124},
+    {"seed": 124}, {"face_crop": True},
 ])
 def test_key_changes_with_every_input(change):
     assert _key(dataclasses.replace(BASE, **change)) != _key(BASE)

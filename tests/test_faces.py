@@ -1,0 +1,41 @@
+import os
+
+import numpy as np
+
+from jobs import embed
+from pipeline.faces import crop_face
+from pipeline.images import decode_image
+from tests.conftest import IN_MEMORY, TINY
+
+
+def test_a_real_face_is_cropped(genki_subset):
+    folder = os.path.join(genki_subset, "smiling")
+    image = decode_image(open(os.path.join(folder, sorted(os.listdir(folder))[0]), "rb").read())
+    crop, found = crop_face(image)
+    assert found
+    assert crop.shape[0] * crop.shape[1] < image.shape[0] * image.shape[1]
+
+
+def test_no_face_keeps_the_whole_image():
+    image = np.full((80, 80, 3), 128, np.uint8)
+    crop, found = crop_face(image)
+    assert not found and crop is image
+
+
+def test_embed_with_face_crop_lists_fallbacks_and_changes_the_key(faces_copy, tmp_path):
+    blank = np.full((48, 48, 3), 200, np.uint8)
+    from PIL import Image
+
+    Image.fromarray(blank).save(faces_copy / "neutral" / "blank.png")
+    argv = ["--data", str(faces_copy), *TINY, "--augment-copies", "0", "--cache-dir",
+            str(tmp_path), *IN_MEMORY]
+    plain = embed.run(argv)
+    cropped = embed.run([*argv, "--face-crop"])
+    assert cropped.manifest["cache_key"] != plain.manifest["cache_key"]
+    assert cropped.manifest["config"]["face_crop"] is True
+    no_face = {item["id"] for item in cropped.manifest["no_face"]}
+    assert "neutral/blank.png" in no_face
+    assert cropped.manifest["num_no_face"] == len(no_face)
+    assert plain.manifest["num_no_face"] == 0
+    images = sum(entry["images"] for entry in cropped.manifest["counts"].values())
+    assert images == 25
