@@ -64,12 +64,7 @@ def run_experiment(cache_dir, out_dir, *, head_config=HeadConfig(),
 
 def markdown(rows):
     """The comparison as a Markdown table."""
-    def cell(value):
-        return f"{value:.4f}" if isinstance(value, float) and value < 1.0 else str(value)
-
-    lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
-    return "\n".join(lines + ["| " + " | ".join(cell(r[c]) for c in _COLUMNS) + " |"
-                              for r in rows])
+    return reports.markdown_table(_COLUMNS, rows)
 
 
 def _write_tables(out_dir, rows):

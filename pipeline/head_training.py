@@ -112,9 +112,4 @@ def _write_comparison(out_dir, results):
 
 def comparison_markdown(results):
     """A Markdown table of the fractions' figures."""
-    def cell(value):
-        return "-" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
-
-    lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
-    lines += ["| " + " | ".join(cell(r[c]) for c in _COLUMNS) + " |" for r in results]
-    return "\n".join(lines)
+    return reports.markdown_table(_COLUMNS, results)

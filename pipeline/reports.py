@@ -26,7 +26,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn import metrics  # noqa: E402
 
-__all__ = ["compute_metrics", "most_wrong", "write_report", "plot_curves", "write_csv", "html_page"]
+__all__ = ["compute_metrics", "most_wrong", "write_report", "plot_curves", "write_csv", "html_page",
+           "markdown_table"]
 
 _THUMB_SIDE = 96
 
@@ -165,6 +166,17 @@ def _most_wrong_html(out_dir, rows, title):
             "<th>confidence</th></tr>" + "".join(cells) + "</table>"
             if cells else "<p>No mistakes.</p>")
     return html_page(f"Most wrong: {title}", body)
+
+
+def markdown_table(columns, rows):
+    """A Markdown table of dict rows; floats get 4 decimals, None shows as `-`."""
+    def cell(value):
+        return "-" if value is None else (f"{value:.4f}" if isinstance(value, float)
+                                          else str(value))
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return "\n".join(lines + ["| " + " | ".join(cell(r[c]) for c in columns) + " |"
+                              for r in rows])
 
 
 def html_page(title, body):
