@@ -93,6 +93,7 @@ def kfold_on_cache(cache_dir, out_dir, *, folds, config=HeadConfig(), top_n=50, 
     cv = {m: {"mean": float(np.mean([r[m] for r in rows])),
               "std": float(np.std([r[m] for r in rows]))}
           for m in _METRICS if all(r[m] is not None for r in rows)}
+    os.makedirs(out_dir, exist_ok=True)
     reports.write_csv(os.path.join(out_dir, "folds.csv"), ["fold", "images", *_METRICS],
                       [[r["fold"], r["images"], *(r[m] for m in _METRICS)] for r in rows])
     table = "".join(f"<tr><th>{m}</th><td>{v['mean']:.4f} &plusmn; {v['std']:.4f}</td></tr>"

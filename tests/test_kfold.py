@@ -35,6 +35,7 @@ def test_too_many_folds_are_refused():
 
 
 def test_kfold_job_reports_every_fold_and_the_baseline(real_cache, tmp_path):  # noqa: F811
+    tmp_path = tmp_path / "new_folder"
     (report,) = train_head.run(["--cache", real_cache, "--out", str(tmp_path), "--quiet",
                                 "--head", "logistic", "--folds", "4"])
     saved = json.loads((tmp_path / "report.json").read_text())
