@@ -1,10 +1,11 @@
 """Face-crop preprocessing: crop the largest face found by OpenCV's bundled Haar cascade.
 
 The cascade file ships inside `opencv-python-headless` (no download) and is loaded once per
-process. When no face is found the whole image is kept, and callers count and list that fallback.
+thread (OpenCV's `CascadeClassifier` is not safe to share between the threads of a `tf.data`
+map). When no face is found the whole image is kept, and callers count and list that fallback.
 """
-import functools
 import os
+import threading
 
 import numpy as np
 
@@ -13,9 +14,16 @@ __all__ = ["crop_face", "FACE_MARGIN"]
 #: Margin added on every side of the detected face box, as a fraction of its size.
 FACE_MARGIN = 0.25
 
+_LOCAL = threading.local()
 
-@functools.lru_cache(maxsize=1)
+
 def _cascade():
+    if getattr(_LOCAL, "cascade", None) is None:
+        _LOCAL.cascade = _load_cascade()
+    return _LOCAL.cascade
+
+
+def _load_cascade():
     import cv2
 
     path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")

@@ -39,3 +39,28 @@ def test_embed_with_face_crop_lists_fallbacks_and_changes_the_key(faces_copy, tm
     assert plain.manifest["num_no_face"] == 0
     images = sum(entry["images"] for entry in cropped.manifest["counts"].values())
     assert images == 25
+
+
+def test_face_crop_is_safe_in_parallel_threads(genki_subset):
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder = os.path.join(genki_subset, "smiling")
+    images = [decode_image(open(os.path.join(folder, f), "rb").read())
+              for f in sorted(os.listdir(folder))[:8]]
+    serial = [crop_face(image)[0].shape for image in images]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda image: crop_face(image)[0].shape, images * 4))
+    assert parallel == serial * 4
+
+
+def test_fine_tune_dataset_crops_faces_in_parallel(genki_subset):
+    from pipeline.finetune import image_dataset
+    from pipeline.images import load_image
+    from pipeline.sources import open_source
+
+    refs = open_source(genki_subset).refs
+    batches = list(image_dataset(refs, 48, batch_size=8, face_crop=True))
+    images = np.concatenate([b[0].numpy() for b in batches])
+    expected = load_image(open(refs[0].path, "rb").read(), 48, face_crop=True)
+    assert images.shape == (len(refs), 48, 48, 3)
+    np.testing.assert_allclose(images[0], expected, atol=1e-3)
