@@ -169,9 +169,9 @@ def _most_wrong_html(out_dir, rows, title):
 
 
 def markdown_table(columns, rows):
-    """A Markdown table of dict rows; floats get 4 decimals, None shows as `-`."""
+    """A Markdown table of dict rows; floats get 4 significant digits, None shows as `-`."""
     def cell(value):
-        return "-" if value is None else (f"{value:.4f}" if isinstance(value, float)
+        return "-" if value is None else (f"{value:.4g}" if isinstance(value, float)
                                           else str(value))
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
