@@ -27,14 +27,18 @@ def genki_subset(root, per_class):
 
 
 def run_job(module, args):
-    """Runs `python -m module args` in a subprocess; returns (seconds, peak RSS MB of a child)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Runs `python -m module args` in a subprocess.
+
+    Returns:
+        `(seconds, peak RSS MB of the largest child so far, the last line it printed)`.
+    """
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, check=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, max(peak, before) / 1024
+    lines = done.stdout.strip().splitlines()
+    return seconds, peak / 1024, lines[-1] if lines else ""
 
 
 def emit(figures):

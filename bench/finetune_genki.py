@@ -27,16 +27,13 @@ def main():
                         help="extra jobs.finetune arguments (last on the line)")
     args = parser.parse_args()
     out = args.out or tempfile.mkdtemp()
-    embed_s, _ = run_job("jobs.embed", [
+    embed_s, _, cache_dir = run_job("jobs.embed", [
         "--data", str(GENKI), "--backbone", "mobilenet", "--alpha", "0.25", "--weights",
         str(MOBILENET_025), "--image-size", str(args.image_size), "--augment-copies", "2",
         "--cache-dir", args.cache_root])
-    caches = [os.path.join(args.cache_root, d) for d in os.listdir(args.cache_root)
-              if os.path.isfile(os.path.join(args.cache_root, d, "manifest.json"))]
-    cache_dir = max(caches, key=lambda d: os.path.getmtime(os.path.join(d, "manifest.json")))
-    head_s, _ = run_job("jobs.train_head", ["--cache", cache_dir, "--out",
+    head_s, _, _ = run_job("jobs.train_head", ["--cache", cache_dir, "--out",
                                             os.path.join(out, "head"), "--quiet"])
-    tune_s, _ = run_job("jobs.finetune", ["--cache", cache_dir, "--head",
+    tune_s, _, _ = run_job("jobs.finetune", ["--cache", cache_dir, "--head",
                                           os.path.join(out, "head"), "--out",
                                           os.path.join(out, "finetune"), "--epochs",
                                           str(args.epochs), *args.finetune_args])

@@ -77,13 +77,11 @@ def main():
 
     refs = open_source(str(GENKI)).refs
     with tempfile.TemporaryDirectory() as tmp:
-        embed_seconds, _ = run_job("jobs.embed", [
+        embed_seconds, _, cache_dir = run_job("jobs.embed", [
             "--data", str(GENKI), "--backbone", "mobilenet", "--alpha", "0.25", "--weights",
             str(MOBILENET_025), "--image-size", str(args.image_size), "--augment-copies", "2",
             "--cache-dir", os.path.join(tmp, "cache")])
-        (cache_dir,) = [os.path.join(tmp, "cache", d) for d in os.listdir(os.path.join(tmp,
-                                                                                       "cache"))]
-        head_seconds, _ = run_job("jobs.train_head", ["--cache", cache_dir, "--out",
+        head_seconds, _, _ = run_job("jobs.train_head", ["--cache", cache_dir, "--out",
                                                       os.path.join(tmp, "head"), "--quiet"])
         with open(os.path.join(tmp, "head", "report.json")) as handle:
             head = json.load(handle)

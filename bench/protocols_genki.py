@@ -19,14 +19,11 @@ from bench.common import GENKI, MOBILENET_025, emit, run_job  # noqa: E402
 
 def _cache(args, face_crop):
     extra = ["--face-crop"] if face_crop else []
-    seconds, _ = run_job("jobs.embed", [
+    seconds, _, cache_dir = run_job("jobs.embed", [
         "--data", str(GENKI), "--backbone", "mobilenet", "--alpha", "0.25", "--weights",
         str(MOBILENET_025), "--image-size", str(args.image_size), "--augment-copies", "2",
         "--cache-dir", args.cache_root, *extra])
-    newest = max((os.path.join(args.cache_root, d) for d in os.listdir(args.cache_root)),
-                 key=lambda d: os.path.getmtime(os.path.join(d, "manifest.json"))
-                 if os.path.isfile(os.path.join(d, "manifest.json")) else 0)
-    return newest, seconds
+    return cache_dir, seconds
 
 
 def main():
@@ -45,7 +42,7 @@ def main():
         tag = "face_crop" if face_crop else "whole"
         for folds in (4, 10):
             target = os.path.join(out, f"{tag}_{folds}fold")
-            seconds, _ = run_job("jobs.train_head", ["--cache", cache_dir, "--out", target,
+            seconds, _, _ = run_job("jobs.train_head", ["--cache", cache_dir, "--out", target,
                                                      "--quiet", "--folds", str(folds)])
             with open(os.path.join(target, "report.json")) as handle:
                 cv = json.load(handle)["cv"]
@@ -62,7 +59,7 @@ def main():
     if args.finetune_epochs:
         head = os.path.join(out, "face_crop_head")
         run_job("jobs.train_head", ["--cache", cache_dir, "--out", head, "--quiet"])
-        tune_s, _ = run_job("jobs.finetune", ["--cache", cache_dir, "--head", head, "--out",
+        tune_s, _, _ = run_job("jobs.finetune", ["--cache", cache_dir, "--head", head, "--out",
                                               os.path.join(out, "face_crop_finetune"),
                                               "--epochs", str(args.finetune_epochs)])
         with open(os.path.join(out, "face_crop_finetune", "report.json")) as handle:
