@@ -21,6 +21,8 @@ IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 MAX_PIXELS = 100_000_000
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_TF_FORMATS = ("JPEG", "PNG", "BMP", "GIF")
+_TF_MODES = ("RGB", "L", "RGBA", "P")
 
 
 class ImageError(ValueError):
@@ -31,7 +33,10 @@ def decode_image(data):
     """Decodes encoded image bytes to an RGB `uint8` array of shape (height, width, 3).
 
     Grayscale, palette, RGBA (alpha dropped), CMYK and 16-bit images are converted; animated
-    images give their first frame.
+    images give their first frame. Common images (8-bit RGB, grayscale or RGBA JPEG, PNG, BMP,
+    GIF) are decoded by TensorFlow's own `tf.io.decode_image`, as Keras's
+    `image_dataset_from_directory` and the exported serving graph do, so the pixels are the same
+    in training and serving; Pillow reads the header first (format, size) and decodes the rest.
 
     Args:
         data: the file's bytes.
@@ -52,12 +57,25 @@ def decode_image(data):
                 if width * height > MAX_PIXELS:
                     raise ImageError(f"image too large ({width}x{height} pixels; "
                                      f"the limit is {MAX_PIXELS} pixels)")
+                if image.format in _TF_FORMATS and image.mode in _TF_MODES and not (
+                        "transparency" in image.info):
+                    return _tf_decode(data)
                 image.load()
                 return _to_rgb(image)
     except UnidentifiedImageError as err:
         raise ImageError("not an image file (unrecognised format)") from err
     except (OSError, SyntaxError, Image.DecompressionBombError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ImageError(f"unreadable image: {reason}") from err
+
+
+def _tf_decode(data):
+    import tensorflow as tf  # deferred: importing TensorFlow is slow
+
+    try:
+        return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+    except tf.errors.OpError as err:
+        reason = (err.message.strip().splitlines() or [type(err).__name__])[0]
         raise ImageError(f"unreadable image: {reason}") from err
 
 

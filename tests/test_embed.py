@@ -151,3 +151,24 @@ def test_tfds_source_end_to_end_with_mock_data(tmp_path):
     assert counts["train"]["per_copy"] == {"0": 4, "1": 4}
     ids = cache.load_split(result.cache_dir, "train").ids
     assert all(i.startswith("beans-train") for i in ids)
+
+
+@pytest.mark.skipif(not os.environ.get("PRISM_LOCATION"),
+                    reason="set PRISM_LOCATION to a Prism binary to run the job on Prism")
+def test_the_same_job_runs_on_prism(faces, tmp_path):
+    result = embed.run(["--data", faces, "--cache-dir", str(tmp_path), *TINY,
+                        "--augment-copies", "1", "--runner=PrismRunner",
+                        f"--prism_location={os.environ['PRISM_LOCATION']}"])
+    assert result.manifest["counts"]["train"]["per_copy"]["1"] > 0
+
+
+@pytest.mark.skipif(not (os.environ.get("DATAFLOW_PROJECT") and os.environ.get("DATAFLOW_BUCKET")),
+                    reason="set DATAFLOW_PROJECT, DATAFLOW_REGION and DATAFLOW_BUCKET (gs://...) "
+                    "with Google Cloud credentials to run the job on Dataflow")
+def test_the_same_job_runs_on_dataflow(faces):
+    bucket = os.environ["DATAFLOW_BUCKET"].rstrip("/")
+    result = embed.run(["--data", faces, "--cache-dir", f"{bucket}/cache", *TINY,
+                        "--runner=DataflowRunner", f"--project={os.environ['DATAFLOW_PROJECT']}",
+                        f"--region={os.environ.get('DATAFLOW_REGION', 'us-central1')}",
+                        f"--temp_location={bucket}/tmp", f"--setup_file={REPO / 'setup.py'}"])
+    assert result.manifest["embedding_dim"] == 1280
