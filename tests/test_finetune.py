@@ -124,3 +124,16 @@ def test_warm_start_is_exact_with_random_weights_too(faces, tmp_path):
     ours = probabilities(build_model(manifest, head), image_dataset(val_refs, 48, batch_size=8), 2)
     cached = cache.load_split(result.cache_dir, "val", clean_only=True)
     assert np.abs(ours - head.predict_proba(cached.embeddings)).max() < 1e-4
+
+
+def test_mirrored_strategy_trains_with_one_cpu_replica(faces, tmp_path):
+    result = embed.run(["--data", faces, "--backbone", "mobilenet_v2", "--alpha", "0.35",
+                        "--image-size", "48", "--weights", "none", "--augment-copies", "0",
+                        "--cache-dir", str(tmp_path / "cache"), *IN_MEMORY])
+    train_head.run(["--cache", result.cache_dir, "--out", str(tmp_path / "head"), "--quiet",
+                    "--epochs", "2"])
+    report = finetune.run(["--cache", result.cache_dir, "--head", str(tmp_path / "head"),
+                           "--out", str(tmp_path / "tuned"), "--epochs", "1",
+                           "--distribute", "mirrored", "--batch-size", "8"])
+    assert report["config"]["distribute"] == "mirrored" and report["finetune_epochs"] == 1
+    assert (tmp_path / "tuned" / "model.keras").is_file()
