@@ -28,6 +28,10 @@ def run(argv=None):
                         "0.35", "--image-size", "96", "--weights", "auto", "--augment-copies",
                         "2", "--cache-dir", args.cache_dir, *beam_args])
     print(embed.summary(cached))
+    if cached.manifest["weights_used"] is None:
+        print("NOTE: random backbone weights (no ImageNet download here): the embeddings carry "
+              "almost no signal, so expect accuracies near chance below; with network access, "
+              "or --weights PATH on jobs.embed, the same steps learn")
     head_dir, tuned_dir = (os.path.join(args.runs_dir, name) for name in ("head", "finetune"))
     (head,) = train_head.run(["--cache", cached.cache_dir, "--out", head_dir, "--quiet"])
     print(f"head: validation accuracy {head['accuracy']:.4f} ({head_dir}/index.html)")
