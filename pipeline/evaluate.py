@@ -49,21 +49,12 @@ class _KerasModel:
     """A fine-tuned end-to-end model: images in, probabilities out."""
 
     def __init__(self, path):
-        import keras
+        from pipeline.finetune import load_finetuned
 
-        import pipeline.backbones  # noqa: F401 (registers the Preprocess layer)
-        from pipeline.finetune import MODEL_INFO
-
-        info_path = os.path.join(os.path.dirname(path), MODEL_INFO)
-        if not os.path.isfile(info_path):
-            raise ValueError(f"model {path!r}: no {MODEL_INFO} beside it (written by "
-                             "jobs.finetune with the class names and image size)")
-        with open(info_path) as handle:
-            info = json.load(handle)
+        self._model, info = load_finetuned(path)
         self.class_names, self.image_size = info["class_names"], info["image_size"]
         self.face_crop = info["embed_config"].get("face_crop", False)
         self.cache_dir = None
-        self._model = keras.models.load_model(path)
         self.counts = {"embedded": 0, "reused": 0}
 
     def predict(self, images, digests):

@@ -7,15 +7,13 @@ returning `probabilities` and `class_names`; `serving_images` takes decoded floa
 (n, size, size, 3) in [0, 255]. The TFLite files (float32, and optionally dynamic-range int8) are
 converted from `serving_images`, since TFLite has no image decoder.
 """
-import json
 import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-import pipeline.backbones  # noqa: F401 (registers the Preprocess layer for loading)
-from pipeline.finetune import MODEL_FILE, MODEL_INFO
+from pipeline.finetune import load_finetuned
 
 __all__ = ["export_model", "tflite_probabilities", "SAVED_MODEL", "TFLITE", "TFLITE_INT8", "LABELS"]
 
@@ -24,20 +22,13 @@ SAVED_MODEL, TFLITE, TFLITE_INT8, LABELS = ("saved_model", "model.tflite", "mode
 
 
 def _load(model_path):
-    if os.path.isdir(model_path):
-        model_path = os.path.join(model_path, MODEL_FILE)
-    info_path = os.path.join(os.path.dirname(model_path), MODEL_INFO)
-    if not (os.path.isfile(model_path) and os.path.isfile(info_path)):
-        raise ValueError(f"model {model_path!r}: expected a model.keras with its {MODEL_INFO} "
-                         "beside it (both written by jobs.finetune)")
-    with open(info_path) as handle:
-        info = json.load(handle)
+    model, info = load_finetuned(model_path)
     if info["embed_config"].get("face_crop"):
         raise ValueError(f"model {model_path!r} was trained on face crops, which need OpenCV's "
                          "face detector: a SavedModel or TFLite file cannot run it, so an "
                          "export would see other pixels than training did; export a model "
                          "trained without --face-crop")
-    return keras.models.load_model(model_path), info
+    return model, info
 
 
 def _probabilities(logits, num_classes):

@@ -26,7 +26,7 @@ from pipeline.sources import FolderSource
 from pipeline.validation import check_choice, check_scalar
 
 __all__ = ["FinetuneConfig", "build_model", "set_trainable", "backbone_of", "image_dataset",
-           "split_refs", "compile_model", "probabilities", "fit", "run_finetune"]
+           "split_refs", "compile_model", "probabilities", "fit", "run_finetune", "load_finetuned"]
 
 _STRATEGIES = ("none", "mirrored")
 #: The fine-tuned model, and its description (class names, image size, cache key) beside it.
@@ -247,6 +247,28 @@ def fit(model, train, val, out_dir, *, config, initial_epoch=0, resume=False, ca
     result = {k: [float(v) for v in values] for k, values in history.history.items()}
     result["epoch"] = epochs_seen
     return result
+
+
+def load_finetuned(model_path):
+    """Loads a fine-tuned `model.keras` (or its folder) and the `model.json` written beside it.
+
+    Returns:
+        `(model, info)`; info holds class_names, image_size, cache_key and embed_config.
+
+    Raises:
+        ValueError: either file is missing.
+    """
+    import json
+
+    if os.path.isdir(model_path):
+        model_path = os.path.join(model_path, MODEL_FILE)
+    info_path = os.path.join(os.path.dirname(model_path), MODEL_INFO)
+    if not (os.path.isfile(model_path) and os.path.isfile(info_path)):
+        raise ValueError(f"model {model_path!r}: expected a model.keras with its {MODEL_INFO} "
+                         "beside it (both written by jobs.finetune)")
+    with open(info_path) as handle:
+        info = json.load(handle)
+    return keras.models.load_model(model_path), info
 
 
 def _read_log(path):

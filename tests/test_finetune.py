@@ -113,26 +113,30 @@ def test_list_layers(trained):
     assert lines[-1].split()[-1] == "True"
 
 
-def test_warm_start_is_exact_with_random_weights_too(faces, tmp_path):
+@pytest.fixture(scope="module")
+def random_trained(faces, tmp_path_factory):
+    """A random-weights cache of the generated faces and its dense head."""
+    root = tmp_path_factory.mktemp("random")
     result = embed.run(["--data", faces, "--backbone", "mobilenet_v2", "--alpha", "0.35",
                         "--image-size", "48", "--weights", "none", "--augment-copies", "0",
-                        "--cache-dir", str(tmp_path / "cache"), *IN_MEMORY])
-    train_head.run(["--cache", result.cache_dir, "--out", str(tmp_path / "head"), "--quiet",
+                        "--cache-dir", str(root / "cache"), *IN_MEMORY])
+    train_head.run(["--cache", result.cache_dir, "--out", str(root / "head"), "--quiet",
                     "--epochs", "3"])
-    manifest, head = result.manifest, load_head(str(tmp_path / "head"))
+    return result, str(root / "head")
+
+
+def test_warm_start_is_exact_with_random_weights_too(random_trained):
+    result, head_dir = random_trained
+    manifest, head = result.manifest, load_head(head_dir)
     _, val_refs = split_refs(manifest)
     ours = probabilities(build_model(manifest, head), image_dataset(val_refs, 48, batch_size=8), 2)
     cached = cache.load_split(result.cache_dir, "val", clean_only=True)
     assert np.abs(ours - head.predict_proba(cached.embeddings)).max() < 1e-4
 
 
-def test_mirrored_strategy_trains_with_one_cpu_replica(faces, tmp_path):
-    result = embed.run(["--data", faces, "--backbone", "mobilenet_v2", "--alpha", "0.35",
-                        "--image-size", "48", "--weights", "none", "--augment-copies", "0",
-                        "--cache-dir", str(tmp_path / "cache"), *IN_MEMORY])
-    train_head.run(["--cache", result.cache_dir, "--out", str(tmp_path / "head"), "--quiet",
-                    "--epochs", "2"])
-    report = finetune.run(["--cache", result.cache_dir, "--head", str(tmp_path / "head"),
+def test_mirrored_strategy_trains_with_one_cpu_replica(random_trained, tmp_path):
+    result, head_dir = random_trained
+    report = finetune.run(["--cache", result.cache_dir, "--head", head_dir,
                            "--out", str(tmp_path / "tuned"), "--epochs", "1",
                            "--distribute", "mirrored", "--batch-size", "8"])
     assert report["config"]["distribute"] == "mirrored" and report["finetune_epochs"] == 1
