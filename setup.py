@@ -21,6 +21,7 @@ setuptools.setup(
         "Pillow>=10",
         "matplotlib>=3.8",
         "tensorboard",
+        "tqdm>=4.60",
     ],
     extras_require={
         "dataflow": ["apache-beam[gcp]==2.77.*"],

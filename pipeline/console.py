@@ -1,0 +1,183 @@
+"""What a job shows on the console: its own lines and progress, not the libraries' logs.
+
+`silence_library_logs()` turns off the Python-side logs and warnings of TensorFlow, Keras, absl,
+Apache Beam and friends (their C++ logs are set off by `jobs/__init__.py`, before TensorFlow is
+imported); it returns a function that restores them. `Progress` shows progress on long work: a
+tqdm bar on a terminal, otherwise (CI, cron, a pipe) one plain line every few seconds and a final
+line.
+
+Example:
+    >>> restore = silence_library_logs()
+    >>> with Progress(3200, desc="embed") as progress:
+    ...     for batch in batches:
+    ...         progress.update(len(batch))
+"""
+import logging
+import math
+import sys
+import time
+import warnings
+
+import tqdm
+
+__all__ = ["LIBRARY_LOGGERS", "silence_library_logs", "Progress", "format_duration"]
+
+#: Python loggers that libraries log to; quiet jobs raise them to ERROR.
+LIBRARY_LOGGERS = ("tensorflow", "keras", "absl", "apache_beam", "h5py", "matplotlib", "PIL",
+                   "tensorflow_datasets", "urllib3", "google", "grpc", "py.warnings")
+
+#: Warning categories that quiet jobs ignore wherever they come from.
+_QUIET_CATEGORIES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+#: Modules whose other warnings quiet jobs ignore too; the project's own warnings stay.
+_LIBRARY_MODULES = (r"(keras|tf_keras|tensorflow|tensorflow_datasets|apache_beam|absl|h5py|google)"
+                    r"(\.|$)")
+
+
+def silence_library_logs():
+    """Sets library loggers to ERROR and ignores library warnings; returns a `restore()` function.
+
+    TensorFlow's retracing and deprecation messages are Python log records or warnings, so they
+    go too; the job's own `print` lines, its own warnings and exceptions are untouched.
+
+    Returns:
+        A function of no arguments that restores the previous levels and warning filters.
+
+    Example:
+        >>> restore = silence_library_logs()
+        >>> restore()
+    """
+    loggers = [logging.getLogger(name) for name in LIBRARY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    absl_level = _set_absl_verbosity("error")
+    saved_filters = warnings.filters[:]
+    for category in _QUIET_CATEGORIES:
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", module=_LIBRARY_MODULES)
+
+    def restore():
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+        _set_absl_verbosity(absl_level)
+        warnings.filters[:] = saved_filters
+
+    return restore
+
+
+def _set_absl_verbosity(level):
+    """Sets absl's verbosity (a name or number) when absl is installed; returns the old one."""
+    try:
+        from absl import logging as absl_logging  # optional: TensorFlow brings it
+    except ImportError:
+        return None
+    previous = absl_logging.get_verbosity()
+    if level is not None:
+        absl_logging.set_verbosity(level)
+    return previous
+
+
+def format_duration(seconds):
+    """Formats seconds for people: `"44 s"`, `"3 min 05 s"`, `"1 h 02 min"`."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+class Progress:
+    """Progress of long work: a tqdm bar on a terminal, else a plain line every `interval` s.
+
+    Plain lines read `embed: 1,200/3,200 images (37.5%), 45.2 images/s, ETA 44 s` (without a
+    total: `embed: 1,200 images, 45.2 images/s`); `close()` prints one final line with the
+    elapsed time. Also a context manager that closes on exit.
+
+    Args:
+        total: the amount of work, or None while unknown (`set` may give it later).
+            Defaults to `None`.
+        desc: what is being done, e.g. `"embed"`; starts every line.
+        unit: the name of one unit of work. Defaults to `"images"`.
+        stream: where to write. Defaults to `sys.stderr`.
+        interval: seconds between plain lines. Defaults to `5.0`.
+        disable: show nothing (a job's `--quiet`). Defaults to `False`.
+        clock: seam for tests, a function returning seconds. Defaults to `time.monotonic`.
+
+    Example:
+        >>> with Progress(desc="embed") as progress:
+        ...     progress.set(1200, total=3200)
+    """
+
+    def __init__(self, total=None, *, desc, unit="images", stream=None, interval=5.0,
+                 disable=False, clock=time.monotonic):
+        self.total, self.done = total, 0
+        self.desc, self.unit, self.interval = desc, unit, interval
+        self._stream = sys.stderr if stream is None else stream
+        self._clock = clock
+        self._start = self._last_line = clock()
+        self._closed = disable
+        self._bar = None
+        if not disable and _is_terminal(self._stream):
+            self._bar = tqdm.tqdm(total=total, desc=desc, unit=f" {unit}", file=self._stream,
+                                  dynamic_ncols=True, leave=True)
+
+    def update(self, n=1):
+        """Adds `n` units of finished work."""
+        self.set(self.done + n)
+
+    def set(self, done, total=None):
+        """Sets the finished work to `done` (and the total, when it becomes known)."""
+        if total is not None:
+            self.total = total
+        self.done = done
+        if self._closed:
+            return
+        if self._bar is not None:
+            self._bar.total = self.total
+            self._bar.n = done
+            self._bar.refresh()
+        elif self._clock() - self._last_line >= self.interval:
+            self._write(self.line())
+
+    def close(self):
+        """Ends the display with a final line; further calls do nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._bar is not None:
+            self._bar.close()
+        else:
+            self._write(self.line(final=True))
+
+    def line(self, *, final=False):
+        """The plain progress line as it stands now."""
+        elapsed = self._clock() - self._start
+        rate = self.done / elapsed if elapsed > 0 else math.nan
+        count = f"{self.done:,}" if self.total is None else f"{self.done:,}/{self.total:,}"
+        parts = [f"{self.desc}: {count} {self.unit}"]
+        if self.total:
+            parts[0] += f" ({100 * self.done / self.total:.1f}%)"
+        if not math.isnan(rate):
+            parts.append(f"{rate:.1f} {self.unit}/s")
+        if final:
+            parts.append(f"done in {format_duration(elapsed)}")
+        elif self.total and rate > 0:
+            parts.append(f"ETA {format_duration((self.total - self.done) / rate)}")
+        return ", ".join(parts)
+
+    def _write(self, text):
+        self._last_line = self._clock()
+        print(text, file=self._stream, flush=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def _is_terminal(stream):
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
