@@ -14,6 +14,7 @@ Example:
 """
 import logging
 import math
+import re
 import sys
 import time
 import warnings
@@ -29,9 +30,17 @@ LIBRARY_LOGGERS = ("tensorflow", "keras", "absl", "apache_beam", "h5py", "matplo
 #: Warning categories that quiet jobs ignore wherever they come from.
 _QUIET_CATEGORIES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 
-#: Modules whose other warnings quiet jobs ignore too; the project's own warnings stay.
-_LIBRARY_MODULES = (r"(keras|tf_keras|tensorflow|tensorflow_datasets|apache_beam|absl|h5py|google)"
-                    r"(\.|$)")
+#: Libraries whose other warnings quiet jobs ignore too; the project's own warnings stay.
+_LIBRARIES = r"(keras|tf_keras|tensorflow|tensorflow_datasets|apache_beam|absl|h5py|google)"
+_LIBRARY_MODULES = _LIBRARIES + r"(\.|$)"
+_LIBRARY_FILES = re.compile(r"[/\\]" + _LIBRARIES + r"[/\\]")
+
+
+class _DropLibraryRecords(logging.Filter):
+    """Drops records below ERROR that library code logs straight to the root logger."""
+
+    def filter(self, record):
+        return record.levelno >= logging.ERROR or not _LIBRARY_FILES.search(record.pathname)
 
 
 def silence_library_logs():
@@ -56,12 +65,15 @@ def silence_library_logs():
     for category in _QUIET_CATEGORIES:
         warnings.filterwarnings("ignore", category=category)
     warnings.filterwarnings("ignore", module=_LIBRARY_MODULES)
+    root_filter = _DropLibraryRecords()
+    logging.getLogger().addFilter(root_filter)
 
     def restore():
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
         _set_absl_verbosity(absl_level)
         warnings.filters[:] = saved_filters
+        logging.getLogger().removeFilter(root_filter)
 
     return restore
 
