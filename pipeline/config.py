@@ -24,8 +24,14 @@ class EmbedConfig:
     Attributes:
         data: a class-folder root or `tfds:NAME`.
         backbone: registry name. Defaults to `"mobilenet_v2"`.
-        alpha: width multiplier, or None for the backbone's default.
-        weights: `"imagenet"`, `"auto"`, a weights file, or None. Defaults to `"imagenet"`.
+        alpha: width multiplier, or None for Keras's default (1.0); set None with a backbone
+            that has none. Defaults to `0.5` (the default backbone is MobileNetV2 0.5, chosen by
+            `bench/backbones.py`).
+        weights: `"imagenet"` (`"auto"` is the same), a weights file, or None (random, on
+            purpose). Defaults to `"imagenet"`.
+        weights_dir: a folder of Keras weight files under their own names (local or `gs://`),
+            searched before Keras's cache; where to look, so not part of the key (the weights
+            file's content is). Defaults to `None`.
         image_size: input side; None means the backbone's own size.
         augment: the augmentation recipe. Defaults to the seeds' recipe.
         augment_copies: augmented copies per training image (K). Defaults to `2`.
@@ -41,8 +47,9 @@ class EmbedConfig:
 
     data: str
     backbone: str = "mobilenet_v2"
-    alpha: float | None = None
+    alpha: float | None = 0.5
     weights: str | None = "imagenet"
+    weights_dir: str | None = None
     image_size: int | None = None
     augment: AugmentConfig = AugmentConfig()
     augment_copies: int = 2
