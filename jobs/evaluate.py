@@ -5,7 +5,9 @@ Scores a fine-tuned `model.keras` (or a head folder, with its cache's backbone) 
 (every image), a TFDS split or a cache folder's split (`cache/<key>:val`), writes a time-stamped
 run with the full report under `--reports-dir`, and updates `runs.csv`, `trend.png` and
 `index.html` there. With `--fail-under X` it exits with status 1, after writing everything, when
-accuracy is below X, so that a scheduler can alert. The last line printed is the run's
+accuracy is below X, so that a scheduler can alert; a drop of more than
+`--regression-threshold` (default 0.01) since the previous run on the same data is flagged on the
+index page, in `runs.csv` and printed. The last line printed is the run's
 `index.html`.
 """
 import argparse
@@ -26,6 +28,10 @@ def build_parser():
     parser.add_argument("--reports-dir", default="reports")
     parser.add_argument("--fail-under", type=float, default=None,
                         help="exit 1 when accuracy is below this")
+    parser.add_argument("--regression-threshold", type=float, default=0.01,
+                        help="flag a regression when accuracy, macro-F1, ROC-AUC or top-5 "
+                             "accuracy drops by more than this since the previous run on the "
+                             "same data (default 0.01)")
     parser.add_argument("--top-n", type=int, default=50)
     return parser
 
@@ -33,7 +39,9 @@ def build_parser():
 def run(argv=None):
     """Parses `argv` and evaluates; returns `(report, exit status)`."""
     args = build_parser().parse_args(argv)
-    report = evaluate(args.model, args.data, args.reports_dir, top_n=args.top_n)
+    report = evaluate(args.model, args.data, args.reports_dir, top_n=args.top_n,
+                      regression_threshold=args.regression_threshold,
+                      fail_under=args.fail_under)
     failed = args.fail_under is not None and report["accuracy"] < args.fail_under
     return report, (1 if failed else 0)
 
@@ -47,6 +55,8 @@ def main(argv=None):
     print(f"accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f} on "
           f"{report['num_examples']} images ({report['num_skipped']} skipped; embedded "
           f"{report['embedded']}, reused {report['reused']})")
+    for reason in report["comparison"]["reasons"]:
+        print(f"REGRESSION: {reason}")
     if status:
         print(f"FAILED: accuracy {report['accuracy']:.4f} is below --fail-under")
     print(os.path.join(report["run_dir"], "index.html"))

@@ -10,10 +10,10 @@ from the head's cache and kept in `<reports>/embeddings/`, so only images never 
 through the backbone.
 """
 import contextlib
-import csv
 import dataclasses
 import fcntl
 import hashlib
+import html
 import json
 import os
 import re
@@ -23,15 +23,13 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
-from pipeline import cache, reports
+from pipeline import cache, report_runs, reports
 from pipeline.images import ImageError, load_image
+from pipeline.report_runs import RUNS_COLUMNS, display_name
 from pipeline.sources import FolderSource, TfdsSource
 
 __all__ = ["RUNS_COLUMNS", "EvalExample", "open_model", "eval_examples", "evaluate"]
 
-RUNS_COLUMNS = ("time", "model", "data", "data_fingerprint", "accuracy", "macro_f1", "roc_auc",
-                "majority_baseline", "num_examples", "num_skipped", "embedded", "reused",
-                "run_dir")
 _BATCH = 64
 
 
@@ -82,6 +80,7 @@ class _HeadModel:
                                         sort_keys=True).encode()).hexdigest()[:16]
         self._store_path = os.path.join(store_dir, f"{key}.npz")
         self._store = self._seed_store(manifest)
+        self._manifest = manifest
         self._embedder = None
         self.counts = {"embedded": 0, "reused": 0}
 
@@ -99,9 +98,10 @@ class _HeadModel:
         missing = [i for i, d in enumerate(digests) if d not in self._store]
         if missing:
             if self._embedder is None:
-                from pipeline.backbones import Embedder
+                from pipeline.backbones import Embedder, manifest_weights
 
-                self._embedder = Embedder(**self._embed_args)
+                self._embedder = Embedder(**{**self._embed_args,
+                                             "weights": manifest_weights(self._manifest)})
             for i, vector in zip(missing, self._embedder(images[missing])):
                 self._store[digests[i]] = vector
         self.counts["embedded"] += len(missing)
@@ -170,8 +170,8 @@ def eval_examples(data, class_names):
         return examples, f"{manifest['cache_key']}:{split}"
     source = FolderSource(data, val_fraction=0.0)
     mapping = _label_map(source.class_names, class_names, data)
-    return ([EvalExample(r.id, mapping[r.label_name], r.path) for r in source.refs],
-            source.fingerprint)
+    return ([EvalExample(r.id, mapping[r.label_name], r.path) for r in source.refs()],
+            source.fingerprint())
 
 
 def _batches(examples, image_size, skipped, *, face_crop):
@@ -211,72 +211,95 @@ def _locked(reports_dir):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _update_index(reports_dir, row):
-    """Appends `row` to runs.csv and redraws trend.png and index.html, under the lock."""
+def _record_run(reports_dir, row, *, threshold, fail_under):
+    """Appends the run to runs.csv and redraws the index under the lock; returns the comparison."""
     with _locked(reports_dir):
-        path = os.path.join(reports_dir, "runs.csv")
-        rows = []
-        if os.path.isfile(path):
-            with open(path, newline="") as handle:
-                rows = list(csv.DictReader(handle))
-        rows.append({k: row[k] for k in RUNS_COLUMNS})
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, RUNS_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-        _trend_png(reports_dir, rows)
-        _runs_html(reports_dir, rows)
-    return rows
+        return report_runs.update_runs_index(reports_dir, row, threshold=threshold,
+                                             fail_under=fail_under)
 
 
-def _trend_png(reports_dir, rows):
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for metric, ax in zip(("accuracy", "macro_f1"), axes):
-        for model in sorted({r["model"] for r in rows}):
-            points = [(i, float(r[metric])) for i, r in enumerate(rows) if r["model"] == model]
-            ax.plot(*zip(*points), marker="o", label=model)
-        ax.set_xticks(range(len(rows)), [r["time"][5:16] for r in rows], rotation=45,
-                      ha="right", fontsize=7)
-        ax.set_title(metric)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    tmp = os.path.join(reports_dir, f".trend-{uuid.uuid4().hex}.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, os.path.join(reports_dir, "trend.png"))
+def _previous_run(reports_dir, fingerprint):
+    same = [r for r in report_runs.read_runs(reports_dir)
+            if r["data_fingerprint"] == fingerprint]
+    return same[-1]["run_dir"] if same else None
 
 
-def _runs_html(reports_dir, rows):
-    import html
+def _changes(reports_dir, run_dir, predictions, fingerprint, title):
+    """Diffs this run against the previous one on the same data; None when not comparable."""
+    previous = _previous_run(reports_dir, fingerprint)
+    run_path = os.path.join(reports_dir, run_dir)
+    os.makedirs(run_path, exist_ok=True)
+    report_runs.write_predictions(run_path, predictions)
+    if previous is None:
+        return None
+    changes = report_runs.diff_runs(
+        report_runs.read_predictions(os.path.join(reports_dir, previous)),
+        {row["id"]: {k: str(v) for k, v in row.items()} for row in predictions})
+    if changes is None:
+        return None
+    return report_runs.write_changes(run_path, changes, previous_run=previous, title=title)
 
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in RUNS_COLUMNS)
-    body = "".join(
-        "<tr>" + "".join(
-            f'<td><a href="{html.escape(r[c])}/index.html">{html.escape(r[c])}</a></td>'
-            if c == "run_dir" else f"<td>{html.escape(str(r[c]))}</td>" for c in RUNS_COLUMNS)
-        + "</tr>" for r in reversed(rows))
-    page = reports.html_page("Evaluation runs", '<p><img style="max-width:100%" '
-                             f'src="trend.png"></p><table><tr>{head}</tr>{body}</table>')
-    tmp = os.path.join(reports_dir, f".index-{uuid.uuid4().hex}.html")
-    with open(tmp, "w") as handle:
-        handle.write(page)
-    os.replace(tmp, os.path.join(reports_dir, "index.html"))
+
+def _changes_section(summary):
+    if summary is None:
+        return []
+    text = (f"{summary['fixed']} fixed, {summary['broken']} newly broken, {summary['changed']} "
+            f"wrong in another way since {summary['previous_run']}")
+    return [("Changes since the previous run",
+             f'<p>{html.escape(text)}: <a href="changes.html">the images</a>, '
+             '<a href="changes.csv">changes.csv</a>.</p>')]
 
 
-def evaluate(model_path, data, reports_dir, *, top_n=50, clock=time.time):
+def _amend_report(run_path, **entries):
+    path = os.path.join(run_path, "report.json")
+    with open(path) as handle:
+        saved = json.load(handle)
+    saved.update(entries)
+    with open(path, "w") as handle:
+        json.dump(saved, handle, indent=2, sort_keys=True)
+
+
+def _score(model, examples):
+    """Runs the model over the examples; returns (skipped, columns dict of lists, proba)."""
+    skipped, columns, probas = [], {"ids": [], "labels": [], "paths": [], "digests": []}, []
+    for batch in _batches(examples, model.image_size, skipped, face_crop=model.face_crop):
+        probas.append(model.predict(np.stack([b[1] for b in batch]), [b[2] for b in batch]))
+        columns["ids"] += [b[0].id for b in batch]
+        columns["labels"] += [b[0].label for b in batch]
+        columns["paths"] += [b[0].path for b in batch]
+        columns["digests"] += [b[2] for b in batch]
+    return skipped, columns, (np.concatenate(probas) if probas else None)
+
+
+def _prediction_rows(columns, proba, class_names):
+    predicted = np.argmax(proba, axis=1)
+    return [{"id": i, "path": path, "digest": digest, "true": class_names[label],
+             "predicted": class_names[p], "confidence": float(proba[n, p])}
+            for n, (i, path, digest, label, p) in enumerate(zip(
+                columns["ids"], columns["paths"], columns["digests"], columns["labels"],
+                predicted))]
+
+
+def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.01,
+             fail_under=None, clock=time.time):
     """Evaluates a model on a data set and records the run; returns the report dict.
 
     Args:
         model_path: a fine-tuned `model.keras` (or its folder), or a head folder.
         data: a class folder, `tfds:NAME[:SPLIT]`, or a cache folder `[:SPLIT]`.
         reports_dir: the reports folder (`<stamp>-<model>/` runs, `runs.csv`, `index.html`,
-            `trend.png`, `embeddings/`).
+            `trend.png`, `recall_trend.png`, `embeddings/`).
         top_n: rows of the most-wrong report. Defaults to `50`.
+        regression_threshold: a drop larger than this in accuracy, macro-F1, ROC-AUC or top-5
+            accuracy since the previous run on the same data flags a regression. Defaults to
+            `0.01`.
+        fail_under: accuracy under this flags a regression too (and is drawn on the trend).
+            Defaults to `None`.
         clock: the time source for stamps (a test seam). Defaults to `time.time`.
+
+    Returns:
+        The report dict, with `run_dir`, `comparison` (see `report_runs.compare_runs`) and
+        `changes` (counts of fixed and newly broken images, or None).
 
     Raises:
         ValueError: an unknown model, classes the model does not know, or no readable image.
@@ -284,28 +307,31 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, clock=time.time):
     os.makedirs(reports_dir, exist_ok=True)
     model = open_model(model_path, store_dir=os.path.join(reports_dir, "embeddings"))
     examples, fingerprint = eval_examples(data, model.class_names)
-    skipped, ids, labels, paths, probas = [], [], [], [], []
-    for batch in _batches(examples, model.image_size, skipped, face_crop=model.face_crop):
-        probas.append(model.predict(np.stack([b[1] for b in batch]), [b[2] for b in batch]))
-        ids += [b[0].id for b in batch]
-        labels += [b[0].label for b in batch]
-        paths += [b[0].path for b in batch]
-    if not ids:
+    skipped, columns, proba = _score(model, examples)
+    if proba is None:
         raise ValueError(f"data {data!r}: no readable image to evaluate")
     if isinstance(model, _HeadModel):
         model.save_store()
     now = clock()
     stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(now))
-    run_dir = f"{stamp}-{_slug(model_path)}-{uuid.uuid4().hex[:6]}"
+    run_dir = f"{stamp}-{_slug(display_name(model_path))}-{uuid.uuid4().hex[:6]}"
+    title = f"{display_name(model_path)} on {display_name(data)}"
+    changes = _changes(reports_dir, run_dir, _prediction_rows(columns, proba, model.class_names),
+                       fingerprint, title)
     report = reports.write_report(
-        os.path.join(reports_dir, run_dir), ids=np.array(ids), y_true=np.array(labels),
-        proba=np.concatenate(probas), class_names=model.class_names,
-        title=f"{_slug(model_path)} on {data}", paths=paths if any(paths) else None,
-        top_n=top_n, clock=lambda: now,
-        config={"model": model_path, "data": data},
+        os.path.join(reports_dir, run_dir), ids=np.array(columns["ids"]),
+        y_true=np.array(columns["labels"]), proba=proba, class_names=model.class_names,
+        title=title, paths=columns["paths"] if any(columns["paths"]) else None,
+        top_n=top_n, clock=lambda: now, config={"model": model_path, "data": data},
+        sections=_changes_section(changes),
         extra={"job": "evaluate", "data_fingerprint": fingerprint, "skipped": skipped,
-               "num_skipped": len(skipped), **model.counts, "cache_dir": model.cache_dir})
-    _update_index(reports_dir, {**report, "time": report["created"], "model": model_path,
-                                "data": data, "run_dir": run_dir})
+               "num_skipped": len(skipped), **model.counts, "cache_dir": model.cache_dir,
+               "data_name": display_name(data), "model_name": display_name(model_path),
+               "changes": changes})
+    report["comparison"] = _record_run(
+        reports_dir, {**report, "time": report["created"], "model": model_path, "data": data,
+                      "run_dir": run_dir, "fail_under": fail_under},
+        threshold=regression_threshold, fail_under=fail_under)
+    _amend_report(os.path.join(reports_dir, run_dir), comparison=report["comparison"])
     report["run_dir"] = os.path.join(reports_dir, run_dir)
     return report

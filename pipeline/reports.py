@@ -1,17 +1,20 @@
 """The evaluation report every job writes: files a person opens, and `report.json` for scripts.
 
 Computing, holding and drawing are separate, in the scikit-learn manner: `compute_metrics` turns
-labels and probabilities into numbers; `write_report` draws them with the libraries made for it
-(scikit-learn's `ConfusionMatrixDisplay`, matplotlib) and writes, into one folder:
+labels and probabilities into numbers; `write_report` draws them (`pipeline.report_figures`) and
+lays them out (`pipeline.report_pages`), into one folder:
 
 | file | what |
 |---|---|
-| `index.html` | links everything, with the headline numbers and the run's stamp |
+| `index.html` | headline figures first (with the majority baseline), then everything else |
 | `report.json` | every figure plus the config, cache key and versions (top-level `accuracy`) |
-| `confusion_matrix.png` / `.csv` | counts and row-normalised |
+| `confusion_matrix.png` / `.csv` | colour row-normalised, cells counts; sized for 2-100 classes |
+| `most_confused.csv` | the off-diagonal pairs, most frequent first |
 | `per_class.csv`, `classification_report.txt` | precision, recall, F1, support |
+| `reliability.png` | reliability diagram (`ece` in `report.json`) |
+| `roc_pr.png`, `thresholds.csv` | two classes: ROC and precision-recall, a threshold table |
 | `curves.png` | training curves of every phase, with a marker where each phase starts |
-| `most_wrong.csv` / `.html` | misclassified examples ranked by the wrong prediction's confidence |
+| `most_wrong.csv` / `.html` / `.png` | mistakes ranked by the wrong prediction's confidence |
 """
 import csv
 import html
@@ -19,21 +22,61 @@ import json
 import os
 import time
 
-import matplotlib
+import numpy as np
+from PIL import Image
+from sklearn import metrics
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn import metrics  # noqa: E402
+from pipeline import report_figures as figures
+from pipeline.report_figures import plot_curves
+from pipeline.report_pages import headline, html_page, table, thumbnail, thumbnail_grid
 
-__all__ = ["compute_metrics", "most_wrong", "write_report", "plot_curves", "write_csv", "html_page",
-           "markdown_table"]
+__all__ = ["compute_metrics", "most_wrong", "most_confused", "write_report", "plot_curves",
+           "write_csv", "html_page", "markdown_table", "class_roc_auc"]
 
-_THUMB_SIDE = 96
+_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+_GRID_PNG_TILES = 25
+
+
+def class_roc_auc(y_true, proba):
+    """ROC-AUC: binary for two classes, else macro one-vs-rest over the classes present.
+
+    With every class present this equals scikit-learn's
+    `roc_auc_score(y, proba, multi_class="ovr", average="macro")`; classes absent from `y_true`
+    are left out instead of failing. None when fewer than two classes are present.
+    """
+    y_true = np.asarray(y_true)
+    present = np.unique(y_true)
+    if len(present) < 2:
+        return None
+    if proba.shape[1] == 2:
+        return float(metrics.roc_auc_score(y_true, proba[:, 1]))
+    return float(np.mean([metrics.roc_auc_score(y_true == c, proba[:, c]) for c in present]))
+
+
+def most_confused(confusion, class_names, *, top_n=20):
+    """The off-diagonal (true, predicted) pairs, most frequent first (fastai's `most_confused`)."""
+    confusion = np.asarray(confusion)
+    off = [(int(confusion[t, p]), t, p) for t in range(len(confusion))
+           for p in range(len(confusion)) if t != p and confusion[t, p]]
+    off.sort(key=lambda item: (-item[0], item[1], item[2]))
+    totals = confusion.sum(axis=1)
+    return [{"true": class_names[t], "predicted": class_names[p], "count": count,
+             "share_of_true": count / max(int(totals[t]), 1)} for count, t, p in off[:top_n]]
+
+
+def _threshold_table(y_true, scores):
+    rows = []
+    for threshold in _THRESHOLDS:
+        predicted = scores >= threshold
+        rows.append({"threshold": threshold, "predicted_positive": int(predicted.sum()),
+                     "precision": float(metrics.precision_score(y_true, predicted,
+                                                                zero_division=0)),
+                     "recall": float(metrics.recall_score(y_true, predicted, zero_division=0))})
+    return rows
 
 
 def compute_metrics(y_true, proba, class_names):
-    """Accuracy, per-class precision/recall/F1/support, averages, confusion matrix, ROC-AUC.
+    """Accuracy, per-class precision/recall/F1/support, averages, confusion matrix, ROC-AUC, ECE.
 
     Args:
         y_true: int labels (n,).
@@ -42,13 +85,16 @@ def compute_metrics(y_true, proba, class_names):
 
     Returns:
         A JSON-ready dict. `majority_baseline` is the accuracy of always predicting the most
-        frequent true class, the floor every number should be read against.
+        frequent true class, the floor every number should be read against. `roc_auc` is binary
+        for two classes and macro one-vs-rest beyond; `top5_accuracy` appears from 10 classes,
+        `thresholds` (precision and recall at fixed thresholds) for two; `ece` always.
     """
-    y_true = np.asarray(y_true)
+    y_true, proba = np.asarray(y_true), np.asarray(proba, np.float64)
     y_pred = np.argmax(proba, axis=1)
     labels = list(range(len(class_names)))
     precision, recall, f1, support = metrics.precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0)
+    confusion = metrics.confusion_matrix(y_true, y_pred, labels=labels)
     result = {
         "num_examples": int(len(y_true)),
         "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
@@ -61,11 +107,16 @@ def compute_metrics(y_true, proba, class_names):
         "per_class": {name: {"precision": float(precision[i]), "recall": float(recall[i]),
                              "f1": float(f1[i]), "support": int(support[i])}
                       for i, name in enumerate(class_names)},
-        "confusion_matrix": metrics.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-        "roc_auc": None,
+        "confusion_matrix": confusion.tolist(),
+        "most_confused": most_confused(confusion, class_names),
+        "roc_auc": class_roc_auc(y_true, proba),
+        "ece": figures.reliability_bins(y_true, proba)[1],
     }
-    if len(class_names) == 2 and len(np.unique(y_true)) == 2:
-        result["roc_auc"] = float(metrics.roc_auc_score(y_true, proba[:, 1]))
+    if len(class_names) >= 10:
+        result["top5_accuracy"] = float(metrics.top_k_accuracy_score(y_true, proba, k=5,
+                                                                     labels=labels))
+    if len(class_names) == 2:
+        result["thresholds"] = _threshold_table(y_true, proba[:, 1])
     return result
 
 
@@ -84,88 +135,12 @@ def most_wrong(ids, y_true, proba, class_names, *, paths=None, top_n=50):
              "confidence": float(proba[i, y_pred[i]])} for rank, i in enumerate(order)]
 
 
-def plot_curves(history, *, phases=None, ax=None):
-    """Draws accuracy and loss per epoch; `phases` is [(name, first epoch)], drawn as markers.
-
-    Returns:
-        The matplotlib figure.
-    """
-    if ax is None:
-        fig, ax = plt.subplots(1, 2, figsize=(11, 4))
-    else:
-        fig = ax[0].figure
-    epochs = np.arange(1, len(history.get("loss", [])) + 1)
-    for axis, metric in zip(ax, ("accuracy", "loss")):
-        for key, label in ((metric, "training"), (f"val_{metric}", "validation")):
-            if history.get(key):
-                axis.plot(epochs[:len(history[key])], history[key], marker=".", label=label)
-        for name, start in (phases or [])[1:]:
-            axis.axvline(start - 0.5, color="gray", linestyle="--")
-            axis.annotate(name, (start - 0.5, 0.02), xycoords=("data", "axes fraction"),
-                          rotation=90, color="gray")
-        axis.set_xlabel("epoch")
-        axis.set_title(metric)
-        axis.legend()
-    fig.tight_layout()
-    return fig
-
-
-def _confusion_png(path, y_true, proba, class_names):
-    from sklearn.metrics import ConfusionMatrixDisplay
-
-    fig, axes = plt.subplots(1, 2, figsize=(5 + 1.2 * len(class_names), 4))
-    for ax, normalize, title in ((axes[0], None, "counts"), (axes[1], "true", "row-normalised")):
-        ConfusionMatrixDisplay.from_predictions(
-            y_true, np.argmax(proba, axis=1), labels=list(range(len(class_names))),
-            display_labels=class_names, normalize=normalize, ax=ax, colorbar=False,
-            values_format=None if normalize is None else ".2f")
-        ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def write_csv(path, header, rows):
     """Writes a CSV file with a header row."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
-
-
-def _thumbnail(source_path, target_path):
-    from PIL import Image
-
-    from pipeline.images import decode_image
-
-    try:
-        import tensorflow as tf
-
-        with tf.io.gfile.GFile(source_path, "rb") as handle:
-            image = Image.fromarray(decode_image(handle.read()))
-    except (OSError, ValueError):
-        return False
-    image.thumbnail((_THUMB_SIDE, _THUMB_SIDE))
-    image.save(target_path, quality=85)
-    return True
-
-
-def _most_wrong_html(out_dir, rows, title):
-    os.makedirs(os.path.join(out_dir, "thumbs"), exist_ok=True)
-    cells = []
-    for row in rows:
-        thumb = f"thumbs/{row['rank']:04d}.jpg"
-        has_thumb = row["path"] and _thumbnail(row["path"], os.path.join(out_dir, thumb))
-        image = (f'<img src="{html.escape(thumb)}" alt="{html.escape(row["id"])}">'
-                 if has_thumb else "(no image)")
-        cells.append(
-            f"<tr><td>{row['rank']}</td><td>{image}</td><td>{html.escape(row['id'])}</td>"
-            f"<td>{html.escape(row['true'])}</td><td>{html.escape(row['predicted'])}</td>"
-            f"<td>{row['confidence']:.3f}</td></tr>")
-    body = ("<table><tr><th>rank</th><th>image</th><th>id</th><th>true</th><th>predicted</th>"
-            "<th>confidence</th></tr>" + "".join(cells) + "</table>"
-            if cells else "<p>No mistakes.</p>")
-    return html_page(f"Most wrong: {title}", body)
 
 
 def markdown_table(columns, rows):
@@ -179,38 +154,114 @@ def markdown_table(columns, rows):
                               for r in rows])
 
 
-def html_page(title, body):
-    """A complete, self-contained HTML page; `title` is escaped, `body` is trusted HTML."""
-    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:96px}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-            f"</title><style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
-            f"{body}</body></html>")
+def _write_tables(out_dir, report, y_true, proba, class_names):
+    write_csv(os.path.join(out_dir, "confusion_matrix.csv"), ["true \\ predicted", *class_names],
+              [[name, *row] for name, row in zip(class_names, report["confusion_matrix"])])
+    write_csv(os.path.join(out_dir, "per_class.csv"),
+              ["class", "precision", "recall", "f1", "support"],
+              [[n, v["precision"], v["recall"], v["f1"], v["support"]]
+               for n, v in report["per_class"].items()])
+    write_csv(os.path.join(out_dir, "most_confused.csv"),
+              ["true", "predicted", "count", "share_of_true"],
+              [list(r.values()) for r in report["most_confused"]])
+    if "thresholds" in report:
+        write_csv(os.path.join(out_dir, "thresholds.csv"), list(report["thresholds"][0]),
+                  [list(r.values()) for r in report["thresholds"]])
+    with open(os.path.join(out_dir, "classification_report.txt"), "w") as handle:
+        handle.write(metrics.classification_report(
+            y_true, np.argmax(proba, axis=1), labels=list(range(len(class_names))),
+            target_names=list(class_names), digits=4, zero_division=0))
 
 
-def _index_html(report, files, title, sections=()):
-    figures = [("accuracy", report["accuracy"]), ("macro F1", report["macro_f1"]),
-               ("ROC-AUC", report["roc_auc"]), ("majority-class baseline",
-                                               report["majority_baseline"]),
-               ("examples", report["num_examples"])]
-    rows = "".join(f"<tr><th>{html.escape(name)}</th><td>"
-                   f"{'-' if value is None else html.escape(f'{value:.4g}')}</td></tr>"
-                   for name, value in figures)
-    per_class = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{v['precision']:.3f}</td><td>{v['recall']:.3f}</td>"
-        f"<td>{v['f1']:.3f}</td><td>{v['support']}</td></tr>"
-        for name, v in report["per_class"].items())
+def _write_figures(out_dir, report, y_true, proba, class_names, history, phases):
+    drawn = [("confusion_matrix.png", figures.confusion_figure(report["confusion_matrix"],
+                                                               class_names)),
+             ("reliability.png", figures.reliability_figure(y_true, proba))]
+    if len(class_names) == 2 and report["roc_auc"] is not None:
+        drawn.append(("roc_pr.png", figures.roc_pr_figure(y_true == 1, proba[:, 1],
+                                                          positive=class_names[1])))
+    if history and history.get("loss"):
+        drawn.append(("curves.png", plot_curves(history, phases=phases)))
+        report["history"] = history
+    for name, fig in drawn:
+        figures.save_figure(fig, os.path.join(out_dir, name))
+    return [name for name, _ in drawn]
+
+
+def _write_most_wrong(out_dir, rows, title):
+    write_csv(os.path.join(out_dir, "most_wrong.csv"),
+              ["rank", "id", "path", "true", "predicted", "confidence"],
+              [[r[k] for k in ("rank", "id", "path", "true", "predicted", "confidence")]
+               for r in rows])
+    tiles = []
+    for row in rows:
+        thumb = f"thumbs/{row['rank']:04d}.jpg"
+        ok = bool(row["path"]) and thumbnail(row["path"], os.path.join(out_dir, thumb))
+        tiles.append((thumb if ok else "", row["id"], [
+            f"#{row['rank']} {row['id']}", f"true: {row['true']}",
+            f"predicted: {row['predicted']} ({row['confidence']:.4f})"]))
+    body = thumbnail_grid(tiles) if tiles else "<p>No mistakes.</p>"
+    with open(os.path.join(out_dir, "most_wrong.html"), "w", encoding="utf-8") as handle:
+        handle.write(html_page(f"Most wrong: {title}", body, subtitle=(
+            "Misclassified images, the most confident wrong prediction first.")))
+    images = [np.asarray(Image.open(os.path.join(out_dir, src))) if src else None
+              for src, _, _ in tiles[:_GRID_PNG_TILES]]
+    captions = [f"{r['true']} -> {r['predicted']}\n{r['confidence']:.3f}"
+                for r in rows[:_GRID_PNG_TILES]]
+    figures.save_figure(figures.thumbnail_grid_figure(images, captions),
+                        os.path.join(out_dir, "most_wrong.png"))
+
+
+def _subtitle(report):
+    parts = [f"run {report['created']}"]
+    for key, label in (("job", "job"), ("cache_key", "cache key"), ("data_name", "data")):
+        if report.get(key):
+            parts.append(f"{label} {report[key]}")
+    return " · ".join(parts)
+
+
+def _headline(report):
+    baseline = f"majority baseline {report['majority_baseline']:.4f}"
+    return headline([
+        ("accuracy", report["accuracy"], html.escape(baseline)),
+        ("macro F1", report["macro_f1"], ""), ("ROC-AUC", report["roc_auc"],
+                                                "macro one-vs-rest" if len(
+                                                    report["class_names"]) > 2 else ""),
+        ("top-5 accuracy", report.get("top5_accuracy"), ""),
+        ("ECE", report["ece"], "expected calibration error"),
+        ("examples", report["num_examples"], "")])
+
+
+def _figure(src, width=None):
+    style = f' style="max-width:{width}px"' if width else ""
+    return f'<a href="{html.escape(src)}"><img src="{html.escape(src)}"{style} alt=""></a>'
+
+
+def _index_body(report, pngs, files, sections):
+    per_class = table(["class", "precision", "recall", "f1", "support"],
+                      [{"class": n, **v} for n, v in report["per_class"].items()])
+    if len(report["class_names"]) > 20:
+        pairs = table(["true", "predicted", "count", "share_of_true"], report["most_confused"])
+        parts = [_headline(report), "<h2>Confusion matrix</h2>", _figure("confusion_matrix.png"),
+                 "<h3>Most confused pairs</h3>", pairs, "<h2>Per class</h2>", per_class]
+    else:
+        parts = [_headline(report), "<h2>Confusion matrix and per class</h2>",
+                 f'<div class="row"><div>{_figure("confusion_matrix.png", 560)}</div>'
+                 f"<div>{per_class}</div></div>"]
+    parts += [f"<h2>{heading}</h2>{content}" for heading, content in sections]
+    if "roc_pr.png" in pngs:
+        thresholds = table(["threshold", "predicted_positive", "precision", "recall"],
+                           report["thresholds"])
+        parts += ["<h2>ROC and precision-recall</h2>", _figure("roc_pr.png", 900),
+                  f"<h3>Thresholds on p({html.escape(report['class_names'][1])})</h3>",
+                  thresholds]
+    parts += ['<h2>Calibration</h2>', _figure("reliability.png", 480)]
+    if "curves.png" in pngs:
+        parts += ["<h2>Training curves</h2>", _figure("curves.png", 900)]
+    parts += ['<h2>Most wrong (<a href="most_wrong.html">all, with ids</a>)</h2>',
+              _figure("most_wrong.png", 900) if report["most_wrong"] else "<p>No mistakes.</p>"]
     links = "".join(f'<li><a href="{html.escape(f)}">{html.escape(f)}</a></li>' for f in files)
-    images = "".join(f'<p><img style="max-width:100%" src="{html.escape(f)}"></p>'
-                     for f in files if f.endswith(".png"))
-    body = (f"<p>Run stamp: {html.escape(report['created'])}"
-            f" &middot; cache key: {html.escape(str(report.get('cache_key')))}</p>"
-            f"<table>{rows}</table><h2>Per class</h2><table><tr><th>class</th>"
-            f"<th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>{per_class}"
-            f"</table>"
-            + "".join(f"<h2>{heading}</h2>{content}" for heading, content in sections)
-            + f"<h2>Files</h2><ul>{links}</ul>{images}")
-    return html_page(title, body).replace("img{max-width:96px}", "")
+    return "".join(parts) + f'<h2>Files</h2><ul class="files">{links}</ul>'
 
 
 def write_report(out_dir, *, ids, y_true, proba, class_names, title="Evaluation", paths=None,
@@ -224,7 +275,7 @@ def write_report(out_dir, *, ids, y_true, proba, class_names, title="Evaluation"
         y_true: int labels (n,).
         proba: probabilities (n, num_classes).
         class_names: the class names.
-        title: the page title. Defaults to `"Evaluation"`.
+        title: the page title: names, never absolute paths. Defaults to `"Evaluation"`.
         paths: image file paths for thumbnails, or None. Defaults to None.
         history: training curves (`loss`, `accuracy`, `val_loss`, `val_accuracy` lists).
             Defaults to None (no curves).
@@ -242,37 +293,16 @@ def write_report(out_dir, *, ids, y_true, proba, class_names, title="Evaluation"
               "class_names": list(class_names),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(clock())),
               "config": config or {}, **(extra or {})}
-    files = ["confusion_matrix.png", "confusion_matrix.csv", "per_class.csv",
-             "classification_report.txt", "most_wrong.csv", "most_wrong.html", "report.json"]
-    _confusion_png(os.path.join(out_dir, "confusion_matrix.png"), y_true, proba, class_names)
-    write_csv(os.path.join(out_dir, "confusion_matrix.csv"), ["true \\ predicted", *class_names],
-               [[name, *row] for name, row in zip(class_names, report["confusion_matrix"])])
-    write_csv(os.path.join(out_dir, "per_class.csv"),
-               ["class", "precision", "recall", "f1", "support"],
-               [[n, v["precision"], v["recall"], v["f1"], v["support"]]
-                for n, v in report["per_class"].items()])
-    with open(os.path.join(out_dir, "classification_report.txt"), "w") as handle:
-        handle.write(metrics.classification_report(
-            y_true, np.argmax(proba, axis=1), labels=list(range(len(class_names))),
-            target_names=list(class_names), digits=4, zero_division=0))
-    wrong = most_wrong(ids, y_true, proba, class_names, paths=paths, top_n=top_n)
-    report["most_wrong"] = wrong
-    write_csv(os.path.join(out_dir, "most_wrong.csv"),
-               ["rank", "id", "path", "true", "predicted", "confidence"],
-               [[r[k] for k in ("rank", "id", "path", "true", "predicted", "confidence")]
-                for r in wrong])
-    with open(os.path.join(out_dir, "most_wrong.html"), "w") as handle:
-        handle.write(_most_wrong_html(out_dir, wrong, title))
-    if history and history.get("loss"):
-        fig = plot_curves(history, phases=phases)
-        fig.savefig(os.path.join(out_dir, "curves.png"), dpi=100)
-        plt.close(fig)
-        files.insert(1, "curves.png")
-        report["history"] = history
+    _write_tables(out_dir, report, y_true, proba, class_names)
+    pngs = _write_figures(out_dir, report, y_true, proba, class_names, history, phases)
+    report["most_wrong"] = most_wrong(ids, y_true, proba, class_names, paths=paths, top_n=top_n)
+    _write_most_wrong(out_dir, report["most_wrong"], title)
     with open(os.path.join(out_dir, "report.json"), "w") as handle:
         json.dump(report, handle, indent=2, sort_keys=True, default=_json_default)
-    with open(os.path.join(out_dir, "index.html"), "w") as handle:
-        handle.write(_index_html(report, files, title, sections))
+    files = sorted(f for f in os.listdir(out_dir) if os.path.isfile(os.path.join(out_dir, f)))
+    with open(os.path.join(out_dir, "index.html"), "w", encoding="utf-8") as handle:
+        handle.write(html_page(title, _index_body(report, pngs, files, sections),
+                               subtitle=_subtitle(report)))
     return report
 
 

@@ -1,5 +1,7 @@
 import csv
+import json
 import multiprocessing
+import os
 import shutil
 
 import pytest
@@ -35,6 +37,15 @@ def test_two_runs_give_two_rows_and_a_trend_plot(head_and_data, tmp_path):
     assert (tmp_path / "trend.png").is_file() and (tmp_path / "index.html").is_file()
     assert (tmp_path / rows[0]["run_dir"] / "report.json").is_file()
     assert report["num_examples"] == 24
+    run = tmp_path / rows[1]["run_dir"]
+    assert report["changes"] == {"previous_run": rows[0]["run_dir"], "fixed": 0, "broken": 0,
+                                 "changed": 0}
+    assert (run / "changes.csv").is_file() and (run / "changes.html").is_file()
+    assert report["comparison"]["vs_previous"]["accuracy"] == 0.0
+    assert report["title"] == f"head on {os.path.basename(faces)}" and "/" not in report["title"]
+    saved = json.loads((run / "report.json").read_text())
+    assert saved["comparison"]["previous_run"] == rows[0]["run_dir"]
+    assert "None" not in (tmp_path / "index.html").read_text()
 
 
 def test_fail_under_sets_the_exit_status(head_and_data, tmp_path):

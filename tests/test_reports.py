@@ -70,3 +70,111 @@ def test_report_without_history_or_paths(predictions, tmp_path):
     write_report(tmp_path, ids=ids, y_true=y, proba=proba, class_names=NAMES)
     assert not (tmp_path / "curves.png").exists()
     assert "(no image)" in (tmp_path / "most_wrong.html").read_text()
+
+
+def _separable(num_classes, per_class=12, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(num_classes), per_class)
+    logits = rng.normal(size=(len(y), num_classes))
+    logits[np.arange(len(y)), y] += 2.0
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return y, proba
+
+
+def _overlaps(labels):
+    boxes = [label.get_window_extent() for label in labels if label.get_text()]
+    return [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
+
+
+def test_forty_classes_have_macro_auc_top5_and_legible_ticks(tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    from pipeline.report_figures import confusion_figure
+
+    names = [f"class {i:02d} {'with a long name' if i % 4 == 0 else ''}" for i in range(40)]
+    y, proba = _separable(40)
+    report = write_report(tmp_path, ids=np.arange(len(y)), y_true=y, proba=proba,
+                          class_names=names)
+    assert report["roc_auc"] == pytest.approx(roc_auc_score(y, proba, multi_class="ovr"))
+    assert 0 < report["top5_accuracy"] <= 1 and "thresholds" not in report
+    assert (tmp_path / "most_confused.csv").is_file() and "Most confused pairs" in (
+        tmp_path / "index.html").read_text()
+    fig = confusion_figure(report["confusion_matrix"], names)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert _overlaps(ax.get_xticklabels()) == [] and _overlaps(ax.get_yticklabels()) == []
+    assert len(fig.axes) == 2  # the colour bar
+
+
+def test_crowded_ticks_would_be_caught():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3, 3))
+    ax.set_xticks(range(40), [f"class {i}" for i in range(40)])
+    fig.canvas.draw()
+    assert _overlaps(ax.get_xticklabels())
+    plt.close(fig)
+
+
+def test_two_classes_get_curves_thresholds_and_calibration(predictions, tmp_path):
+    ids, y, proba = predictions
+    report = write_report(tmp_path, ids=ids, y_true=y, proba=proba, class_names=NAMES)
+    assert {"roc_pr.png", "reliability.png", "thresholds.csv", "most_wrong.png"} <= set(
+        p.name for p in tmp_path.iterdir())
+    assert [r["threshold"] for r in report["thresholds"]][4] == 0.5
+    assert report["thresholds"][4]["recall"] == pytest.approx(2 / 4)
+    assert 0 <= report["ece"] <= 1 and "top5_accuracy" not in report
+
+
+def test_expected_calibration_error_matches_hand_count():
+    from pipeline.report_figures import reliability_bins
+
+    proba = np.array([[0.9, 0.1], [0.9, 0.1], [0.3, 0.7], [0.3, 0.7]])
+    # bin (0.8, 0.9]: confidence 0.9, accuracy 0.5; bin (0.6, 0.7]: confidence 0.7, accuracy 1
+    _, ece = reliability_bins(np.array([0, 1, 1, 1]), proba)
+    assert ece == pytest.approx(0.5 * 0.4 + 0.5 * 0.3)
+
+
+def test_report_json_keys(predictions, tmp_path):
+    ids, y, proba = predictions
+    write_report(tmp_path, ids=ids, y_true=y, proba=proba, class_names=NAMES)
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert {"accuracy", "macro_f1", "roc_auc", "majority_baseline", "per_class",
+            "confusion_matrix", "most_wrong", "config", "created", "class_names", "ece",
+            "most_confused", "thresholds", "num_examples", "title"} <= set(saved)
+    page = (tmp_path / "index.html").read_text()
+    assert "None" not in page and "cache key" not in page
+
+
+EVIL = "<img src=x onerror=alert(1)>.jpg"
+
+
+def test_file_names_are_escaped_on_every_page(tmp_path, faces):
+    import shutil
+
+    from pipeline import report_runs
+
+    data = tmp_path / "data"
+    (data / "cat").mkdir(parents=True)
+    shutil.copy(f"{faces}/neutral/neutral_0000.jpg", data / "cat" / EVIL)
+    ids = np.array([f"cat/{EVIL}", "cat/b.jpg"])
+    paths = [str(data / "cat" / EVIL), ""]
+    y, proba = np.array([0, 1]), np.array([[0.2, 0.8], [0.1, 0.9]])
+    run = tmp_path / "reports" / "run1"
+    write_report(run, ids=ids, y_true=y, proba=proba, class_names=["cat", "<b>dog</b>"],
+                 paths=paths, title=EVIL)
+    rows = [{"id": i, "path": p, "digest": "d", "true": "cat", "predicted": "<b>dog</b>",
+             "confidence": 0.8} for i, p in zip(ids, paths)]
+    before = {r["id"]: {**r, "predicted": "cat"} for r in rows}
+    report_runs.write_changes(run, report_runs.diff_runs(before, {r["id"]: r for r in rows}),
+                              previous_run="<run0>", title=EVIL)
+    report_runs.update_runs_index(tmp_path / "reports", {
+        "time": "2026-01-01T06:00:00+0000", "model": EVIL, "data": f"/d/{EVIL}",
+        "data_fingerprint": "f", "accuracy": 0.5, "macro_f1": 0.5, "majority_baseline": 0.5,
+        "num_examples": 2, "run_dir": "run1"})
+    pages = list((tmp_path / "reports").rglob("*.html"))
+    assert len(pages) == 4
+    for page in pages:
+        text = page.read_text()
+        assert "<img src=x" not in text and "<b>dog" not in text, page
+        assert "&lt;img src=x onerror=alert(1)&gt;" in text, page

@@ -1,0 +1,244 @@
+"""The figures of a report, drawn with matplotlib; each function returns its figure.
+
+Every figure adapts to the number of classes (2 to about 100) and of runs (1 to about 500):
+`confusion_figure` grows with the classes, rotates its tick labels and writes a cell's count only
+where it fits; `trend_figure` puts dates on its axis and drops markers when runs crowd.
+"""
+import datetime
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.dates as mdates  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn import metrics  # noqa: E402
+
+__all__ = ["confusion_figure", "reliability_figure", "reliability_bins", "roc_pr_figure",
+           "thumbnail_grid_figure", "trend_figure", "recall_trend_figure", "save_figure",
+           "plot_curves"]
+
+_CELL_INCHES = 0.32
+_MAX_FONT = 10.0
+
+
+def save_figure(fig, path, *, dpi=100):
+    """Saves `fig` to `path` and closes it."""
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+
+
+def confusion_figure(confusion, class_names):
+    """A confusion matrix readable from 2 to 100 classes.
+
+    Colour is the row-normalised share of each true class (with a colour bar); each cell shows its
+    count where the count fits in the cell. The figure grows with the number of classes, and tick
+    labels shrink and rotate so that neighbours never overlap.
+
+    Args:
+        confusion: counts (n, n), rows true, columns predicted.
+        class_names: the n class names.
+
+    Returns:
+        The matplotlib figure.
+    """
+    confusion = np.asarray(confusion)
+    n = len(class_names)
+    side = float(np.clip(_CELL_INCHES * n + 3.0, 5.0, 40.0))
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    shares = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    cell_points = (side - 3.0 if n > 6 else side * 0.6) * 72 / n
+    font = min(_MAX_FONT, cell_points * 0.6)
+    ax.set_xticks(range(n), class_names, rotation=90 if n > 6 else 30,
+                  ha="center" if n > 6 else "right", fontsize=font)
+    ax.set_yticks(range(n), class_names, fontsize=font)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    _cell_counts(ax, confusion, shares, cell_points)
+    fig.tight_layout()
+    return fig
+
+
+def _cell_counts(ax, confusion, shares, cell_points):
+    for (row, col), count in np.ndenumerate(confusion):
+        text = str(count)
+        size = min(_MAX_FONT, cell_points / max(len(text), 2) * 1.1)
+        if count and size >= 5:
+            ax.text(col, row, text, ha="center", va="center", fontsize=size,
+                    color="white" if shares[row, col] > 0.5 else "black")
+
+
+def reliability_bins(y_true, proba, *, bins=10):
+    """Confidence of the predicted class against its accuracy, in equal-width bins.
+
+    Returns:
+        `(rows, ece)`: rows of (low, high, count, mean confidence, accuracy) for non-empty bins,
+        and the expected calibration error (count-weighted mean |accuracy - confidence|).
+    """
+    confidence = np.max(proba, axis=1)
+    correct = np.argmax(proba, axis=1) == np.asarray(y_true)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    rows, ece = [], 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            rows.append((edges[b], edges[b + 1], int(mask.sum()),
+                         float(confidence[mask].mean()), float(correct[mask].mean())))
+            ece += mask.mean() * abs(rows[-1][4] - rows[-1][3])
+    return rows, float(ece)
+
+
+def reliability_figure(y_true, proba, *, bins=10):
+    """A reliability diagram: accuracy per confidence bin against the diagonal."""
+    rows, ece = reliability_bins(y_true, proba, bins=bins)
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.plot([0, 1], [0, 1], color="gray", linestyle="--", label="perfectly calibrated")
+    ax.bar([(r[0] + r[1]) / 2 for r in rows], [r[4] for r in rows], width=1.0 / bins,
+           edgecolor="black", alpha=0.7, label="accuracy")
+    ax.plot([r[3] for r in rows], [r[4] for r in rows], "o-", color="C1",
+            label="accuracy at mean confidence")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence of the predicted class")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"reliability (ECE {ece:.4f})")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def roc_pr_figure(y_true, scores, *, positive="positive"):
+    """ROC and precision-recall curves of a two-class problem (`scores`: p(positive))."""
+    fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10, 4.5))
+    metrics.RocCurveDisplay.from_predictions(y_true, scores, ax=roc_ax, name=positive,
+                                             plot_chance_level=True)
+    metrics.PrecisionRecallDisplay.from_predictions(y_true, scores, ax=pr_ax, name=positive,
+                                                    plot_chance_level=True)
+    roc_ax.set_title("ROC")
+    pr_ax.set_title("precision-recall")
+    fig.tight_layout()
+    return fig
+
+
+def thumbnail_grid_figure(images, captions, *, columns=5):
+    """A grid of thumbnails with a caption under each (fastai's `plot_top_losses` layout).
+
+    Args:
+        images: arrays (h, w, 3) or None (drawn as an empty cell).
+        captions: one string per image.
+        columns: cells per row. Defaults to `5`.
+    """
+    columns = max(1, min(columns, len(images)))
+    rows = max(1, -(-len(images) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.7 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, caption in zip(axes.flat, images, captions):
+        if image is not None:
+            ax.imshow(image)
+        ax.set_title(caption, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _dates(times):
+    return [datetime.datetime.fromisoformat(t) for t in times]
+
+
+def _date_axis(ax, dates):
+    locator = mdates.AutoDateLocator(minticks=2, maxticks=8)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    if len(set(dates)) == 1:
+        ax.set_xlim(dates[0] - datetime.timedelta(days=1), dates[0] + datetime.timedelta(days=1))
+
+
+def trend_figure(rows, *, metrics_=("accuracy", "macro_f1"), fail_under=None, name=str):
+    """Metrics of every run over time, one line per model, with the majority baseline.
+
+    Args:
+        rows: runs.csv rows (dicts with `time`, `model`, the metrics, `majority_baseline`).
+        metrics_: the metrics, one panel each. Defaults to accuracy and macro-F1.
+        fail_under: draws this accuracy floor as a red line, or None. Defaults to `None`.
+        name: turns a row's `model` into its legend label. Defaults to `str`.
+    """
+    fig, axes = plt.subplots(1, len(metrics_), figsize=(12, 4), squeeze=False)
+    marker = "o" if len(rows) <= 40 else None
+    for metric, ax in zip(metrics_, axes[0]):
+        for model in sorted({r["model"] for r in rows}):
+            mine = [r for r in rows if r["model"] == model and r.get(metric) not in ("", None)]
+            ax.plot(_dates([r["time"] for r in mine]), [float(r[metric]) for r in mine],
+                    marker=marker, markersize=4, linewidth=1.2, label=name(model))
+        ax.plot(_dates([r["time"] for r in rows]), [float(r["majority_baseline"]) for r in rows],
+                color="gray", linestyle=":", label="majority baseline")
+        if fail_under is not None and metric == "accuracy":
+            ax.axhline(fail_under, color="red", linestyle="--", label=f"fail under {fail_under}")
+        _date_axis(ax, _dates([r["time"] for r in rows]))
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def recall_trend_figure(times, class_names, recalls):
+    """Per-class recall over runs: lines up to 10 classes, a heat map (classes x runs) beyond.
+
+    Args:
+        times: ISO time of each run.
+        class_names: the classes.
+        recalls: (runs, classes) recall, NaN where a run lacks the class.
+    """
+    recalls = np.asarray(recalls, dtype=float)
+    if len(class_names) <= 10:
+        fig, ax = plt.subplots(figsize=(12, 3.8))
+        dates = _dates(times)
+        for index, name in enumerate(class_names):
+            ax.plot(dates, recalls[:, index], marker="o" if len(times) <= 40 else None,
+                    markersize=3, label=name)
+        _date_axis(ax, dates)
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=7, ncol=min(5, len(class_names)), loc="lower left")
+        ax.grid(alpha=0.3)
+    else:
+        fig, ax = plt.subplots(figsize=(12, min(20.0, 2.0 + 0.18 * len(class_names))))
+        image = ax.imshow(recalls.T, aspect="auto", cmap="RdYlGn", vmin=0, vmax=1,
+                          interpolation="nearest")
+        ax.set_yticks(range(len(class_names)), class_names, fontsize=min(8.0, 600 / len(
+            class_names)))
+        step = max(1, len(times) // 8)
+        ax.set_xticks(range(0, len(times), step), [t[:10] for t in times[::step]], fontsize=8)
+        fig.colorbar(image, ax=ax, label="recall")
+    ax.set_title("per-class recall over runs")
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(history, *, phases=None, ax=None):
+    """Draws accuracy and loss per epoch; `phases` is [(name, first epoch)], drawn as markers.
+
+    Returns:
+        The matplotlib figure.
+    """
+    if ax is None:
+        fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    else:
+        fig = ax[0].figure
+    epochs = np.arange(1, len(history.get("loss", [])) + 1)
+    for axis, metric in zip(ax, ("accuracy", "loss")):
+        for key, label in ((metric, "training"), (f"val_{metric}", "validation")):
+            if history.get(key):
+                axis.plot(epochs[:len(history[key])], history[key], marker=".", label=label)
+        for name, start in (phases or [])[1:]:
+            axis.axvline(start - 0.5, color="gray", linestyle="--")
+            axis.annotate(name, (start - 0.5, 0.02), xycoords=("data", "axes fraction"),
+                          rotation=90, color="gray")
+        axis.set_xlabel("epoch")
+        axis.set_title(metric)
+        axis.legend()
+    fig.tight_layout()
+    return fig
