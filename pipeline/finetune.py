@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.augment import AugmentConfig, build_augmenter
-from pipeline.backbones import Preprocess, build_backbone
+from pipeline.backbones import Preprocess, build_backbone, manifest_weights
 from pipeline.cache import write_json_atomic
 from pipeline.faces import crop_face
 from pipeline.heads import fraction_subset, logits_to_proba, loss_and_metric
@@ -98,7 +98,7 @@ def build_model(manifest, head=None):
         A `keras.Model` mapping images in [0, 255] to logits (one for two classes).
     """
     config = manifest["config"]
-    weights = manifest["weights_used"]
+    weights = manifest_weights(manifest)  # the same file, wherever it is found now
     backbone, _ = build_backbone(config["backbone"], image_size=config["image_size"],
                                  weights=weights, alpha=config["alpha"])
     backbone.name = "backbone"
