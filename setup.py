@@ -20,6 +20,7 @@ setuptools.setup(
         "numpy>=1.26",
         "Pillow>=10",
         "matplotlib>=3.8",
+        "cleanlab[datalab]>=2.7",
         "tensorboard",
         "tqdm>=4.60",
     ],

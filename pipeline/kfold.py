@@ -16,7 +16,7 @@ from pipeline.heads import HeadConfig, train_head
 from pipeline.sources import assign_split
 from pipeline.validation import check_scalar
 
-__all__ = ["assign_folds", "kfold_on_cache"]
+__all__ = ["assign_folds", "out_of_fold_proba", "kfold_on_cache"]
 
 _METRICS = ("accuracy", "macro_f1", "roc_auc", "majority_baseline")
 
@@ -62,6 +62,34 @@ def _subset(data, mask):
     return cache.FeatureSplit(*(array[mask] for array in data))
 
 
+def out_of_fold_proba(data, num_classes, *, folds, config=HeadConfig(), verbose=0):
+    """Scores every clean image with a head that never saw it (nor its augmented copies).
+
+    Args:
+        data: a `cache.FeatureSplit` of all records (clean and augmented copies).
+        num_classes: the number of classes.
+        folds: K.
+        config: the heads' `HeadConfig`; its seed draws the folds. Defaults to `HeadConfig()`.
+        verbose: Keras verbosity. Defaults to `0`.
+
+    Returns:
+        `(fold, proba)`: the fold of every row, and (rows, num_classes) out-of-fold
+        probabilities, filled for clean copies (`copies == 0`) and zero elsewhere.
+    """
+    fold = assign_folds(data.ids, data.labels, data.copies, folds, seed=config.seed)
+    inner = np.array([assign_split(i, seed=config.seed + 1, val_fraction=0.1) == "val"
+                      for i in data.ids])
+    clean = data.copies == 0
+    proba = np.zeros((len(data.ids), num_classes))
+    for k in range(folds):
+        train = _subset(data, (fold != k) & ~inner)
+        stop = _subset(data, (fold != k) & inner & clean)
+        head = train_head(train, stop, num_classes=num_classes, config=config, verbose=verbose)
+        scored = (fold == k) & clean
+        proba[scored] = head.predict_proba(data.embeddings[scored])
+    return fold, proba
+
+
 def kfold_on_cache(cache_dir, out_dir, *, folds, config=HeadConfig(), top_n=50, verbose=0):
     """Runs stratified k-fold head evaluation on a cache and writes its report.
 
@@ -73,19 +101,12 @@ def kfold_on_cache(cache_dir, out_dir, *, folds, config=HeadConfig(), top_n=50, 
     """
     manifest = cache.read_manifest(cache_dir)
     data = _all_records(cache_dir, manifest)
-    fold = assign_folds(data.ids, data.labels, data.copies, folds, seed=config.seed)
-    inner = np.array([assign_split(i, seed=config.seed + 1, val_fraction=0.1) == "val"
-                      for i in data.ids])
+    fold, proba = out_of_fold_proba(data, len(manifest["class_names"]), folds=folds,
+                                    config=config, verbose=verbose)
     clean = data.copies == 0
-    proba = np.zeros((len(data.ids), len(manifest["class_names"])))
     rows = []
     for k in range(folds):
-        train = _subset(data, (fold != k) & ~inner)
-        stop = _subset(data, (fold != k) & inner & clean)
-        head = train_head(train, stop, num_classes=len(manifest["class_names"]),
-                          config=config, verbose=verbose)
         scored = (fold == k) & clean
-        proba[scored] = head.predict_proba(data.embeddings[scored])
         figures = reports.compute_metrics(data.labels[scored], proba[scored],
                                           manifest["class_names"])
         rows.append({"fold": k, "images": int(scored.sum()),
