@@ -11,16 +11,24 @@ index page, in `runs.csv` and printed. The last line printed is the run's
 `index.html`.
 """
 import argparse
-import logging
 import os
 import sys
+from argparse import RawDescriptionHelpFormatter
 
+from jobs import add_verbose_flag, configure_output
 from pipeline.evaluate import evaluate
+
+
+EXAMPLE = """example (a weekly run that fails below 0.85 accuracy):
+  python -m jobs.evaluate --model runs/finetune/model.keras --data new_images/ \\
+    --reports-dir reports --fail-under 0.85
+"""
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m jobs.evaluate",
-                                     description=__doc__.split("\n")[0])
+                                     description=__doc__.split("\n")[0],
+                                     epilog=EXAMPLE, formatter_class=RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True,
                         help="model.keras from jobs.finetune, or a head folder")
     parser.add_argument("--data", required=True,
@@ -33,7 +41,7 @@ def build_parser():
                              "accuracy drops by more than this since the previous run on the "
                              "same data (default 0.01)")
     parser.add_argument("--top-n", type=int, default=50)
-    return parser
+    return add_verbose_flag(parser)
 
 
 def run(argv=None):
@@ -47,7 +55,7 @@ def run(argv=None):
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_output(build_parser().parse_known_args(argv)[0].verbose)
     try:
         report, status = run(argv)
     except ValueError as err:

@@ -8,23 +8,30 @@ settings. The last line printed is the path of `comparison.md`.
 """
 import argparse
 import dataclasses
-import logging
 import os
 import sys
+from argparse import RawDescriptionHelpFormatter
 
+from jobs import add_verbose_flag, configure_output
 from pipeline.experiment import QUICK_FINETUNE, QUICK_HEAD, markdown, run_experiment
 from pipeline.finetune import FinetuneConfig
 from pipeline.heads import HeadConfig
 
 
+EXAMPLE = """example (the seeds' four models plus feature extraction on 100 %, tiny settings):
+  python -m jobs.experiment --cache cache/<key> --out runs/experiment --quick
+"""
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m jobs.experiment",
-                                     description=__doc__.split("\n")[0])
+                                     description=__doc__.split("\n")[0],
+                                     epilog=EXAMPLE, formatter_class=RawDescriptionHelpFormatter)
     parser.add_argument("--cache", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--quick", action="store_true", help="tiny settings (for CI)")
     parser.add_argument("--finetune-epochs", type=int, default=None)
-    return parser
+    return add_verbose_flag(parser)
 
 
 def run(argv=None):
@@ -37,7 +44,7 @@ def run(argv=None):
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_output(build_parser().parse_known_args(argv)[0].verbose)
     try:
         rows = run(argv)
     except ValueError as err:

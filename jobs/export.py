@@ -7,17 +7,25 @@ refused: the face detector cannot run inside the exported graph.
 """
 import argparse
 import sys
+from argparse import RawDescriptionHelpFormatter
 
+from jobs import add_verbose_flag, configure_output
 from pipeline.export import export_model
+
+
+EXAMPLE = """example (SavedModel, float32 and int8 TFLite, labels):
+  python -m jobs.export --model runs/finetune/model.keras --out exported --int8
+"""
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m jobs.export",
-                                     description=__doc__.split("\n")[0])
+                                     description=__doc__.split("\n")[0],
+                                     epilog=EXAMPLE, formatter_class=RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="model.keras from jobs.finetune")
     parser.add_argument("--out", required=True)
     parser.add_argument("--int8", action="store_true", help="also a dynamic-range int8 TFLite")
-    return parser
+    return add_verbose_flag(parser)
 
 
 def run(argv=None):
@@ -27,6 +35,7 @@ def run(argv=None):
 
 
 def main(argv=None):
+    configure_output(build_parser().parse_known_args(argv)[0].verbose)
     try:
         paths = run(argv)
     except ValueError as err:

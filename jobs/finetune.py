@@ -8,17 +8,25 @@ in inference mode) and trains with Adam, early stopping, per-epoch checkpoints a
 interrupted run. The last line printed is the path of the report's `index.html`.
 """
 import argparse
-import logging
 import os
 import sys
+from argparse import RawDescriptionHelpFormatter
 
+from jobs import add_verbose_flag, configure_output
 from pipeline.finetune import FinetuneConfig, run_finetune
+
+
+EXAMPLE = """example (warm-started from a head trained on the same cache):
+  python -m jobs.finetune --cache cache/<key> --head runs/head --out runs/finetune --epochs 10
+  python -m jobs.finetune --cache cache/<key> --list-layers --fine-tune-at 60
+"""
 
 
 def build_parser():
     defaults = FinetuneConfig()
     parser = argparse.ArgumentParser(prog="python -m jobs.finetune",
-                                     description=__doc__.split("\n")[0])
+                                     description=__doc__.split("\n")[0],
+                                     epilog=EXAMPLE, formatter_class=RawDescriptionHelpFormatter)
     parser.add_argument("--cache", help="cache folder written by jobs.embed")
     parser.add_argument("--head", help="dense head folder written by jobs.train_head")
     parser.add_argument("--out", help="output folder")
@@ -42,7 +50,7 @@ def build_parser():
     parser.add_argument("--list-layers", action="store_true",
                         help="print index, name and trainable flag of every backbone layer "
                         "(as --fine-tune-at/--unfreeze-last would set them) and exit")
-    return parser
+    return add_verbose_flag(parser)
 
 
 def _config(args):
@@ -79,7 +87,7 @@ def run(argv=None, callbacks=()):
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_output(build_parser().parse_known_args(argv)[0].verbose)
     try:
         result = run(argv)
     except ValueError as err:

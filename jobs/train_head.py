@@ -7,18 +7,27 @@ comparison table; `--folds K` runs stratified k-fold evaluation over all the cac
 The last line printed is the path of the report's `index.html`.
 """
 import argparse
-import logging
 import os
 import sys
+from argparse import RawDescriptionHelpFormatter
 
+from jobs import add_verbose_flag, configure_output
 from pipeline.head_training import comparison_markdown, train_heads_on_cache
 from pipeline.heads import HEADS, HeadConfig
 from pipeline.kfold import kfold_on_cache
 
 
+EXAMPLE = """example (a dense head on a cache, then 10-fold evaluation of the same head):
+  python -m jobs.train_head --cache cache/<key> --out runs/head
+  python -m jobs.train_head --cache cache/<key> --out runs/kfold10 --folds 10
+  (<key>: the folder that python -m jobs.embed printed last)
+"""
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m jobs.train_head",
-                                     description=__doc__.split("\n")[0])
+                                     description=__doc__.split("\n")[0],
+                                     epilog=EXAMPLE, formatter_class=RawDescriptionHelpFormatter)
     parser.add_argument("--cache", required=True, help="cache folder, e.g. cache/<key>")
     parser.add_argument("--head", default="dense", choices=HEADS)
     parser.add_argument("--out", required=True, help="output folder")
@@ -39,7 +48,7 @@ def build_parser():
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--top-n", type=int, default=50, help="rows of the most-wrong report")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
-    return parser
+    return add_verbose_flag(parser)
 
 
 def run(argv=None):
@@ -61,8 +70,8 @@ def _train(args):
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
+    configure_output(args.verbose)
     try:
         results = _train(args)
     except ValueError as err:

@@ -75,8 +75,19 @@ def _tf_decode(data):
     try:
         return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
     except tf.errors.OpError as err:
-        reason = (err.message.strip().splitlines() or [type(err).__name__])[0]
-        raise ImageError(f"unreadable image: {reason}") from err
+        raise ImageError(f"unreadable image: {_plain_reason(err.message)}") from err
+
+
+#: Words in TensorFlow's decode errors that name the format (BMP's says only "Input size").
+_TF_FORMAT_MARKERS = (("JPEG", "jpeg"), ("PNG", "png"), ("GIF", "gif"),
+                      ("BMP", "input size should match"))
+
+
+def _plain_reason(message):
+    """A plain sentence for a TensorFlow decode error, without its op and device names."""
+    lowered = message.lower()
+    kind = next((name for name, marker in _TF_FORMAT_MARKERS if marker in lowered), "image")
+    return f"truncated or corrupt {kind} data"
 
 
 def _to_rgb(image):

@@ -1,0 +1,25 @@
+"""`python -m jobs`: lists the jobs, one line each; `python -m jobs.<name> --help` says more."""
+
+#: Each job and what it does, in the order a project runs them.
+JOBS = (
+    ("quickstart", "the whole pipeline offline on a drawn sample: embed, head, fine-tune, "
+                   "evaluate"),
+    ("embed", "backbone embeddings of an image folder or TFDS set, cached as TFRecords (Beam)"),
+    ("train_head", "a classifier on a feature cache in seconds; --folds K for k-fold evaluation"),
+    ("finetune", "the end-to-end model, warm-started from a head, backbone unfrozen"),
+    ("evaluate", "a model on new data: a time-stamped report, runs.csv and a trend (cron-ready)"),
+    ("experiment", "the seeds' four models from one cache, compared in one table"),
+    ("audit", "label issues, near-duplicates, leaks and outliers of a cache (cleanlab)"),
+    ("export", "SavedModel and TFLite (float32, int8) with labels, for serving"),
+)
+
+
+def main():
+    width = max(len(name) for name, _ in JOBS)
+    for name, summary in JOBS:
+        print(f"python -m jobs.{name:<{width}}  {summary}")
+    print("each job: --help for its options and a worked example; --verbose for library logs")
+
+
+if __name__ == "__main__":
+    main()
