@@ -15,12 +15,10 @@ import time
 
 import numpy as np
 
-from pipeline import cache
+from pipeline import audit_pages, cache
 from pipeline.head_training import example_paths
 from pipeline.heads import HeadConfig
 from pipeline.kfold import out_of_fold_proba
-from pipeline.report_pages import headline, table, write_page
-from pipeline.reports import write_csv
 from pipeline.validation import check_choice, check_scalar
 
 __all__ = ["AuditConfig", "AuditData", "load_audit_data", "out_of_fold", "find_issues",
@@ -211,67 +209,6 @@ def _outlier_rows(lab, data):
             for rank, i in enumerate(flagged)]
 
 
-def _tiles(out_dir, data, items):
-    """Thumbnail tiles for `(index, caption lines)` items (thumbs/<index>.jpg, made once)."""
-    from pipeline.report_pages import thumbnail
-
-    tiles = []
-    for index, lines in items:
-        thumb = f"thumbs/{index:06d}.jpg"
-        path = data.paths[index]
-        ok = bool(path) and (os.path.isfile(os.path.join(out_dir, thumb)) or thumbnail(
-            path, os.path.join(out_dir, thumb)))
-        tiles.append((thumb if ok else "", str(data.records.ids[data.clean][index]), lines))
-    return tiles
-
-
-def _pages(out_dir, data, title, found, config):
-    from pipeline.report_pages import thumbnail_grid
-
-    labels = [r for r in found["label_issues"] if r["is_label_issue"]][:config.top_n]
-    write_page(os.path.join(out_dir, "label_issues.html"), f"Label issues: {title}",
-               thumbnail_grid(_tiles(out_dir, data, [(r["index"], [
-                   f"#{r['rank']} {r['id']}", f"given: {r['given_label']}",
-                   f"suggested: {r['suggested_label']}",
-                   f"quality {r['label_quality']:.4f}"]) for r in labels])),
-               subtitle="Most suspicious first; every image is ranked in label_issues.csv.")
-    sections = []
-    for row in found["near_duplicates"][:config.top_n]:
-        flags = [f for f, on in (("LEAK across splits", row["leak"]),
-                                 ("LABEL CONFLICT", row["label_conflict"])) if on]
-        labels_of = data.records.labels[data.clean]
-        heading = (f"<h2>Set {row['set']}: {row['kind']}, distance {row['distance']:.4f}"
-                   f"{' · ' + ' · '.join(flags) if flags else ''}</h2>")
-        sections.append(heading + thumbnail_grid(_tiles(out_dir, data, [(i, [
-            str(data.records.ids[data.clean][i]), data.class_names[labels_of[i]],
-            str(data.splits[data.clean][i])]) for i in row["members"]])))
-    write_page(os.path.join(out_dir, "near_duplicates.html"), f"Duplicates: {title}",
-               "".join(sections) or "<p>None found.</p>")
-    write_page(os.path.join(out_dir, "outliers.html"), f"Outliers: {title}",
-               thumbnail_grid(_tiles(out_dir, data, [(r["index"], [
-                   f"#{r['rank']} {r['id']}", r["label"], f"score {r['outlier_score']:.4f}"])
-                   for r in found["outliers"][:config.top_n]])) or "<p>None found.</p>")
-
-
-def _write_csvs(out_dir, found):
-    label_columns = ["rank", "id", "path", "given_label", "suggested_label", "label_quality",
-                     "is_label_issue"]
-    write_csv(os.path.join(out_dir, "label_issues.csv"), label_columns,
-              [[r[c] for c in label_columns] for r in found["label_issues"]])
-    write_csv(os.path.join(out_dir, "near_duplicates.csv"),
-              ["set", "kind", "distance", "ids", "classes", "splits", "leak", "label_conflict"],
-              [[r["set"], r["kind"], r["distance"], ";".join(r["ids"]), ";".join(r["classes"]),
-                ";".join(r["splits"]), r["leak"], r["label_conflict"]]
-               for r in found["near_duplicates"]])
-    write_csv(os.path.join(out_dir, "outliers.csv"), ["rank", "id", "path", "label",
-                                                      "outlier_score"],
-              [[r[c] for c in ("rank", "id", "path", "label", "outlier_score")]
-               for r in found["outliers"]])
-    write_csv(os.path.join(out_dir, "label_error_pairs.csv"),
-              ["given_label", "true_label", "estimated_errors"],
-              [list(r.values()) for r in found["label_error_pairs"]])
-
-
 def _summary(manifest, data, found, proba, config, seconds):
     duplicates = found["near_duplicates"]
     labels = data.records.labels[data.clean]
@@ -289,29 +226,6 @@ def _summary(manifest, data, found, proba, config, seconds):
         "label_conflicts": [r["ids"] for r in duplicates if r["label_conflict"]],
         "num_outliers": len(found["outliers"]), "seconds": round(seconds, 2),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": manifest.get("versions")}
-
-
-def _index(out_dir, title, report):
-    cards = headline([
-        ("images", report["num_images"], ""),
-        ("label issues", report["num_label_issues"],
-         f"cleanlab estimates {report['estimated_label_errors']:.1f} errors"),
-        ("duplicate sets", report["num_duplicate_sets"],
-         f"{report['num_exact_duplicate_sets']} exact"),
-        ("leaks across splits", len(report["leaks"]), ""),
-        ("label conflicts", len(report["label_conflicts"]), ""),
-        ("outliers", report["num_outliers"], ""),
-        ("out-of-fold accuracy", report["out_of_fold_accuracy"], "")])
-    links = ('<ul><li><a href="label_issues.html">label issues</a> (label_issues.csv)</li>'
-             '<li><a href="near_duplicates.html">duplicates, leaks and conflicts</a> '
-             '(near_duplicates.csv)</li><li><a href="outliers.html">outliers</a> '
-             '(outliers.csv)</li><li><a href="report.json">report.json</a></li></ul>')
-    pairs = table(["given_label", "true_label", "estimated_errors"],
-                  report["label_error_pairs"][:20])
-    write_page(os.path.join(out_dir, "index.html"), f"Data audit: {title}",
-               cards + links + "<h2>Estimated label errors per class pair</h2>" + pairs,
-               subtitle=f"cache {report['cache_key']} · {report['config']['folds']}-fold "
-                        f"{report['config']['head']} heads · {report['created']}")
 
 
 def audit_cache(cache_dir, out_dir, *, config=AuditConfig(), loader=load_audit_data,
@@ -340,12 +254,12 @@ def audit_cache(cache_dir, out_dir, *, config=AuditConfig(), loader=load_audit_d
              "outliers": _outlier_rows(lab, data),
              "label_error_pairs": label_error_pairs(labels, proba, data.class_names)}
     os.makedirs(out_dir, exist_ok=True)
-    _write_csvs(out_dir, found)
+    audit_pages.write_csvs(out_dir, found)
     title = os.path.basename(str(manifest["source"].get("root") or manifest["source"].get(
         "data", "")).rstrip("/")) or manifest["cache_key"]
-    _pages(out_dir, data, title, found, config)
+    audit_pages.write_detail_pages(out_dir, data, title, found, top_n=config.top_n)
     report = _summary(manifest, data, found, proba, config, clock() - start)
     with open(os.path.join(out_dir, "report.json"), "w") as handle:
         json.dump(report, handle, indent=2, sort_keys=True)
-    _index(out_dir, title, report)
+    audit_pages.write_index(out_dir, title, report)
     return report

@@ -1,0 +1,93 @@
+"""The pages and CSV files of a data audit (`pipeline.audit`), escaped like every report page."""
+import os
+
+from pipeline.report_pages import headline, table, thumbnail, thumbnail_grid, write_page
+from pipeline.reports import write_csv
+
+__all__ = ["write_csvs", "write_detail_pages", "write_index"]
+
+
+def _tiles(out_dir, data, items):
+    """Thumbnail tiles for `(index, caption lines)` items (thumbs/<index>.jpg, made once)."""
+    tiles = []
+    for index, lines in items:
+        thumb = f"thumbs/{index:06d}.jpg"
+        path = data.paths[index]
+        ok = bool(path) and (os.path.isfile(os.path.join(out_dir, thumb)) or thumbnail(
+            path, os.path.join(out_dir, thumb)))
+        tiles.append((thumb if ok else "", str(data.records.ids[data.clean][index]), lines))
+    return tiles
+
+
+def write_detail_pages(out_dir, data, title, found, *, top_n=100):
+    """Writes `label_issues.html`, `near_duplicates.html` and `outliers.html` (thumbnails)."""
+    labels = [r for r in found["label_issues"] if r["is_label_issue"]][:top_n]
+    write_page(os.path.join(out_dir, "label_issues.html"), f"Label issues: {title}",
+               thumbnail_grid(_tiles(out_dir, data, [(r["index"], [
+                   f"#{r['rank']} {r['id']}", f"given: {r['given_label']}",
+                   f"suggested: {r['suggested_label']}",
+                   f"quality {r['label_quality']:.4f}"]) for r in labels])),
+               subtitle="Most suspicious first; every image is ranked in label_issues.csv.")
+    sections = []
+    for row in found["near_duplicates"][:top_n]:
+        flags = [f for f, on in (("LEAK across splits", row["leak"]),
+                                 ("LABEL CONFLICT", row["label_conflict"])) if on]
+        labels_of = data.records.labels[data.clean]
+        heading = (f"<h2>Set {row['set']}: {row['kind']}, distance {row['distance']:.4g}"
+                   f"{' · ' + ' · '.join(flags) if flags else ''}</h2>")
+        sections.append(heading + thumbnail_grid(_tiles(out_dir, data, [(i, [
+            str(data.records.ids[data.clean][i]), data.class_names[labels_of[i]],
+            str(data.splits[data.clean][i])]) for i in row["members"]])))
+    write_page(os.path.join(out_dir, "near_duplicates.html"), f"Duplicates: {title}",
+               "".join(sections) or "<p>None found.</p>")
+    outliers = [(r["index"], [f"#{r['rank']} {r['id']}", r["label"],
+                              f"score {r['outlier_score']:.4f}"])
+                for r in found["outliers"][:top_n]]
+    write_page(os.path.join(out_dir, "outliers.html"), f"Outliers: {title}",
+               thumbnail_grid(_tiles(out_dir, data, outliers)) if outliers
+               else "<p>None found.</p>",
+               subtitle="Most unusual first, by Datalab's outlier score on the embeddings.")
+
+
+def write_csvs(out_dir, found):
+    """Writes `label_issues.csv`, `near_duplicates.csv`, `outliers.csv`, `label_error_pairs.csv`."""
+    label_columns = ["rank", "id", "path", "given_label", "suggested_label", "label_quality",
+                     "is_label_issue"]
+    write_csv(os.path.join(out_dir, "label_issues.csv"), label_columns,
+              [[r[c] for c in label_columns] for r in found["label_issues"]])
+    write_csv(os.path.join(out_dir, "near_duplicates.csv"),
+              ["set", "kind", "distance", "ids", "classes", "splits", "leak", "label_conflict"],
+              [[r["set"], r["kind"], r["distance"], ";".join(r["ids"]), ";".join(r["classes"]),
+                ";".join(r["splits"]), r["leak"], r["label_conflict"]]
+               for r in found["near_duplicates"]])
+    write_csv(os.path.join(out_dir, "outliers.csv"), ["rank", "id", "path", "label",
+                                                      "outlier_score"],
+              [[r[c] for c in ("rank", "id", "path", "label", "outlier_score")]
+               for r in found["outliers"]])
+    write_csv(os.path.join(out_dir, "label_error_pairs.csv"),
+              ["given_label", "true_label", "estimated_errors"],
+              [list(r.values()) for r in found["label_error_pairs"]])
+
+
+def write_index(out_dir, title, report):
+    """Writes the audit's `index.html`: headline counts, links, label errors per class pair."""
+    cards = headline([
+        ("images", report["num_images"], ""),
+        ("label issues", report["num_label_issues"],
+         f"cleanlab estimates {report['estimated_label_errors']:.1f} errors"),
+        ("duplicate sets", report["num_duplicate_sets"],
+         f"{report['num_exact_duplicate_sets']} exact"),
+        ("leaks across splits", len(report["leaks"]), ""),
+        ("label conflicts", len(report["label_conflicts"]), ""),
+        ("outliers", report["num_outliers"], ""),
+        ("out-of-fold accuracy", report["out_of_fold_accuracy"], "")])
+    links = ('<ul><li><a href="label_issues.html">label issues</a> (label_issues.csv)</li>'
+             '<li><a href="near_duplicates.html">duplicates, leaks and conflicts</a> '
+             '(near_duplicates.csv)</li><li><a href="outliers.html">outliers</a> '
+             '(outliers.csv)</li><li><a href="report.json">report.json</a></li></ul>')
+    pairs = table(["given_label", "true_label", "estimated_errors"],
+                  report["label_error_pairs"][:20])
+    write_page(os.path.join(out_dir, "index.html"), f"Data audit: {title}",
+               cards + links + "<h2>Estimated label errors per class pair</h2>" + pairs,
+               subtitle=f"cache {report['cache_key']} · {report['config']['folds']}-fold "
+                        f"{report['config']['head']} heads · {report['created']}")
