@@ -39,13 +39,13 @@ def write_detail_pages(out_dir, data, title, found, *, top_n=100):
             str(data.records.ids[data.clean][i]), data.class_names[labels_of[i]],
             str(data.splits[data.clean][i])]) for i in row["members"]])))
     write_page(os.path.join(out_dir, "near_duplicates.html"), f"Duplicates: {title}",
-               "".join(sections) or "<p>None found.</p>")
+               "".join(sections) or "<p>Nothing found.</p>")
     outliers = [(r["index"], [f"#{r['rank']} {r['id']}", r["label"],
                               f"score {r['outlier_score']:.4f}"])
                 for r in found["outliers"][:top_n]]
     write_page(os.path.join(out_dir, "outliers.html"), f"Outliers: {title}",
                thumbnail_grid(_tiles(out_dir, data, outliers)) if outliers
-               else "<p>None found.</p>",
+               else "<p>Nothing found.</p>",
                subtitle="Most unusual first, by Datalab's outlier score on the embeddings.")
 
 

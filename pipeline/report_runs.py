@@ -284,7 +284,7 @@ def write_changes(run_path, changes, *, previous_run, title):
             tiles.append((thumb if ok else "", change["id"], [
                 change["id"], f"true: {change['true']}",
                 f"{change['before']} -> {change['after']} ({change['confidence']:.4f})"]))
-        body = thumbnail_grid(tiles) if tiles else "<p>None.</p>"
+        body = thumbnail_grid(tiles) if tiles else "<p>No image.</p>"
         sections.append(f"<h2>{html.escape(heading)}: {len(tiles)}</h2>{body}")
     write_page(os.path.join(run_path, "changes.html"), f"Changed predictions: {title}",
                "".join(sections), subtitle=f"against the previous run {previous_run}")
