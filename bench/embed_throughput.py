@@ -27,7 +27,7 @@ def raw_backbone_img_per_s(root, image_size, batch_size=32):
     from pipeline.images import load_image
     from pipeline.sources import open_source
 
-    refs = open_source(root).refs
+    refs = open_source(root).refs()
     images = np.stack([load_image(open(r.path, "rb").read(), image_size) for r in refs])
     embed = Embedder("mobilenet_v2", image_size=image_size, weights=None)
     embed(images[:batch_size])  # trace and warm up

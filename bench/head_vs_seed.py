@@ -75,7 +75,7 @@ def main():
     args = parser.parse_args()
     from pipeline.sources import open_source
 
-    refs = open_source(str(GENKI)).refs
+    refs = open_source(str(GENKI)).refs()
     with tempfile.TemporaryDirectory() as tmp:
         embed_seconds, _, cache_dir = run_job("jobs.embed", [
             "--data", str(GENKI), "--backbone", "mobilenet", "--alpha", "0.25", "--weights",

@@ -6,19 +6,46 @@ writes the feature cache `<cache-dir>/<key>/`. Arguments this parser does not kn
 The last line printed is the cache directory.
 """
 import argparse
-import logging
 import sys
+from argparse import RawDescriptionHelpFormatter
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from jobs import add_verbose_flag, configure_output
 from pipeline.augment import parse_augment
 from pipeline.backbones import BACKBONES
 from pipeline.config import EmbedConfig
-from pipeline.embed import run_embed
+from pipeline.embed_job import run_embed
 
-#: Local default: Beam's Python DirectRunner on both cores (never the Prism download).
-DEFAULT_RUNNER_ARGS = ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
-                       "--direct_num_workers=2"]
+EXAMPLE = """example (real ImageNet weights offline, from a folder of Keras weight files):
+  python -m jobs.embed --data ../shared/data/flower_photos --weights-dir ../shared/weights \\
+    --cache-dir cache
+  (default backbone MobileNetV2 alpha 0.5 at 224 px; the last line printed is the cache folder)
+"""
+
+#: Local default: Beam's portable FnApiRunner in this process, TensorFlow using every core
+#: (measured fastest on one machine: bench/embed_throughput.py); never a Prism download.
+DEFAULT_RUNNER_ARGS = ["--runner=FnApiRunner", "--direct_running_mode=in_memory",
+                       "--direct_num_workers=1"]
+
+
+#: Runners Beam does not know by their short name.
+RUNNER_ALIASES = {"DaskRunner": "apache_beam.runners.dask.dask_runner.DaskRunner"}
+
+
+def _beam_args(beam_args):
+    """Beam's arguments with the local default runner and short runner names expanded."""
+    if not any(arg.startswith("--runner") for arg in beam_args):
+        return DEFAULT_RUNNER_ARGS + beam_args
+    expanded, args = [], list(beam_args)
+    while args:
+        arg = args.pop(0)
+        if arg == "--runner" and args:
+            arg = f"--runner={args.pop(0)}"
+        if arg.startswith("--runner="):
+            arg = "--runner=" + RUNNER_ALIASES.get(arg.split("=", 1)[1], arg.split("=", 1)[1])
+        expanded.append(arg)
+    return expanded
 
 
 def _weights(value):
@@ -26,14 +53,22 @@ def _weights(value):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m jobs.embed", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m jobs.embed",
+                                     description=__doc__.split("\n")[0], epilog=EXAMPLE,
+                                     formatter_class=RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="class-folder root, or tfds:NAME")
-    parser.add_argument("--backbone", default="mobilenet_v2", choices=sorted(BACKBONES),
-                        metavar="NAME", help="backbone name (default: mobilenet_v2); one of "
-                        + ", ".join(sorted(BACKBONES)))
-    parser.add_argument("--alpha", type=float, default=None, help="width multiplier")
+    parser.add_argument("--backbone", default=None, choices=sorted(BACKBONES), metavar="NAME",
+                        help=f"backbone name; one of {', '.join(sorted(BACKBONES))} (default: "
+                        f"{EmbedConfig.backbone} with alpha {EmbedConfig.alpha})")
+    parser.add_argument("--alpha", type=float, default=None,
+                        help="width multiplier (default: with no --backbone, "
+                        f"{EmbedConfig.alpha}; with --backbone NAME, Keras's default 1.0)")
     parser.add_argument("--weights", type=_weights, default="imagenet",
-                        help="imagenet | auto | none | PATH (default: imagenet)")
+                        help="imagenet (--weights-dir, then Keras's cache, then Keras's "
+                        "download) | none (random, on purpose) | PATH (default: imagenet)")
+    parser.add_argument("--weights-dir", default=None, metavar="DIR",
+                        help="folder of Keras weight files under their Keras names (local or "
+                        "gs://), searched first")
     parser.add_argument("--image-size", type=int, default=None,
                         help="input side in pixels (default: the backbone's own)")
     parser.add_argument("--augment", type=parse_augment, default="default",
@@ -47,33 +82,37 @@ def build_parser():
     parser.add_argument("--cache-dir", default="cache", help="cache root (default: cache)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-shards", type=int, default=0, help="0: the runner decides")
-    return parser
+    return add_verbose_flag(parser)
 
 
 def config_from_args(args):
     """The `EmbedConfig` of parsed arguments."""
+    backbone, alpha = args.backbone, args.alpha
+    if backbone is None:  # the default backbone comes with its width; NAME alone is Keras's
+        backbone, alpha = EmbedConfig.backbone, EmbedConfig.alpha if alpha is None else alpha
     return EmbedConfig(
-        data=args.data, backbone=args.backbone, alpha=args.alpha, weights=args.weights,
+        data=args.data, backbone=backbone, alpha=alpha, weights=args.weights,
+        weights_dir=args.weights_dir,
         image_size=args.image_size, augment=args.augment, augment_copies=args.augment_copies,
         val_fraction=args.val_fraction, seed=args.seed, face_crop=args.face_crop,
         cache_root=args.cache_dir,
         batch_size=args.batch_size, num_shards=args.num_shards)
 
 
-def run(argv=None, test_pipeline=None):
+def run(argv=None, test_pipeline=None, show_progress=False):
     """Parses `argv` and runs the job; returns the `EmbedResult`."""
     args, beam_args = build_parser().parse_known_args(argv)
-    if not any(arg.startswith("--runner") for arg in beam_args):
-        beam_args = DEFAULT_RUNNER_ARGS + beam_args
     config = config_from_args(args)
-    return run_embed(config, pipeline_options=PipelineOptions(beam_args),
-                     test_pipeline=test_pipeline)
+    return run_embed(config, pipeline_options=PipelineOptions(_beam_args(beam_args)),
+                     test_pipeline=test_pipeline, show_progress=show_progress)
 
 
 def summary(result):
     """A few readable lines about a cache."""
     manifest = result.manifest
     lines = [f"{'reused' if result.reused else 'wrote'} cache {manifest['cache_key']}: "
+             f"{result.embedded} images embedded, {result.reused_images} reused from a previous "
+             "cache", f"  "
              f"{manifest['config']['backbone']}, {manifest['embedding_dim']}-d embeddings, "
              f"weights {manifest['weights_used']}, classes {', '.join(manifest['class_names'])}"]
     for split, entry in sorted(manifest["counts"].items()):
@@ -86,10 +125,9 @@ def summary(result):
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    configure_output(build_parser().parse_known_args(argv)[0].verbose)
     try:
-        result = run(argv)
+        result = run(argv, show_progress=True)
     except ValueError as err:
         sys.exit(f"error: {err}")
     print(summary(result))

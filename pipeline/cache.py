@@ -1,9 +1,10 @@
 """Finding, finishing and reading a feature cache.
 
 A cache is a folder `<cache root>/<cache key>/` holding TFRecord shards of `pipeline.records`
-examples (`embeddings-SSSSS-of-NNNNN.tfrecord`), `skipped.jsonl` and `manifest.json`. The manifest
-is written last, atomically, and lists every shard with its sha256: a folder without it is an
-interrupted run and is never read as complete.
+examples (`embeddings-SSSSS-of-NNNNN.tfrecord`), their indexes (`index-SSSSS-of-NNNNN.json`, see
+`pipeline.shards`) and `manifest.json`. A run writes into `<cache root>/.runs/<config key>-<id>/`
+and, once its accounting is checked, is published under its cache key with the manifest last:
+a folder without a manifest is an interrupted run and is never read as complete.
 """
 import collections
 import hashlib
@@ -15,14 +16,12 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.records import from_example
+from pipeline.shards import read_shard_records
 
-__all__ = ["MANIFEST", "SHARD_PREFIX", "CacheError", "FeatureSplit", "read_manifest",
-           "reset_partial", "finalize", "load_split", "as_dataset", "write_json_atomic"]
+__all__ = ["MANIFEST", "CacheError", "FeatureSplit", "read_manifest", "new_run_dir",
+           "find_base", "publish", "load_split", "as_dataset", "write_json_atomic"]
 
 MANIFEST = "manifest.json"
-SHARD_PREFIX = "embeddings"
-SKIPPED = "skipped.jsonl"
-NO_FACE = "no_face.jsonl"
 
 
 class CacheError(ValueError):
@@ -69,17 +68,85 @@ def read_manifest(cache_dir):
             raise CacheError(f"cache {cache_dir!r}: {MANIFEST} is not valid JSON ({err})") from err
 
 
-def reset_partial(cache_dir):
-    """Deletes what an interrupted run left in `cache_dir` (which must have no manifest)."""
+RUNS_DIR = ".runs"
+
+
+def _is_remote(path):
+    return "://" in path
+
+
+def new_run_dir(cache_root, config_key):
+    """A fresh folder for one run, `<root>/.runs/<config key>-<id>/`, never read as a cache.
+
+    Folders that earlier runs of the same config key left behind (killed, or failed their
+    accounting) are deleted first.
+    """
+    runs = posixpath.join(cache_root, RUNS_DIR)
+    if tf.io.gfile.isdir(runs):
+        for name in tf.io.gfile.listdir(runs):
+            if name.rstrip("/").startswith(f"{config_key}-"):
+                tf.io.gfile.rmtree(posixpath.join(runs, name.rstrip("/")))
+    run_dir = posixpath.join(runs, f"{config_key}-{uuid.uuid4().hex[:12]}")
+    tf.io.gfile.makedirs(run_dir)
+    return run_dir
+
+
+def find_base(cache_root, config_key, class_names):
+    """The newest complete cache under `cache_root` with this config key and these classes.
+
+    Its records can be copied for unchanged images. Returns `{"dir", "num_shards", "cache_key"}`
+    or None.
+    """
+    if not tf.io.gfile.isdir(cache_root):
+        return None
+    best = None
+    for name in sorted(tf.io.gfile.listdir(cache_root)):
+        cache_dir = posixpath.join(cache_root, name.rstrip("/"))
+        if name.startswith(".") or not tf.io.gfile.exists(posixpath.join(cache_dir, MANIFEST)):
+            continue
+        try:
+            manifest = read_manifest(cache_dir)
+        except CacheError:
+            continue
+        if (manifest.get("config_key") == config_key
+                and manifest.get("class_names") == list(class_names)
+                and (best is None or manifest["created"] > best[0])):
+            best = (manifest["created"], {"dir": cache_dir, "num_shards": manifest["num_shards"],
+                                          "cache_key": manifest["cache_key"]})
+    return best and best[1]
+
+
+def publish(run_dir, cache_dir, manifest):
+    """Publishes a checked run as the cache `cache_dir`: the manifest is the last thing to appear.
+
+    Locally the run folder (manifest written inside it) is renamed into place at once; on a
+    remote file system its files are copied, the manifest last. A partial folder left at
+    `cache_dir` by an interrupted run is cleared first.
+
+    Returns:
+        The manifest.
+    """
     if tf.io.gfile.exists(posixpath.join(cache_dir, MANIFEST)):
-        raise CacheError(f"cache {cache_dir!r} is complete; refusing to reset it")
+        raise CacheError(f"cache {cache_dir!r} is complete; refusing to overwrite it")
     if tf.io.gfile.isdir(cache_dir):
         tf.io.gfile.rmtree(cache_dir)
-    tf.io.gfile.makedirs(cache_dir)
-
-
-def _shards(cache_dir):
-    return sorted(tf.io.gfile.glob(posixpath.join(cache_dir, f"{SHARD_PREFIX}-*.tfrecord")))
+    for scratch in ("_progress", "_listed.json"):
+        path = posixpath.join(run_dir, scratch)
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+        elif tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
+    if _is_remote(cache_dir):
+        tf.io.gfile.makedirs(cache_dir)
+        for name in sorted(tf.io.gfile.listdir(run_dir)):
+            tf.io.gfile.copy(posixpath.join(run_dir, name), posixpath.join(cache_dir, name),
+                             overwrite=True)
+        write_json_atomic(posixpath.join(cache_dir, MANIFEST), manifest)
+        tf.io.gfile.rmtree(run_dir)
+    else:
+        write_json_atomic(posixpath.join(run_dir, MANIFEST), manifest)
+        tf.io.gfile.rename(run_dir, cache_dir)
+    return manifest
 
 
 def _sha256(path):
@@ -91,72 +158,9 @@ def _sha256(path):
 
 
 def _read_records(paths):
-    for serialized in tf.data.TFRecordDataset(paths).as_numpy_iterator():
-        yield from_example(serialized)
-
-
-def finalize(cache_dir, *, cache_key, config, class_names, source, extra=None):
-    """Counts and checksums what a finished pipeline wrote, then writes the manifest last.
-
-    Args:
-        cache_dir: the cache folder.
-        cache_key: its key.
-        config: the job's config as a dict.
-        class_names: the source's class names.
-        source: a dict describing the source (type, root or name, fingerprint).
-        extra: more manifest entries (versions, timings, weights used, ...). Defaults to None.
-
-    Returns:
-        The manifest dict.
-    """
-    shards = _shards(cache_dir)
-    counts = collections.Counter()
-    embedding_dim = None
-    for record in _read_records(shards):
-        counts[(record.split, record.label_name, record.copy)] += 1
-        embedding_dim = len(record.embedding)
-    skipped = _read_jsonl(cache_dir, SKIPPED)
-    no_face = _read_jsonl(cache_dir, NO_FACE)
-    manifest = {
-        "format_version": config.get("format_version", 1),
-        "cache_key": cache_key,
-        "config": config,
-        "source": source,
-        "class_names": list(class_names),
-        "embedding_dim": embedding_dim,
-        "counts": _nest_counts(counts),
-        "skipped": skipped,
-        "num_skipped": len(skipped),
-        "no_face": no_face,
-        "num_no_face": len(no_face),
-        "shards": [{"file": posixpath.basename(p), "sha256": _sha256(p),
-                    "bytes": tf.io.gfile.stat(p).length} for p in shards],
-        **(extra or {}),
-    }
-    write_json_atomic(posixpath.join(cache_dir, MANIFEST), manifest)
-    return manifest
-
-
-def _read_jsonl(cache_dir, name):
-    path = posixpath.join(cache_dir, name)
-    if not tf.io.gfile.exists(path):
-        return []
-    with tf.io.gfile.GFile(path) as handle:
-        return sorted((json.loads(line) for line in handle if line.strip()),
-                      key=lambda item: item["id"])
-
-
-def _nest_counts(counts):
-    splits = {}
-    for (split, label_name, copy), n in sorted(counts.items()):
-        entry = splits.setdefault(split, {"records": 0, "images": 0, "per_class": {},
-                                          "per_copy": {}})
-        entry["records"] += n
-        entry["images"] += n if copy == 0 else 0
-        entry["per_class"][label_name] = entry["per_class"].get(label_name, 0) + (
-            n if copy == 0 else 0)
-        entry["per_copy"][str(copy)] = entry["per_copy"].get(str(copy), 0) + n
-    return splits
+    for path in paths:
+        for serialized in read_shard_records(path):
+            yield from_example(serialized)
 
 
 def _verify(cache_dir, manifest):

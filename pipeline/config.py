@@ -11,10 +11,10 @@ from pipeline.augment import AugmentConfig
 from pipeline.backbones import get_spec
 from pipeline.validation import check_scalar
 
-__all__ = ["FORMAT_VERSION", "EmbedConfig", "cache_key"]
+__all__ = ["FORMAT_VERSION", "EmbedConfig", "cache_key", "config_key"]
 
 #: Version of the cache layout; bump it when records or the manifest change incompatibly.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,19 +86,9 @@ class EmbedConfig:
         return cls(**values)
 
 
-def cache_key(config, *, data_fingerprint, weights_digest):
-    """The cache key: a digest of everything that decides the cached embeddings.
-
-    Data content, backbone, alpha, weights digest, image size, augmentation recipe, K, split
-    fraction and seed, face crop, and the format version. Where the cache is written, batch size and shard
-    count do not change it.
-
-    Returns:
-        A 16-hex-digit string.
-    """
-    keyed = {
+def _keyed(config, weights_digest):
+    return {
         "format_version": FORMAT_VERSION,
-        "data": data_fingerprint,
         "backbone": config.backbone,
         "alpha": config.alpha,
         "weights": weights_digest,
@@ -109,4 +99,32 @@ def cache_key(config, *, data_fingerprint, weights_digest):
         "seed": config.seed,
         "face_crop": config.face_crop,
     }
-    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _digest(value):
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def config_key(config, *, weights_digest):
+    """The digest of everything that decides one image's records, the data aside.
+
+    Two caches with the same config key hold interchangeable records for an image with the same
+    id and content, so a later run copies them instead of embedding again.
+
+    Returns:
+        A 16-hex-digit string.
+    """
+    return _digest(_keyed(config, weights_digest))
+
+
+def cache_key(config, *, data_fingerprint, weights_digest):
+    """The cache key: a digest of everything that decides the cached embeddings.
+
+    Data content, backbone, alpha, weights digest, image size, augmentation recipe, K, split
+    fraction and seed, face crop, and the format version. Where the cache is written, batch size and shard
+    count do not change it.
+
+    Returns:
+        A 16-hex-digit string.
+    """
+    return _digest({**_keyed(config, weights_digest), "data": data_fingerprint})

@@ -1,301 +1,273 @@
-"""The embed job: a frozen backbone over every image and K augmented copies, as an Apache Beam
-pipeline that writes the feature cache.
+"""The embed job's Beam pipeline: a frozen backbone over every image and K augmented copies,
+written as the shards of a feature cache.
 
-    source -> Decode (RGB, Keras resize) -> Augment (clean + K copies for training images)
-           -> Embed (RunInference, backbone loaded once per worker) -> ToExample -> WriteShards
-                  \\-> skipped files (with reasons) -> skipped.jsonl
+    source.list_examples()            listing on the workers: (ref, bytes or None)
+      -> GatherListing, AssignShards  count the listing (written for the driver to check against),
+                                      fix the shard count, shard = hash(id) mod the shard count
+      -> GroupShards                  GroupByKey: one element per shard
+      -> EmbedShard                   read + digest, reuse unchanged records from a previous cache,
+                                      decode, augment, embed (backbone loaded once per worker),
+                                      write the shard whole (sorted, temp file then rename) and its
+                                      index (ids, digests, skipped files, counts, sha256)
 
-One code path serves every runner: the DirectRunner here, Prism, and Dataflow (`--setup_file`).
+The pipeline keeps to what every runner executes correctly (FnApiRunner, Dask, the portable
+runner, Dataflow): one chain that ends in one step, no output from `finish_bundle`, no metrics;
+what the driver needs afterwards is in files (`pipeline.accounting` reads and checks them).
 """
 import dataclasses
 import hashlib
 import json
-import logging
-import platform
 import posixpath
 import time
-from collections.abc import Iterable, Sequence
 
 import apache_beam as beam
 import numpy as np
 import tensorflow as tf
-from apache_beam.metrics.metric import Metrics, MetricsFilter
-from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
-from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline import cache
+from pipeline import shards
+from pipeline.accounting import LISTED_FILE
 from pipeline.augment import CopyAugmenter
-from pipeline.backbones import Embedder, build_backbone, weights_digest
-from pipeline.config import FORMAT_VERSION, cache_key
+from pipeline.backbones import Embedder
 from pipeline.images import ImageError, prepare_image
 from pipeline.records import EmbeddingRecord, to_example
-from pipeline.sources import open_source
+from pipeline.sources import read_bytes
 
-__all__ = ["EmbedResult", "LoadImagesFn", "AugmentFn", "BackboneModelHandler", "EmbedImages",
-           "run_embed"]
+__all__ = ["LISTED_FILE", "PROGRESS_DIR", "EmbedShardFn", "EmbedImages"]
 
-_LOG = logging.getLogger(__name__)
-_NAMESPACE = "embed"
-_SKIPPED = "skipped"
-_NO_FACE = "no_face"
-_PROGRESS_SECONDS = 10.0
+#: Folder of `shard-SSSSS.json` files, `{"done": n}`, that the driver follows for progress.
+PROGRESS_DIR = "_progress"
+_PROGRESS_SECONDS = 2.0
 
 
-@dataclasses.dataclass(frozen=True)
-class EmbedResult:
-    """What `run_embed` did.
-
-    Attributes:
-        cache_dir: the cache folder.
-        manifest: its manifest dict.
-        reused: True when a complete cache was found and nothing was computed.
-    """
-
-    cache_dir: str
-    manifest: dict
-    reused: bool
+def _reason(err):
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
-class _Progress:
-    """Per-worker counts of read / embedded / skipped images, logged every few seconds."""
+class _ShardState:
+    """What one shard has done so far: records, index entries, skipped files, counts."""
 
-    def __init__(self):
-        self.counts = {"read": 0, "embedded": 0, "skipped": 0}
-        self._start = self._last = time.monotonic()
+    def __init__(self, shard, num_shards, listed):
+        self.shard, self.num_shards, self.listed = shard, num_shards, listed
+        self.records, self.entries, self.skipped, self.no_face = [], [], [], []
+        self.embedded = self.reused = 0
 
-    def add(self, name, n=1):
-        self.counts[name] += n
-        now = time.monotonic()
-        if now - self._last >= _PROGRESS_SECONDS:
-            self._last = now
-            rate = self.counts["embedded"] / max(now - self._start, 1e-9)
-            _LOG.info("progress (this worker): read %d, embedded %d (%.1f/s), skipped %d",
-                      self.counts["read"], self.counts["embedded"], rate, self.counts["skipped"])
+    def add_entry(self, ref):
+        self.entries.append({"id": ref.id, "label_name": ref.label_name, "split": ref.split,
+                             "digest": ref.digest})
 
-
-_PROGRESS = _Progress()
-
-
-class LoadImagesFn(beam.DoFn):
-    """`(ref, bytes or None)` -> `(ref, float32 image)`; unreadable files go to output `skipped`.
-
-    With `face_crop`, images where no face was found are kept whole and also go to `no_face`.
-
-    Args:
-        image_size: the side to resize to.
-        face_crop: crop the largest face first. Defaults to `False`.
-    """
-
-    def __init__(self, image_size, *, face_crop=False):
-        self._image_size, self._face_crop = image_size, face_crop
-        self._no_face = Metrics.counter(_NAMESPACE, "no_face")
-        self._read = Metrics.counter(_NAMESPACE, "read")
-        self._skipped = Metrics.counter(_NAMESPACE, "skipped")
-
-    def process(self, element):
-        ref, data = element
-        self._read.inc()
-        _PROGRESS.add("read")
-        try:
-            if data is None:
-                with tf.io.gfile.GFile(ref.path, "rb") as handle:
-                    data = handle.read()
-            image, face_found = prepare_image(data, self._image_size, face_crop=self._face_crop)
-            if not ref.digest:
-                ref = dataclasses.replace(ref, digest=hashlib.sha256(data).hexdigest())
-        except (ImageError, OSError, tf.errors.OpError) as err:
-            self._skipped.inc()
-            _PROGRESS.add("skipped")
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            _LOG.warning("skipping %s: %s", ref.path or ref.id, reason)
-            yield beam.pvalue.TaggedOutput(_SKIPPED, {"id": ref.id, "path": ref.path,
-                                                      "reason": reason})
-            return
-        if face_found is False:
-            self._no_face.inc()
-            yield beam.pvalue.TaggedOutput(_NO_FACE, {"id": ref.id, "path": ref.path})
-        yield ref, image
+    def index(self, written, *, embedding_dim):
+        """The shard's index, from what was written (`written`: `shards.write_shard`'s result)."""
+        splits = {entry["id"]: (entry["split"], entry["label_name"]) for entry in self.entries}
+        counts = {}
+        for example_id, copy, _ in self.records:
+            split, label_name = splits[example_id]
+            key = json.dumps([split, label_name, copy])
+            counts[key] = counts.get(key, 0) + 1
+        listed = self.entries + self.skipped
+        return {
+            "shard": self.shard, "num_shards": self.num_shards, "listed": self.listed,
+            "file": shards.shard_name(self.shard, self.num_shards),
+            "entries": self.entries, "skipped": self.skipped, "no_face": self.no_face,
+            "counts": counts, "embedded": self.embedded, "reused": self.reused,
+            "embedding_dim": embedding_dim, **written,
+            "fingerprint": shards.combine_hashes(
+                shards.entry_hash(item["id"], item.get("label_name", ""), item["digest"])
+                for item in listed),
+        }
 
 
-class AugmentFn(beam.DoFn):
-    """`(ref, image)` -> `((ref, 0), image)` plus `((ref, k), copy k)` for k in 1..K (training).
+class EmbedShardFn(beam.DoFn):
+    """`(shard, [(num_shards, (ref, bytes or None)), ...])` -> the shard and its index, written.
 
-    The augmentation layers are built once per worker in `setup()`.
-
-    Args:
-        augment: the `AugmentConfig`.
-        copies: K.
-        seed: the job's seed.
-    """
-
-    def __init__(self, augment, *, copies, seed):
-        self._augment_config, self._copies, self._seed = augment, copies, seed
-        self._augment = None
-
-    def setup(self):
-        if self._copies:
-            self._augment = CopyAugmenter(self._augment_config, seed=self._seed)
-
-    def process(self, element):
-        ref, image = element
-        yield (ref, 0), image
-        if ref.split == "train":
-            for copy in range(1, self._copies + 1):
-                yield (ref, copy), self._augment(image, example_id=ref.id, copy=copy)
-
-
-class BackboneModelHandler(ModelHandler):
-    """A RunInference model handler for a frozen backbone: images in, embeddings out.
-
-    Args:
-        backbone: registry name.
-        image_size: input side.
-        weights: resolved weights (`"imagenet"`, a file path, or None).
-        alpha: width multiplier, or None.
-        batch_size: images per backbone call.
-    """
-
-    def __init__(self, *, backbone, image_size, weights, alpha, batch_size):
-        super().__init__()
-        self._kwargs = {"image_size": image_size, "weights": weights, "alpha": alpha}
-        self._backbone, self._batch_size = backbone, batch_size
-
-    def load_model(self):
-        return Embedder(self._backbone, **self._kwargs)
-
-    def run_inference(self, batch: Sequence[np.ndarray], model: Embedder,
-                      inference_args=None) -> Iterable[np.ndarray]:
-        vectors = model(np.stack(batch))
-        _PROGRESS.add("embedded", len(batch))
-        return list(vectors)
-
-    def get_num_bytes(self, batch):
-        return sum(image.nbytes for image in batch)
-
-    def batch_elements_kwargs(self):
-        return {"min_batch_size": self._batch_size, "max_batch_size": self._batch_size}
-
-    def get_metrics_namespace(self):
-        return _NAMESPACE
-
-
-def _to_record(key, embedding):
-    ref, copy = key
-    return EmbeddingRecord(id=ref.id, label=ref.label, label_name=ref.label_name,
-                           split=ref.split, copy=copy, embedding=embedding, digest=ref.digest)
-
-
-class EmbedImages(beam.PTransform):
-    """`(ref, bytes or None)` pairs -> `{"records": EmbeddingRecord, "skipped": dict,
-    "no_face": dict}`.
+    Yields a small summary per shard. The backbone and the augmenter are built once per worker
+    in `setup()`. Batches are always padded to `batch_size`, so an image's embedding never
+    depends on which images share its batch.
 
     Args:
         config: the `EmbedConfig`.
-        weights: the resolved weights to load on the workers.
+        weights: the resolved weights to load.
+        run_dir: the folder this run writes into.
+        base: `{"dir": ..., "num_shards": ...}` of a complete cache with the same config key
+            whose records are reused for unchanged images, or None. Defaults to `None`.
     """
 
-    def __init__(self, config, *, weights):
-        super().__init__()
-        self._config, self._weights = config, weights
+    def __init__(self, config, *, weights, run_dir, base=None):
+        self._config, self._weights, self._run_dir, self._base = config, weights, run_dir, base
+        self._embedder = self._augment = None
 
-    def expand(self, pairs):
+    def setup(self):
         config = self._config
-        handler = BackboneModelHandler(
-            backbone=config.backbone, image_size=config.image_size, weights=self._weights,
-            alpha=config.alpha, batch_size=config.batch_size)
-        loaded = pairs | "Decode" >> beam.ParDo(LoadImagesFn(
-            config.image_size, face_crop=config.face_crop)).with_outputs(
-                _SKIPPED, _NO_FACE, main="images")
-        records = (
-            loaded.images
-            | "Augment" >> beam.ParDo(AugmentFn(config.augment, copies=config.augment_copies,
-                                                seed=config.seed))
-            | "Embed" >> RunInference(KeyedModelHandler(handler))
-            | "ToRecord" >> beam.MapTuple(_to_record))
-        return {"records": records, "skipped": loaded[_SKIPPED], "no_face": loaded[_NO_FACE]}
+        self._embedder = Embedder(config.backbone, image_size=config.image_size,
+                                  weights=self._weights, alpha=config.alpha)
+        if config.augment_copies:
+            self._augment = CopyAugmenter(config.augment, seed=config.seed)
+
+    def process(self, element):
+        shard, items = element
+        items = sorted(items, key=lambda item: item[1][0].id)
+        state = _ShardState(shard, items[0][0], len(items))
+        reusable = self._reusable_base_entries([pair[0].id for _, pair in items])
+        to_reuse, pending, last = {}, [], time.monotonic()
+        for done, (_, (ref, data)) in enumerate(items, start=1):
+            ref, data = self._read(ref, data, state)
+            if ref is None:
+                continue
+            if _same(reusable.get(ref.id), ref):
+                # Bytes that travelled with the ref (TFDS) are kept in case the copy fails.
+                to_reuse[ref.id] = (ref, reusable[ref.id]["shard"], None if ref.path else data)
+            else:
+                self._decode(ref, data, state, pending)
+            if len(pending) >= self._config.batch_size:
+                self._embed(pending, state)
+            if time.monotonic() - last >= _PROGRESS_SECONDS:
+                self._progress(shard, done)
+                last = time.monotonic()
+        self._reuse(to_reuse, state, pending)
+        self._embed(pending, state)
+        self._write(state)
+        self._progress(shard, len(items))
+        yield {"shard": shard, "listed": state.listed, "embedded": state.embedded,
+               "reused": state.reused, "skipped": len(state.skipped)}
+
+    def _read(self, ref, data, state):
+        try:
+            data = read_bytes(ref.path) if data is None else data
+        except (OSError, tf.errors.OpError) as err:
+            state.skipped.append({"id": ref.id, "path": ref.path, "label_name": ref.label_name,
+                                  "digest": "unreadable", "reason": _reason(err)})
+            return None, None
+        return _with_digest(ref, hashlib.sha256(data).hexdigest()), data
+
+    def _decode(self, ref, data, state, pending):
+        try:
+            image, face_found = prepare_image(data, self._config.image_size,
+                                              face_crop=self._config.face_crop)
+        except ImageError as err:
+            state.skipped.append({"id": ref.id, "path": ref.path, "label_name": ref.label_name,
+                                  "digest": ref.digest, "reason": _reason(err)})
+            return
+        if face_found is False:
+            state.no_face.append({"id": ref.id, "path": ref.path})
+        state.add_entry(ref)
+        state.embedded += 1
+        pending.append((ref, 0, image))
+        if ref.split == "train":
+            for copy in range(1, self._config.augment_copies + 1):
+                pending.append((ref, copy, self._augment(image, example_id=ref.id, copy=copy)))
+
+    def _embed(self, pending, state):
+        """Embeds every pending image in padded batches of exactly `batch_size`."""
+        size = self._config.batch_size
+        while pending:
+            batch, pending[:] = pending[:size], pending[size:]
+            images = np.stack([image for _, _, image in batch])
+            padded = np.concatenate([images, np.zeros((size - len(batch),) + images.shape[1:],
+                                                      images.dtype)])
+            for (ref, copy, _), vector in zip(batch, self._embedder(padded)):
+                record = EmbeddingRecord(id=ref.id, label=ref.label, label_name=ref.label_name,
+                                         split=ref.split, copy=copy, embedding=vector,
+                                         digest=ref.digest)
+                state.records.append((ref.id, copy, to_example(record)))
+
+    def _reusable_base_entries(self, ids):
+        """`{id: base index entry (with its base shard)}` for this shard's ids, from the base."""
+        if not self._base:
+            return {}
+        wanted, base_n = set(ids), self._base["num_shards"]
+        found = {}
+        for base_shard in sorted({shards.shard_of(i, base_n) for i in wanted}):
+            index = shards.read_index(posixpath.join(
+                self._base["dir"], shards.index_name(base_shard, base_n))) or {"entries": []}
+            found.update((entry["id"], {**entry, "shard": base_shard})
+                         for entry in index["entries"] if entry["id"] in wanted)
+        return found
+
+    def _reuse(self, to_reuse, state, pending):
+        """Copies the base records of unchanged images; any not found there are embedded."""
+        expected = {i: 1 + self._config.augment_copies * (ref.split == "train")
+                    for i, (ref, _, _) in to_reuse.items()}
+        copied = {}
+        base_n = self._base["num_shards"] if self._base else 0
+        for base_shard in sorted({s for _, s, _ in to_reuse.values()}):
+            path = posixpath.join(self._base["dir"], shards.shard_name(base_shard, base_n))
+            if not tf.io.gfile.exists(path):
+                continue
+            for serialized in shards.read_shard_records(path):
+                example = tf.train.Example.FromString(serialized).features.feature
+                example_id = example["id"].bytes_list.value[0].decode()
+                if example_id in to_reuse:
+                    copy = int(example["copy"].int64_list.value[0])
+                    copied.setdefault(example_id, []).append((example_id, copy, serialized))
+        for example_id, (ref, _, data) in sorted(to_reuse.items()):
+            if len(copied.get(example_id, ())) == expected[example_id]:
+                state.records.extend(copied[example_id])
+                state.add_entry(ref)
+                state.reused += 1
+            else:
+                self._decode(ref, read_bytes(ref.path) if data is None else data, state, pending)
+
+    def _write(self, state):
+        state.records.sort(key=lambda record: record[:2])
+        directory, n = self._run_dir, state.num_shards
+        written = shards.write_shard(posixpath.join(directory, shards.shard_name(state.shard, n)),
+                                     (serialized for _, _, serialized in state.records))
+        shards.write_index(posixpath.join(directory, shards.index_name(state.shard, n)),
+                           state.index(written, embedding_dim=self._embedder.embedding_dim))
+
+    def _progress(self, shard, done):
+        path = posixpath.join(self._run_dir, PROGRESS_DIR, f"shard-{shard:05d}.json")
+        with tf.io.gfile.GFile(path, "w") as handle:
+            handle.write(json.dumps({"done": done}))
 
 
-def _write(outputs, cache_dir, num_shards):
-    _ = (outputs["records"]
-         | "ToExample" >> beam.Map(to_example)
-         | "WriteShards" >> beam.io.WriteToTFRecord(
-             posixpath.join(cache_dir, cache.SHARD_PREFIX), file_name_suffix=".tfrecord",
-             num_shards=num_shards))
-    for name, filename in (("skipped", cache.SKIPPED), ("no_face", cache.NO_FACE)):
-        _ = (outputs[name]
-             | f"{name}ToJson" >> beam.Map(lambda item: json.dumps(item, sort_keys=True))
-             | f"Write_{name}" >> beam.io.WriteToText(
-                 posixpath.join(cache_dir, filename), shard_name_template=""))
+def _with_digest(ref, digest):
+    return dataclasses.replace(ref, digest=digest)
 
 
-def run_embed(config, *, pipeline_options=None, test_pipeline=None):
-    """Runs the embed job for `config`, or reuses its complete cache.
+def _same(base_entry, ref):
+    return bool(base_entry) and all(base_entry[key] == getattr(ref, key)
+                                    for key in ("digest", "label_name", "split"))
 
-    Everything that can be refused is refused before any work: the data source is listed and the
-    backbone built (with its weights) in the driver first.
+
+def _assign_shards(element, run_dir, num_shards):
+    """`(0, every pair)` -> `(shard, (shard count, pair))` for each pair; records the count."""
+    _, pairs = element
+    pairs = list(pairs)
+    num_shards = num_shards or shards.auto_num_shards(len(pairs))
+    with tf.io.gfile.GFile(posixpath.join(run_dir, LISTED_FILE), "w") as handle:
+        handle.write(json.dumps({"listed": len(pairs), "num_shards": num_shards}))
+    for pair in pairs:
+        yield shards.shard_of(pair[0].id, num_shards), (num_shards, pair)
+
+
+class EmbedImages(beam.PTransform):
+    """`(ref, bytes or None)` pairs -> shards and indexes written into `run_dir`.
+
+    The listing is gathered once (`GatherListing`, a `GroupByKey` on one key) to count it and
+    fix the shard count, rather than through a side input: every runner executes a straight
+    chain of `ParDo`s and `GroupByKey`s correctly (Beam 2.77's DaskRunner miscounts a side
+    input's branch). Only references pass through it, except for TFDS, whose bytes travel with
+    their references.
 
     Args:
-        config: an `EmbedConfig`.
-        pipeline_options: Beam `PipelineOptions` (runner and its options). Defaults to the
-            DirectRunner in-memory.
-        test_pipeline: a pipeline to build on instead of a new one (a test seam). Defaults to None.
-
-    Returns:
-        An `EmbedResult`.
-
-    Raises:
-        ValueError: bad data, backbone, weights or image size (one-line message).
+        config: the `EmbedConfig` (its `num_shards`: 0 picks one shard per
+            `shards.IMAGES_PER_SHARD` listed images).
+        weights: the resolved weights to load on the workers.
+        run_dir: the folder to write into.
+        base: a previous cache to reuse records from (see `EmbedShardFn`). Defaults to `None`.
     """
-    started = time.time()
-    source = open_source(config.data, val_fraction=config.val_fraction, seed=config.seed)
-    model, weights = build_backbone(config.backbone, image_size=config.image_size,
-                                    weights=config.weights, alpha=config.alpha)
-    del model
-    key = cache_key(config, data_fingerprint=source.fingerprint,
-                    weights_digest=weights_digest(weights))
-    cache_dir = posixpath.join(config.cache_root, key)
-    try:
-        manifest = cache.read_manifest(cache_dir)
-        _LOG.info("cache %s is complete: reusing it", cache_dir)
-        return EmbedResult(cache_dir, manifest, reused=True)
-    except cache.CacheError:
-        pass
-    cache.reset_partial(cache_dir)
-    _LOG.info("embedding %s with %s (%s px, weights %s, K=%d) into %s", config.data,
-              config.backbone, config.image_size, weights, config.augment_copies, cache_dir)
-    pipeline = test_pipeline or beam.Pipeline(options=pipeline_options or PipelineOptions())
-    outputs = pipeline | source.read() | "EmbedImages" >> EmbedImages(config, weights=weights)
-    _write(outputs, cache_dir, config.num_shards)
-    result = pipeline.run()
-    result.wait_until_finish()
-    manifest = cache.finalize(
-        cache_dir, cache_key=key, class_names=source.class_names,
-        config={**config.to_dict(), "format_version": FORMAT_VERSION},
-        source={"data": config.data, "root": getattr(source, "root", None),
-                "fingerprint": source.fingerprint},
-        extra={"weights_used": weights, "weights_digest": weights_digest(weights),
-               "counters": _counters(result), "versions": _versions(),
-               "seconds": round(time.time() - started, 3),
-               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    return EmbedResult(cache_dir, manifest, reused=False)
 
+    def __init__(self, config, *, weights, run_dir, base=None):
+        super().__init__()
+        self._config, self._weights, self._run_dir, self._base = config, weights, run_dir, base
 
-def _counters(result):
-    try:
-        counters = result.metrics().query(MetricsFilter().with_namespace(_NAMESPACE))["counters"]
-    except (NotImplementedError, KeyError, AttributeError):
-        return {}
-    totals = {}
-    for counter in counters:
-        name = counter.key.metric.name
-        totals[name] = totals.get(name, 0) + (counter.committed or counter.attempted or 0)
-    return totals
-
-
-def _versions():
-    import keras
-    import sklearn
-
-    return {"python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "apache_beam": beam.__version__,
-            "numpy": np.__version__, "scikit_learn": sklearn.__version__}
+    def expand(self, pairs):
+        return (pairs
+                | "KeyAll" >> beam.Map(lambda pair: (0, pair))
+                | "GatherListing" >> beam.GroupByKey()
+                | "AssignShards" >> beam.FlatMap(_assign_shards, self._run_dir,
+                                                 self._config.num_shards)
+                | "GroupShards" >> beam.GroupByKey()
+                | "EmbedShard" >> beam.ParDo(EmbedShardFn(
+                    self._config, weights=self._weights, run_dir=self._run_dir,
+                    base=self._base)))

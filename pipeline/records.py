@@ -53,7 +53,9 @@ def to_example(record):
             value=np.asarray(record.embedding, np.float32).ravel())),
         "digest": _bytes(record.digest),
     }
-    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+    example = tf.train.Example(features=tf.train.Features(feature=features))
+    # Deterministic: map fields in key order, so the same record is the same bytes everywhere.
+    return example.SerializeToString(deterministic=True)
 
 
 def from_example(serialized):

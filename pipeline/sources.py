@@ -1,7 +1,9 @@
 """Data sources: a folder of class sub-folders, or a TFDS data set, with deterministic splits.
 
-A source lists its examples as `ExampleRef`s (a stable id, a label and a split) and reads them in a
-Beam pipeline as `(ref, encoded bytes or None)` pairs; None means "read the file at `ref.path`".
+A source's `list_examples()` is a `PTransform` that lists its examples *inside the pipeline* (on
+workers) as `(ref, encoded bytes or None)` pairs; None means "read the file at `ref.path`". The
+driver only looks at the top of the source: the class folders, or the TFDS split metadata, so
+neither its work nor the pipeline graph grows with the number of images.
 
 Folder layout (the contract of `tf.keras.utils.image_dataset_from_directory`)::
 
@@ -12,28 +14,31 @@ Folder layout (the contract of `tf.keras.utils.image_dataset_from_directory`)::
       class_b/
         b_1.jpeg
 
-Class names are the sorted sub-folder names; label i is the i-th name. Files are listed in sorted
-order through `tf.io.gfile` (local and `gs://` paths alike); only `IMAGE_EXTENSIONS` are read,
+Class names are the sorted sub-folder names; label i is the i-th name. Files are matched through
+Beam's `FileSystems` (local and `gs://` paths alike) and sorted; only `IMAGE_EXTENSIONS` are read,
 matched case-insensitively. A folder example's id is its path relative to the root, and its split
 is fixed by hashing the id with the seed, so a file keeps its split when others come or go.
 """
 import dataclasses
 import hashlib
-import json
 import os
 import posixpath
 
 import apache_beam as beam
 import tensorflow as tf
+from apache_beam.io.filesystems import FileSystems
 
 from pipeline.images import IMAGE_EXTENSIONS
+from pipeline.shards import combine_hashes, entry_hash
 from pipeline.validation import check_scalar
 
 __all__ = ["ExampleRef", "FolderSource", "TfdsSource", "open_source", "assign_split",
-           "file_digest"]
+           "file_digest", "read_bytes"]
 
 TFDS_PREFIX = "tfds:"
 _TFDS_SPLITS = {"train": "train", "validation": "val", "val": "val", "test": "test"}
+#: How many files the driver looks at, at most, to check that a class folder holds an image.
+_PEEK = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +51,7 @@ class ExampleRef:
         label_name: the class name.
         split: `"train"`, `"val"` or `"test"`.
         path: the file to read, or `""` when the bytes travel with the ref (TFDS).
-        digest: sha256 of the file's content (folders), or `""`.
+        digest: sha256 of the file's content once read, or `""`.
     """
 
     id: str
@@ -63,17 +68,36 @@ def assign_split(example_id, *, seed, val_fraction):
     return "val" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
 
 
+def read_bytes(path):
+    """The bytes of a file (local or `gs://`)."""
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        return handle.read()
+
+
 def file_digest(path):
     """sha256 hex digest of a file's content, or `"unreadable"` if it cannot be read."""
     try:
-        with tf.io.gfile.GFile(path, "rb") as handle:
-            return hashlib.sha256(handle.read()).hexdigest()
+        return hashlib.sha256(read_bytes(path)).hexdigest()
     except (OSError, tf.errors.OpError):
         return "unreadable"
 
 
+def _match(folder, limit=None):
+    """Paths under `folder` (recursively), through Beam's file systems; sorted when unlimited."""
+    (result,) = FileSystems.match([posixpath.join(folder, "**")], limits=[limit])
+    return sorted(meta.path for meta in result.metadata_list)
+
+
+def _is_image(path):
+    return path.lower().endswith(IMAGE_EXTENSIONS)
+
+
 class FolderSource:
     """A folder with one sub-folder per class.
+
+    The constructor lists the root once (the class folders) and peeks into each class folder
+    for an image; files are listed by `list_examples()` in the pipeline, or by `refs()` where a
+    job reads a folder in one process (fine-tune, evaluate).
 
     Args:
         root: the folder (local path or `gs://...`).
@@ -86,6 +110,7 @@ class FolderSource:
 
     def __init__(self, root, *, val_fraction=0.2, seed=123):
         self.root = root.rstrip("/") if "://" in root else os.path.abspath(root)
+        self.val_fraction, self.seed = val_fraction, seed
         if not tf.io.gfile.isdir(self.root):
             raise ValueError(f"data: expected a folder of class sub-folders; got {root!r} "
                              "(not a folder)")
@@ -95,36 +120,36 @@ class FolderSource:
         if len(self.class_names) < 2:
             raise ValueError(f"data {root!r}: expected at least two class sub-folders; got "
                              f"{len(self.class_names)} ({', '.join(self.class_names) or 'none'})")
-        self.refs = []
-        for label, name in enumerate(self.class_names):
-            paths = _list_images(posixpath.join(self.root, name))
-            if not paths:
+        for name in self.class_names:
+            peek = _match(posixpath.join(self.root, name), _PEEK)
+            if len(peek) < _PEEK and not any(map(_is_image, peek)):
                 raise ValueError(f"data {root!r}: class folder {name!r} holds no images "
                                  f"({', '.join(IMAGE_EXTENSIONS)})")
-            for path in paths:
-                example_id = posixpath.relpath(path, self.root)
-                self.refs.append(ExampleRef(
-                    id=example_id, label=label, label_name=name, path=path,
-                    split=assign_split(example_id, seed=seed, val_fraction=val_fraction),
-                    digest=file_digest(path)))
-        self.fingerprint = _digest_json(
-            [[ref.id, ref.label_name, ref.digest] for ref in self.refs])
 
-    def read(self):
-        """A `PTransform` that yields `(ref, None)` for every example (the bytes are read later)."""
-        return "ListFiles" >> beam.Create([(ref, None) for ref in self.refs], reshuffle=True)
+    def class_refs(self, label):
+        """The sorted `ExampleRef`s of class `label` (one listing of its folder)."""
+        name = self.class_names[label]
+        for path in filter(_is_image, _match(posixpath.join(self.root, name))):
+            example_id = posixpath.relpath(path, self.root)
+            yield ExampleRef(id=example_id, label=label, label_name=name, path=path,
+                             split=assign_split(example_id, seed=self.seed,
+                                                val_fraction=self.val_fraction))
 
+    def refs(self):
+        """Every `ExampleRef`, listed in this process (for jobs that read a folder locally)."""
+        return [ref for label in range(len(self.class_names)) for ref in self.class_refs(label)]
 
-def _list_images(folder):
-    paths = []
-    for directory, _, files in tf.io.gfile.walk(folder):
-        paths.extend(posixpath.join(directory, name) for name in files
-                     if name.lower().endswith(IMAGE_EXTENSIONS))
-    return sorted(paths)
+    def fingerprint(self):
+        """The data fingerprint of the folder, read in this process; equal to the embed job's."""
+        return combine_hashes(entry_hash(ref.id, ref.label_name, file_digest(ref.path))
+                              for ref in self.refs())
 
-
-def _digest_json(value):
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+    def list_examples(self):
+        """A `PTransform` that lists every class folder on the workers: `(ref, None)` pairs."""
+        return "ListFiles" >> (
+            beam.Create(list(range(len(self.class_names))))
+            | "MatchClassFolder" >> beam.FlatMap(self.class_refs)
+            | "NoBytesYet" >> beam.Map(lambda ref: (ref, None)))
 
 
 class TfdsSource:
@@ -133,6 +158,7 @@ class TfdsSource:
     Its `train`, `validation` and `test` splits map to `train`, `val` and `test`; when it has no
     validation split, training examples are hashed into `val` with `val_fraction`, as for folders.
     The data set must be prepared (downloaded) already or downloadable; ids are TFDS example ids.
+    Each split is read in parallel, one task per file shard of the split (TFDS's even splits).
 
     Args:
         name: the TFDS name, without the `tfds:` prefix.
@@ -158,25 +184,28 @@ class TfdsSource:
             raise ValueError(f"data tfds:{name}: cannot load it: {first_line}") from err
         self.image_key, self.label_key = _image_and_label_keys(builder, name)
         self.class_names = list(builder.info.features[self.label_key].names)
+        splits = builder.info.splits
         # A builder never prepared (as under `tfds.testing.mock_data`) lists no splits.
-        self.splits = sorted(builder.info.splits.keys()) or ["test", "train", "validation"]
-        self.has_validation = any(_TFDS_SPLITS.get(s) == "val" for s in self.splits)
-        self.fingerprint = _digest_json({
-            "name": name, "version": str(builder.info.version),
-            "splits": {s: split.num_examples for s, split in builder.info.splits.items()}})
+        names = sorted(splits.keys()) or ["test", "train", "validation"]
+        self.has_validation = any(_TFDS_SPLITS.get(s) == "val" for s in names)
+        #: One `(split, part, parts)` task per file shard of each split.
+        self.tasks = [(split, part, parts) for split in names
+                      for parts in [max(1, splits[split].num_shards if split in splits else 1)]
+                      for part in range(parts)]
 
-    def read(self):
-        """A `PTransform` that streams `(ref, encoded image bytes)` from every split."""
-        return "ReadTfds" >> (beam.Create(self.splits) | beam.FlatMap(self.examples)
-                              | beam.Reshuffle())
+    def list_examples(self):
+        """A `PTransform` that reads every split, a file shard per task: `(ref, bytes)` pairs."""
+        return "ReadTfds" >> (beam.Create(self.tasks) | "ReadShard" >> beam.FlatMap(self.examples))
 
-    def examples(self, tfds_split):
-        """Yields `(ref, encoded image bytes)` for every example of one TFDS split."""
+    def examples(self, task):
+        """Yields `(ref, encoded image bytes)` for every example of one task (a split's part)."""
         import tensorflow_datasets as tfds
 
+        tfds_split, part, parts = task
         builder = tfds.builder(self.name, data_dir=self.data_dir)
         dataset = builder.as_dataset(
-            split=tfds_split, shuffle_files=False,
+            split=tfds.even_splits(tfds_split, n=parts)[part] if parts > 1 else tfds_split,
+            shuffle_files=False,
             decoders={self.image_key: tfds.decode.SkipDecoding()},
             read_config=tfds.ReadConfig(add_tfds_id=True))
         for example in tfds.as_numpy(dataset):

@@ -12,8 +12,8 @@ SHARED = REPO.parent / "shared"
 GENKI = SHARED / "data" / "genki4k"
 MOBILENET_025 = SHARED / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
 
-#: Beam options for tests: the Python DirectRunner in one process (never Prism).
-IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory",
+#: Beam options for tests: Beam's FnApiRunner in this process (never Prism).
+IN_MEMORY = ["--runner=FnApiRunner", "--direct_running_mode=in_memory",
              "--direct_num_workers=1"]
 
 #: A tiny, fast backbone for tests.

@@ -48,7 +48,7 @@ def test_training_images_get_k_copies_and_validation_only_the_clean_one(faces_ca
 def test_split_matches_the_source(faces, faces_cache):
     from pipeline.sources import open_source
 
-    expected = {ref.id for ref in open_source(faces).refs if ref.split == "val"}
+    expected = {ref.id for ref in open_source(faces).refs() if ref.split == "val"}
     assert set(cache.load_split(faces_cache.cache_dir, "val").ids.tolist()) == expected
 
 
@@ -124,19 +124,22 @@ def test_killed_job_leaves_no_complete_cache_and_the_next_run_completes(faces, t
                str(cache_root), *TINY, "--augment-copies", "4", *IN_MEMORY]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
+    runs = cache_root / ".runs"
     deadline = time.time() + 120
-    while time.time() < deadline and not (cache_root.is_dir() and any(cache_root.iterdir())):
+    while time.time() < deadline and not (runs.is_dir() and any(runs.iterdir())):
         time.sleep(0.05)
     assert process.poll() is None, "the job ended before it could be killed"
     time.sleep(1.0)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    (cache_dir,) = cache_root.iterdir()
+    assert not list(cache_root.glob("*/manifest.json"))
+    (left,) = runs.iterdir()
     with pytest.raises(cache.CacheError, match="incomplete"):
-        cache.load_split(str(cache_dir), "train")
+        cache.load_split(str(left), "train")
     result = _run(faces, cache_root, "--augment-copies", "4")
-    assert not result.reused and result.cache_dir == str(cache_dir)
-    assert json.loads((cache_dir / "manifest.json").read_text())["counts"]["train"]["per_copy"]
+    assert not result.reused and not list(runs.iterdir())
+    manifest = json.loads(open(os.path.join(result.cache_dir, "manifest.json")).read())
+    assert manifest["counts"]["train"]["per_copy"]["4"] == manifest["counts"]["train"]["images"]
 
 
 def test_tfds_source_end_to_end_with_mock_data(tmp_path):

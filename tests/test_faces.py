@@ -58,7 +58,7 @@ def test_fine_tune_dataset_crops_faces_in_parallel(genki_subset):
     from pipeline.images import load_image
     from pipeline.sources import open_source
 
-    refs = open_source(genki_subset).refs
+    refs = open_source(genki_subset).refs()
     batches = list(image_dataset(refs, 48, batch_size=8, face_crop=True))
     images = np.concatenate([b[0].numpy() for b in batches])
     expected = load_image(open(refs[0].path, "rb").read(), 48, face_crop=True)

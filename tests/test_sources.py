@@ -6,20 +6,20 @@ from pipeline.sources import FolderSource, assign_split, open_source
 
 
 def _splits(source):
-    return {ref.id: ref.split for ref in source.refs}
+    return {ref.id: ref.split for ref in source.refs()}
 
 
 def test_classes_are_sorted_and_labels_follow(faces):
     source = open_source(faces)
     assert source.class_names == ["neutral", "smiling"]
-    assert {(ref.label, ref.label_name) for ref in source.refs} == {(0, "neutral"),
+    assert {(ref.label, ref.label_name) for ref in source.refs()} == {(0, "neutral"),
                                                                     (1, "smiling")}
 
 
 def test_only_image_extensions_are_listed_case_insensitively(faces_copy):
     shutil.copy(faces_copy / "smiling" / "smiling_0000.jpg", faces_copy / "smiling" / "UP.PNG")
     (faces_copy / "smiling" / "notes.txt").write_text("not an image")
-    ids = {ref.id for ref in FolderSource(str(faces_copy)).refs}
+    ids = {ref.id for ref in FolderSource(str(faces_copy)).refs()}
     assert "smiling/UP.PNG" in ids and "smiling/notes.txt" not in ids
 
 
@@ -44,9 +44,9 @@ def test_split_depends_on_seed_and_fraction():
 
 
 def test_fingerprint_changes_with_content(faces_copy):
-    before = FolderSource(str(faces_copy)).fingerprint
+    before = FolderSource(str(faces_copy)).fingerprint()
     (faces_copy / "neutral" / "neutral_0001.jpg").write_bytes(b"changed")
-    assert FolderSource(str(faces_copy)).fingerprint != before
+    assert FolderSource(str(faces_copy)).fingerprint() != before
 
 
 def test_not_a_folder_is_refused(tmp_path):

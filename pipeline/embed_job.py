@@ -1,0 +1,214 @@
+"""Running the embed job: prepare in the driver, run the pipeline, account, publish.
+
+    prepare   open the source (class folders only), build the backbone once (refuse bad
+              weights before any work), find a previous cache with the same config key
+    run       `pipeline.embed.EmbedImages` on any runner, with progress followed from files
+    account   `pipeline.accounting.account`: every listed image has its records or a reason
+    publish   the cache key (config + data fingerprint, known now) names the cache; the manifest
+              appears last; an identical complete cache already there is simply reused
+
+The driver does nothing per image: its work and the pipeline graph do not grow with the data.
+"""
+import dataclasses
+import json
+import platform
+import posixpath
+import threading
+import time
+
+import apache_beam as beam
+import numpy as np
+import tensorflow as tf
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline import cache
+from pipeline.accounting import LISTED_FILE, account
+from pipeline.backbones import build_backbone, weights_digest
+from pipeline.config import FORMAT_VERSION, cache_key, config_key
+from pipeline.console import Progress
+from pipeline.embed import PROGRESS_DIR, EmbedImages
+from pipeline.sources import FolderSource, open_source
+
+__all__ = ["EmbedResult", "build_embed_pipeline", "run_embed"]
+
+_POLL_SECONDS = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedResult:
+    """What `run_embed` did.
+
+    Attributes:
+        cache_dir: the cache folder.
+        manifest: its manifest dict.
+        reused: True when the data and config matched a complete cache, which was kept as is.
+        embedded: images that went through the backbone in this run.
+        reused_images: images whose records were copied from a previous cache in this run.
+    """
+
+    cache_dir: str
+    manifest: dict
+    reused: bool
+    embedded: int = 0
+    reused_images: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Prepared:
+    source: object
+    weights: object
+    weights_digest: str
+    config_key: str
+    base: dict | None
+    run_dir: str
+
+
+def _prepare(config):
+    source = open_source(config.data, val_fraction=config.val_fraction, seed=config.seed)
+    model, weights = build_backbone(config.backbone, image_size=config.image_size,
+                                    weights=config.weights, alpha=config.alpha)
+    del model
+    digest = weights_digest(weights)
+    key = config_key(config, weights_digest=digest)
+    base = cache.find_base(config.cache_root, key, source.class_names)
+    return _Prepared(source, weights, digest, key, base,
+                     cache.new_run_dir(config.cache_root, key))
+
+
+def build_embed_pipeline(pipeline, config, *, source, weights, run_dir, base=None):
+    """Adds the embed job's steps to `pipeline` (listing, sharding, embedding, writing).
+
+    Nothing here depends on the number of images: the graph is the same for ten or ten million.
+    """
+    tf.io.gfile.makedirs(posixpath.join(run_dir, PROGRESS_DIR))
+    return (pipeline
+            | source.list_examples()
+            | "EmbedImages" >> EmbedImages(config, weights=weights, run_dir=run_dir, base=base))
+
+
+class _Follower(threading.Thread):
+    """Follows a run's progress files while the pipeline runs, whatever the runner."""
+
+    def __init__(self, run_dir, progress):
+        super().__init__(daemon=True)
+        self._run_dir, self._progress = run_dir, progress
+        self._done = threading.Event()
+
+    def run(self):
+        while not self._done.wait(_POLL_SECONDS):
+            self.poll()
+
+    def poll(self):
+        total = _read_json(posixpath.join(self._run_dir, LISTED_FILE)).get("listed")
+        folder = posixpath.join(self._run_dir, PROGRESS_DIR)
+        done = sum(_read_json(posixpath.join(folder, name)).get("done", 0)
+                   for name in _listdir(folder))
+        self._progress.set(done, total=total)
+
+    def stop(self):
+        self._done.set()
+        self.join()
+        self.poll()
+
+
+def _read_json(path):
+    try:
+        with tf.io.gfile.GFile(path) as handle:
+            return json.load(handle)
+    except (tf.errors.OpError, OSError, ValueError):
+        return {}  # not written yet, or caught mid-write
+
+
+def _listdir(folder):
+    try:
+        return tf.io.gfile.listdir(folder)
+    except tf.errors.OpError:
+        return []
+
+
+def _run_pipeline(config, prepared, pipeline_options, test_pipeline, show_progress):
+    pipeline = test_pipeline or beam.Pipeline(options=pipeline_options or PipelineOptions())
+    build_embed_pipeline(pipeline, config, source=prepared.source, weights=prepared.weights,
+                         run_dir=prepared.run_dir, base=prepared.base)
+    with Progress(desc="embed", disable=not show_progress) as progress:
+        follower = _Follower(prepared.run_dir, progress)
+        follower.start()
+        try:
+            pipeline.run().wait_until_finish()
+        finally:
+            follower.stop()
+
+
+def run_embed(config, *, pipeline_options=None, test_pipeline=None, show_progress=False):
+    """Runs the embed job for `config`: a new cache, or the complete one for the same inputs.
+
+    Everything that can be refused is refused before any work: the source's class folders are
+    checked and the backbone built (with its weights) in the driver first. Records of images
+    whose id and content match a previous cache with the same config key are copied, not
+    embedded again.
+
+    Args:
+        config: an `EmbedConfig`.
+        pipeline_options: Beam `PipelineOptions` (runner and its options). Defaults to Beam's
+            defaults.
+        test_pipeline: a pipeline to build on instead of a new one (a test seam). Defaults to None.
+        show_progress: show progress while the pipeline runs. Defaults to `False`.
+
+    Returns:
+        An `EmbedResult`.
+
+    Raises:
+        ValueError: bad data, backbone, weights or image size (one-line message), or a run that
+            does not account for every listed image (`IncompleteRunError`; nothing published).
+    """
+    started = time.time()
+    prepared = _prepare(config)
+    _run_pipeline(config, prepared, pipeline_options, test_pipeline, show_progress)
+    folder_classes = (prepared.source.class_names
+                      if isinstance(prepared.source, FolderSource) else None)
+    run = account(prepared.run_dir, augment_copies=config.augment_copies,
+                  class_names=folder_classes)
+    key = cache_key(config, data_fingerprint=run.fingerprint,
+                    weights_digest=prepared.weights_digest)
+    cache_dir = posixpath.join(config.cache_root, key)
+    try:
+        manifest = cache.read_manifest(cache_dir)
+    except cache.CacheError:
+        manifest = cache.publish(prepared.run_dir, cache_dir, _manifest(
+            config, prepared, run, key, seconds=time.time() - started))
+        return EmbedResult(cache_dir, manifest, reused=False, embedded=run.embedded,
+                           reused_images=run.reused)
+    tf.io.gfile.rmtree(prepared.run_dir)
+    return EmbedResult(cache_dir, manifest, reused=True, embedded=run.embedded,
+                       reused_images=run.reused)
+
+
+def _manifest(config, prepared, run, key, *, seconds):
+    source = prepared.source
+    return {
+        "format_version": FORMAT_VERSION, "cache_key": key, "config_key": prepared.config_key,
+        "config": {**config.to_dict(), "format_version": FORMAT_VERSION},
+        "source": {"data": config.data, "root": getattr(source, "root", None),
+                   "fingerprint": run.fingerprint},
+        "class_names": list(source.class_names), "embedding_dim": run.embedding_dim,
+        "counts": run.counts, "listed": run.listed,
+        "skipped": run.skipped, "num_skipped": len(run.skipped),
+        "no_face": run.no_face, "num_no_face": len(run.no_face),
+        "num_shards": run.num_shards, "shards": run.shards,
+        "embedded": run.embedded, "reused": run.reused,
+        "base_cache": prepared.base and prepared.base["cache_key"],
+        "counters": {"listed": run.listed, "skipped": len(run.skipped),
+                     "embedded": run.embedded, "reused": run.reused},
+        "weights_used": prepared.weights, "weights_digest": prepared.weights_digest,
+        "versions": _versions(), "seconds": round(seconds, 3),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _versions():
+    import keras
+    import sklearn
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "apache_beam": beam.__version__,
+            "numpy": np.__version__, "scikit_learn": sklearn.__version__}
