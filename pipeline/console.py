@@ -21,7 +21,7 @@ import warnings
 
 import tqdm
 
-__all__ = ["LIBRARY_LOGGERS", "silence_library_logs", "Progress", "format_duration"]
+__all__ = ["LIBRARY_LOGGERS", "silence_library_logs", "Progress", "track", "format_duration"]
 
 #: Python loggers that libraries log to; quiet jobs raise them to ERROR.
 LIBRARY_LOGGERS = ("tensorflow", "keras", "absl", "apache_beam", "h5py", "matplotlib", "PIL",
@@ -188,6 +188,30 @@ class Progress:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+def track(iterable, *, desc, unit="items", total=None, count=None, **kwargs):
+    """Yields the items of `iterable` while a `Progress` counts them.
+
+    Args:
+        iterable: the work, e.g. `range(folds)` or a generator of batches.
+        desc: as in `Progress`.
+        unit: as in `Progress`. Defaults to `"items"`.
+        total: the amount of work. Defaults to `len(iterable)` where it has one.
+        count: a function giving the units in one item (e.g. `len` for batches of images).
+            Defaults to one unit per item.
+        **kwargs: more `Progress` options (`stream`, `interval`, `disable`, `clock`).
+
+    Example:
+        >>> for k in track(range(10), desc="k-fold", unit="folds"):
+        ...     train_fold(k)
+    """
+    if total is None and hasattr(iterable, "__len__"):
+        total = len(iterable)
+    with Progress(total, desc=desc, unit=unit, **kwargs) as progress:
+        for item in iterable:
+            yield item
+            progress.update(1 if count is None else count(item))
 
 
 def _is_terminal(stream):

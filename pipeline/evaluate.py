@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline import cache, report_runs, reports
+from pipeline.console import track
 from pipeline.images import ImageError, load_image
 from pipeline.report_runs import RUNS_COLUMNS, display_name
 from pipeline.sources import FolderSource, TfdsSource
@@ -262,7 +263,8 @@ def _amend_report(run_path, **entries):
 def _score(model, examples):
     """Runs the model over the examples; returns (skipped, columns dict of lists, proba)."""
     skipped, columns, probas = [], {"ids": [], "labels": [], "paths": [], "digests": []}, []
-    for batch in _batches(examples, model.image_size, skipped, face_crop=model.face_crop):
+    batches = _batches(examples, model.image_size, skipped, face_crop=model.face_crop)
+    for batch in track(batches, desc="evaluate", unit="images", total=len(examples), count=len):
         probas.append(model.predict(np.stack([b[1] for b in batch]), [b[2] for b in batch]))
         columns["ids"] += [b[0].id for b in batch]
         columns["labels"] += [b[0].label for b in batch]

@@ -16,6 +16,7 @@ import os
 import time
 
 from pipeline import reports
+from pipeline.console import track
 from pipeline.finetune import FinetuneConfig, run_finetune
 from pipeline.head_training import train_heads_on_cache
 from pipeline.heads import HeadConfig
@@ -43,7 +44,7 @@ def run_experiment(cache_dir, out_dir, *, head_config=HeadConfig(),
                    finetune_config=FinetuneConfig()):
     """Runs the grid on a cache; returns the comparison rows (dicts with `_COLUMNS`)."""
     rows = []
-    for name, kind, fraction, start_from in GRID:
+    for name, kind, fraction, start_from in track(GRID, desc="experiment", unit="models"):
         target = os.path.join(out_dir, name)
         start = time.perf_counter()
         if kind == "head":

@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from pipeline import cache, reports
+from pipeline.console import track
 from pipeline.head_training import example_paths
 from pipeline.heads import HeadConfig, train_head
 from pipeline.sources import assign_split
@@ -81,7 +82,7 @@ def out_of_fold_proba(data, num_classes, *, folds, config=HeadConfig(), verbose=
                       for i in data.ids])
     clean = data.copies == 0
     proba = np.zeros((len(data.ids), num_classes))
-    for k in range(folds):
+    for k in track(range(folds), desc="k-fold", unit="folds", disable=not verbose):
         train = _subset(data, (fold != k) & ~inner)
         stop = _subset(data, (fold != k) & inner & clean)
         head = train_head(train, stop, num_classes=num_classes, config=config, verbose=verbose)

@@ -5,7 +5,7 @@ import warnings
 
 import pytest
 
-from pipeline.console import Progress, format_duration, silence_library_logs
+from pipeline.console import Progress, format_duration, silence_library_logs, track
 
 
 class _Clock:
@@ -87,3 +87,15 @@ def test_terminal_progress_draws_a_tqdm_bar():
         progress.update(4)
     assert "k-fold: 100%" in stream.getvalue()
     assert "4/4" in stream.getvalue()
+
+
+def test_track_yields_every_item_and_counts_units():
+    clock, stream = _Clock(), io.StringIO()
+    batches = [[1, 2], [3], [4, 5, 6]]
+    seen = []
+    for batch in track(iter(batches), desc="evaluate", unit="images", total=6, count=len,
+                       stream=stream, clock=clock):
+        clock.now += 1.0
+        seen.append(batch)
+    assert seen == batches
+    assert stream.getvalue() == "evaluate: 6/6 images (100.0%), 2.0 images/s, done in 3 s\n"
