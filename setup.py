@@ -26,6 +26,8 @@ setuptools.setup(
     ],
     extras_require={
         "dataflow": ["apache-beam[gcp]==2.77.*"],
-        "test": ["pytest>=8"],
+        # The Dask runner (a `dask scheduler` and `dask worker`s on any number of machines).
+        "dask": ["apache-beam[dask]==2.77.*"],
+        "test": ["pytest>=8", "apache-beam[dask]==2.77.*"],
     },
 )

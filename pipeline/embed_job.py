@@ -134,9 +134,13 @@ def _run_pipeline(config, prepared, pipeline_options, test_pipeline, show_progre
         follower = _Follower(prepared.run_dir, progress)
         follower.start()
         try:
-            pipeline.run().wait_until_finish()
+            result = pipeline.run()
+            result.wait_until_finish()
         finally:
             follower.stop()
+    client = getattr(result, "client", None)  # the DaskRunner leaves its Dask client open
+    if client is not None:
+        client.close()
 
 
 def run_embed(config, *, pipeline_options=None, test_pipeline=None, show_progress=False):
