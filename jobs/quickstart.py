@@ -50,13 +50,14 @@ def run(argv=None):
         BackboneError: no weights file for the backbone (before anything is written).
     """
     args, beam_args = build_parser().parse_known_args(argv)
+    _, found = build_backbone(EmbedConfig.backbone, alpha=EmbedConfig.alpha,
+                              image_size=args.image_size,
+                              weights=None if args.weights == "none" else args.weights,
+                              weights_dir=args.weights_dir)  # refuses here, before any work
     backbone = ["--backbone", EmbedConfig.backbone, "--alpha", str(EmbedConfig.alpha),
-                "--image-size", str(args.image_size), "--weights", args.weights]
+                "--image-size", str(args.image_size), "--weights", found or "none"]
     if args.weights_dir:
         backbone += ["--weights-dir", args.weights_dir]
-    build_backbone(EmbedConfig.backbone, alpha=EmbedConfig.alpha, image_size=args.image_size,
-                   weights=None if args.weights == "none" else args.weights,
-                   weights_dir=args.weights_dir)  # refuses here, before any work
     write_sample(args.sample_dir, per_class=args.per_class, size=args.image_size)
     cached = embed.run(["--data", args.sample_dir, *backbone, "--augment-copies", "2",
                         "--cache-dir", args.cache_dir, *beam_args])
