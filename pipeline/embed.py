@@ -14,10 +14,14 @@ The pipeline keeps to what every runner executes correctly (FnApiRunner, Dask, t
 runner, Dataflow): one chain that ends in one step, no output from `finish_bundle`, no metrics;
 what the driver needs afterwards is in files (`pipeline.accounting` reads and checks them).
 """
+import collections
+import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import json
 import posixpath
+import threading
 import time
 
 import apache_beam as beam
@@ -32,11 +36,44 @@ from pipeline.images import ImageError, prepare_image
 from pipeline.records import EmbeddingRecord, to_example
 from pipeline.sources import read_bytes
 
-__all__ = ["LISTED_FILE", "PROGRESS_DIR", "EmbedShardFn", "EmbedImages"]
+__all__ = ["LISTED_FILE", "PROGRESS_DIR", "shared_embedder", "EmbedShardFn", "EmbedImages"]
 
 #: Folder of `shard-SSSSS.json` files, `{"done": n}`, that the driver follows for progress.
 PROGRESS_DIR = "_progress"
 _PROGRESS_SECONDS = 2.0
+#: Images decoded ahead of the backbone, by `_DECODE_THREADS` threads.
+_DECODE_AHEAD, _DECODE_THREADS = 64, 2
+_EMBEDDERS = {}
+_EMBEDDERS_LOCK = threading.Lock()
+
+
+def shared_embedder(backbone, *, image_size, weights, alpha, weights_dir=None):
+    """The process's one `Embedder` for these arguments, built on first use.
+
+    The driver builds it to refuse bad weights before any work; where the runner executes the
+    pipeline in the driver's process (the local default), the workers' `setup()` gets the same
+    model (asked for by the weights file the driver resolved) instead of building a second one.
+    """
+    key = (backbone, image_size, weights, alpha, weights_dir)
+    with _EMBEDDERS_LOCK:
+        if key not in _EMBEDDERS:
+            embedder = Embedder(backbone, image_size=image_size, weights=weights, alpha=alpha,
+                                weights_dir=weights_dir)
+            _EMBEDDERS[key] = embedder
+            _EMBEDDERS[(backbone, image_size, embedder.weights_used, alpha, None)] = embedder
+        return _EMBEDDERS[key]
+
+
+def _prefetch(function, items, *, ahead=_DECODE_AHEAD, threads=_DECODE_THREADS):
+    """`map(function, items)` in order, computed up to `ahead` items early on a thread pool."""
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        queue = collections.deque()
+        for item in items:
+            queue.append(pool.submit(function, item))
+            if len(queue) > ahead:
+                yield queue.popleft().result()
+        while queue:
+            yield queue.popleft().result()
 
 
 def _reason(err):
@@ -97,8 +134,8 @@ class EmbedShardFn(beam.DoFn):
 
     def setup(self):
         config = self._config
-        self._embedder = Embedder(config.backbone, image_size=config.image_size,
-                                  weights=self._weights, alpha=config.alpha)
+        self._embedder = shared_embedder(config.backbone, image_size=config.image_size,
+                                         weights=self._weights, alpha=config.alpha)
         if config.augment_copies:
             self._augment = CopyAugmenter(config.augment, seed=config.seed)
 
@@ -108,15 +145,15 @@ class EmbedShardFn(beam.DoFn):
         state = _ShardState(shard, items[0][0], len(items))
         reusable = self._reusable_base_entries([pair[0].id for _, pair in items])
         to_reuse, pending, last = {}, [], time.monotonic()
-        for done, (_, (ref, data)) in enumerate(items, start=1):
-            ref, data = self._read(ref, data, state)
-            if ref is None:
-                continue
-            if _same(reusable.get(ref.id), ref):
+        load = functools.partial(self._load, reusable=reusable)
+        for done, (ref, data, loaded) in enumerate(_prefetch(load, items), start=1):
+            if isinstance(loaded, Exception):
+                state.skipped.append(_skipped(ref, loaded))
+            elif loaded is _REUSE:
                 # Bytes that travelled with the ref (TFDS) are kept in case the copy fails.
                 to_reuse[ref.id] = (ref, reusable[ref.id]["shard"], None if ref.path else data)
             else:
-                self._decode(ref, data, state, pending)
+                self._add(ref, loaded, state, pending)
             if len(pending) >= self._config.batch_size:
                 self._embed(pending, state)
             if time.monotonic() - last >= _PROGRESS_SECONDS:
@@ -129,23 +166,30 @@ class EmbedShardFn(beam.DoFn):
         yield {"shard": shard, "listed": state.listed, "embedded": state.embedded,
                "reused": state.reused, "skipped": len(state.skipped)}
 
-    def _read(self, ref, data, state):
+    def _load(self, item, *, reusable):
+        """Reads, digests and decodes one image (on a decode thread).
+
+        Returns:
+            `(ref with its digest, bytes, loaded)`: loaded is `(image, face_found)`, `_REUSE`
+            when a base cache holds the image's records, or the exception that skips it.
+        """
+        _, (ref, data) = item
         try:
             data = read_bytes(ref.path) if data is None else data
         except (OSError, tf.errors.OpError) as err:
-            state.skipped.append({"id": ref.id, "path": ref.path, "label_name": ref.label_name,
-                                  "digest": "unreadable", "reason": _reason(err)})
-            return None, None
-        return _with_digest(ref, hashlib.sha256(data).hexdigest()), data
-
-    def _decode(self, ref, data, state, pending):
+            return ref, None, err
+        ref = dataclasses.replace(ref, digest=hashlib.sha256(data).hexdigest())
+        if _same(reusable.get(ref.id), ref):
+            return ref, data, _REUSE
         try:
-            image, face_found = prepare_image(data, self._config.image_size,
-                                              face_crop=self._config.face_crop)
+            return ref, data, prepare_image(data, self._config.image_size,
+                                            face_crop=self._config.face_crop)
         except ImageError as err:
-            state.skipped.append({"id": ref.id, "path": ref.path, "label_name": ref.label_name,
-                                  "digest": ref.digest, "reason": _reason(err)})
-            return
+            return ref, data, err
+
+    def _add(self, ref, loaded, state, pending):
+        """Queues an image's clean copy and its K augmented copies for the backbone."""
+        image, face_found = loaded
         if face_found is False:
             state.no_face.append({"id": ref.id, "path": ref.path})
         state.add_entry(ref)
@@ -204,7 +248,11 @@ class EmbedShardFn(beam.DoFn):
                 state.add_entry(ref)
                 state.reused += 1
             else:
-                self._decode(ref, read_bytes(ref.path) if data is None else data, state, pending)
+                _, _, loaded = self._load((0, (ref, data)), reusable={})
+                if isinstance(loaded, Exception):
+                    state.skipped.append(_skipped(ref, loaded))
+                else:
+                    self._add(ref, loaded, state, pending)
 
     def _write(self, state):
         state.records.sort(key=lambda record: record[:2])
@@ -220,8 +268,13 @@ class EmbedShardFn(beam.DoFn):
             handle.write(json.dumps({"done": done}))
 
 
-def _with_digest(ref, digest):
-    return dataclasses.replace(ref, digest=digest)
+#: `EmbedShardFn._load`'s mark for an image whose records a base cache holds.
+_REUSE = object()
+
+
+def _skipped(ref, err):
+    return {"id": ref.id, "path": ref.path, "label_name": ref.label_name,
+            "digest": ref.digest or "unreadable", "reason": _reason(err)}
 
 
 def _same(base_entry, ref):

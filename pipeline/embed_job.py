@@ -23,10 +23,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import cache
 from pipeline.accounting import LISTED_FILE, account
-from pipeline.backbones import build_backbone, weights_digest
+from pipeline.backbones import weights_digest
 from pipeline.config import FORMAT_VERSION, cache_key, config_key
 from pipeline.console import Progress
-from pipeline.embed import PROGRESS_DIR, EmbedImages
+from pipeline.embed import PROGRESS_DIR, EmbedImages, shared_embedder
 from pipeline.sources import FolderSource, open_source
 
 __all__ = ["EmbedResult", "build_embed_pipeline", "run_embed"]
@@ -65,9 +65,9 @@ class _Prepared:
 
 def _prepare(config):
     source = open_source(config.data, val_fraction=config.val_fraction, seed=config.seed)
-    model, weights = build_backbone(config.backbone, image_size=config.image_size,
-                                    weights=config.weights, alpha=config.alpha)
-    del model
+    weights = shared_embedder(config.backbone, image_size=config.image_size,
+                              weights=config.weights, alpha=config.alpha,
+                              weights_dir=config.weights_dir).weights_used
     digest = weights_digest(weights)
     key = config_key(config, weights_digest=digest)
     base = cache.find_base(config.cache_root, key, source.class_names)
