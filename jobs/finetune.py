@@ -3,9 +3,12 @@
 Builds the end-to-end model of a cache (same images, split, backbone, size and augmentation),
 warm-starts its dense layer from the head trained by `jobs.train_head`, unfreezes the backbone
 (all of it by default; `--fine-tune-at N` or `--unfreeze-last N` for less; BatchNorm stays frozen
-in inference mode) and trains with Adam, early stopping, per-epoch checkpoints and logs. Writes
-`model.keras`, `report.json` (top-level `accuracy`) and the full report. `--resume` continues an
-interrupted run. The last line printed is the path of the report's `index.html`.
+in inference mode) and trains with Adam, early stopping, per-epoch checkpoints and logs. The
+warm-started model (equal to the head) is a candidate like every epoch: `model.keras` is the best
+by validation accuracy (then loss), and the job says in one line which was kept and why (also in
+`report.json`: `kept`, `kept_epoch`, `kept_reason`). Writes `model.keras`, `report.json`
+(top-level `accuracy`) and the full report. `--resume` continues an interrupted run. The last
+line printed is the path of the report's `index.html`.
 """
 import argparse
 import os
@@ -95,8 +98,9 @@ def main(argv=None):
     if isinstance(result, list):
         print("\n".join(result))
         return
+    print(f"kept {result['kept']}: {result['kept_reason']}")
     print(f"validation accuracy: head {result['head_vs_finetuned']['head_accuracy']:.4f} -> "
-          f"fine-tuned {result['accuracy']:.4f}")
+          f"model.keras {result['accuracy']:.4f}")
     print(os.path.join(build_parser().parse_args(argv).out, "index.html"))
 
 

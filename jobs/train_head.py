@@ -45,6 +45,14 @@ def build_parser():
                         help="weight classes by inverse frequency (imbalanced data)")
     parser.add_argument("--l2", type=float, default=defaults.l2,
                         help="inverse regularisation C of the logistic head")
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
+                        help="decoupled weight decay (AdamW) of the dense head")
+    parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
+    parser.add_argument("--mixup", type=float, default=defaults.mixup,
+                        help="alpha of mixup on embeddings (0: off)")
+    parser.add_argument("--standardize", action=argparse.BooleanOptionalAction,
+                        default=defaults.standardize,
+                        help="train on standardised embeddings (folded into the saved head)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--top-n", type=int, default=50, help="rows of the most-wrong report")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
@@ -60,7 +68,8 @@ def _train(args):
     config = HeadConfig(head=args.head, epochs=args.epochs, batch_size=args.batch_size,
                         learning_rate=args.learning_rate, dropout=args.dropout,
                         patience=args.patience, class_weight=args.class_weight, l2=args.l2,
-                        seed=args.seed)
+                        weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
+                        mixup=args.mixup, standardize=args.standardize, seed=args.seed)
     if args.folds is not None:
         return [kfold_on_cache(args.cache, args.out, folds=args.folds, config=config,
                                top_n=args.top_n, verbose=0 if args.quiet else 2)]

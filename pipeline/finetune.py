@@ -8,7 +8,9 @@ training and validation images are exactly the cache's. The dense layer starts f
 `jobs.train_head` fitted on the cached embeddings, so phase 1 is never repeated: before any
 fine-tuning step the model's validation predictions equal the head's.
 """
+import csv
 import dataclasses
+import json
 import os
 import shutil
 
@@ -16,17 +18,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pipeline import cache, reports
 from pipeline.augment import AugmentConfig, build_augmenter
 from pipeline.backbones import Preprocess, build_backbone, manifest_weights
 from pipeline.cache import write_json_atomic
 from pipeline.faces import crop_face
-from pipeline.heads import fraction_subset, logits_to_proba, loss_and_metric
+from pipeline.head_training import example_paths
+from pipeline.heads import fraction_subset, load_head, logits_to_proba, loss_and_metric
 from pipeline.images import decode_image
 from pipeline.sources import FolderSource
 from pipeline.validation import check_choice, check_scalar
 
 __all__ = ["FinetuneConfig", "build_model", "set_trainable", "backbone_of", "image_dataset",
-           "split_refs", "compile_model", "probabilities", "fit", "run_finetune", "load_finetuned"]
+           "split_refs", "compile_model", "probabilities", "validation_score", "KeepBest",
+           "kept_summary", "fit", "run_finetune", "load_finetuned"]
 
 _STRATEGIES = ("none", "mirrored")
 #: The fine-tuned model, and its description (class names, image size, cache key) beside it.
@@ -207,29 +212,141 @@ def probabilities(model, dataset, num_classes):
     return logits_to_proba(model.predict(dataset, verbose=0), num_classes)
 
 
-def fit(model, train, val, out_dir, *, config, initial_epoch=0, resume=False, callbacks=()):
-    """Fine-tunes with early stopping, per-epoch checkpoints, CSV and TensorBoard logs.
+def validation_score(logits, labels, num_classes):
+    """`{"val_accuracy", "val_loss"}` of logits, with the loss and metric that `fit` reports."""
+    loss, metric = loss_and_metric(num_classes)
+    labels = np.asarray(labels).reshape(-1, 1) if num_classes == 2 else np.asarray(labels)
+    metric.update_state(labels, logits)
+    return {"val_accuracy": float(metric.result()), "val_loss": float(loss(labels, logits))}
 
-    A run that is killed can be resumed (`resume=True`): Keras's `BackupAndRestore` brings back the
-    model, the optimizer and the epoch from `out_dir/backup`.
+
+def _beats(candidate, best):
+    """Whether a candidate's validation score beats `best`: accuracy first, then lower loss."""
+    accuracy, loss = candidate["val_accuracy"], candidate["val_loss"]
+    if not (np.isfinite(accuracy) and np.isfinite(loss)):
+        return False
+    return accuracy > best["val_accuracy"] or (accuracy == best["val_accuracy"]
+                                               and loss < best["val_loss"])
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Keeps the best model by validation, the warm start included, and stops early.
+
+    Candidate 0 is the warm-started model (equal to the head), scored before any step by
+    `start`; fine-tune epoch k is kept only when it beats every earlier candidate: a higher
+    `val_accuracy`, or the same and a lower `val_loss` (a non-finite loss never wins). Training
+    stops after `patience` epochs without a new best. The best weights and the state
+    (`keep_best.json`) live in `directory`, so a resumed run goes on where it stopped.
 
     Args:
-        model: a compiled model.
+        directory: where the best weights and the state are written.
+        patience: epochs without a new best before stopping.
+        initial_epoch: the Keras epoch index of fine-tune epoch 1 (the head's epoch count).
+
+    Example:
+        >>> keep = KeepBest("runs/ft", patience=3, initial_epoch=19)
+        >>> keep.start(model, validation_score(logits, labels, 2), resume=False)
+        >>> model.fit(train, validation_data=val, initial_epoch=19, callbacks=[keep])
+        >>> state = keep.restore(model)  # state["kept_epoch"]: 0 means the warm start
+    """
+
+    def __init__(self, directory, *, patience, initial_epoch):
+        super().__init__()
+        self.directory, self.patience, self.initial_epoch = directory, patience, initial_epoch
+        self._state_path = os.path.join(directory, "keep_best.json")
+        self.state = None
+
+    def start(self, model, warm_start_score, *, resume):
+        """Scores the warm start as candidate 0, or, resuming, reads the saved state."""
+        if resume and os.path.isfile(self._state_path):
+            with open(self._state_path) as handle:
+                self.state = json.load(handle)
+            return
+        self.state = {"warm_start": warm_start_score, "best": warm_start_score,
+                      "kept_epoch": 0, "best_finetune": None, "best_finetune_epoch": None,
+                      "last_epoch": 0, "weights": None}
+        self._save_weights(model, 0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        finetune_epoch = epoch - self.initial_epoch + 1
+        score = {k: float(logs[k]) for k in ("val_accuracy", "val_loss")}
+        state = self.state
+        if state["best_finetune"] is None or _beats(score, state["best_finetune"]):
+            state["best_finetune"], state["best_finetune_epoch"] = score, finetune_epoch
+        if _beats(score, state["best"]):
+            state["best"] = score
+            self._save_weights(self.model, finetune_epoch)
+        state["last_epoch"] = finetune_epoch
+        write_json_atomic(self._state_path, state)
+        if finetune_epoch - state["kept_epoch"] >= self.patience:
+            self.model.stop_training = True
+
+    def restore(self, model):
+        """Loads the kept weights into `model` and returns the state."""
+        model.load_weights(os.path.join(self.directory, self.state["weights"]))
+        return self.state
+
+    def _save_weights(self, model, finetune_epoch):
+        name = f"best-epoch{finetune_epoch}.weights.h5"
+        model.save_weights(os.path.join(self.directory, name))
+        old, self.state["weights"] = self.state["weights"], name
+        self.state["kept_epoch"] = finetune_epoch
+        write_json_atomic(self._state_path, self.state)
+        if old and old != name:
+            os.remove(os.path.join(self.directory, old))
+
+
+def kept_summary(state):
+    """`kept` ("finetuned" or "warm_start"), `kept_epoch` and a one-line `kept_reason`."""
+    warm, best = state["warm_start"], state["best"]
+    tried = state["best_finetune"]
+    if state["kept_epoch"] == 0:
+        tried_text = (f"best fine-tune epoch {state['best_finetune_epoch']}: accuracy "
+                      f"{tried['val_accuracy']:.4f}, loss {tried['val_loss']:.4f}"
+                      if tried else "no fine-tune epoch ran")
+        reason = (f"no fine-tune epoch beat the warm-started head on validation (accuracy "
+                  f"{warm['val_accuracy']:.4f}, loss {warm['val_loss']:.4f}; {tried_text}): "
+                  "model.keras is the warm-started head")
+        return {"kept": "warm_start", "kept_epoch": 0, "kept_reason": reason}
+    reason = (f"fine-tune epoch {state['kept_epoch']} beat the warm-started head on validation: "
+              f"accuracy {best['val_accuracy']:.4f} (loss {best['val_loss']:.4f}) against "
+              f"{warm['val_accuracy']:.4f} (loss {warm['val_loss']:.4f})")
+    return {"kept": "finetuned", "kept_epoch": state["kept_epoch"], "kept_reason": reason}
+
+
+def fit(model, train, val, out_dir, *, config, warm_start_score, initial_epoch=0, resume=False,
+        callbacks=()):
+    """Fine-tunes, keeping the best candidate by validation, the warm start included.
+
+    `KeepBest` scores the warm start as candidate 0, keeps the best epoch's weights and stops after
+    `config.patience` epochs without a new best; at the end the kept weights are loaded into
+    `model` (the warm start's when no epoch beat it). Per-epoch checkpoints, CSV and TensorBoard
+    logs are written too. A run that is killed can be resumed (`resume=True`): Keras's
+    `BackupAndRestore` brings back the model, the optimizer and the epoch from `out_dir/backup`,
+    and `KeepBest` its state.
+
+    Args:
+        model: a compiled model, warm-started from the head.
         train: the training dataset.
         val: the validation dataset.
         out_dir: the output folder.
         config: the `FinetuneConfig`.
+        warm_start_score: `validation_score` of the warm-started model.
         initial_epoch: epochs already run by the head, so the curves of both phases join.
             Defaults to `0`.
         resume: continue from `out_dir/backup` if it exists. Defaults to `False`.
         callbacks: extra callbacks (a test seam). Defaults to `()`.
 
     Returns:
-        The history dict, with `epoch` (the epoch numbers run in this call).
+        `(history, state)`: the history dict, with `epoch` (the epoch numbers run in this call),
+        and `KeepBest`'s state (see `kept_summary`).
     """
     backup = os.path.join(out_dir, "backup")
+    resume = resume and os.path.isdir(backup)
     if not resume and os.path.isdir(backup):
         shutil.rmtree(backup)
+    keep = KeepBest(out_dir, patience=config.patience, initial_epoch=initial_epoch)
+    keep.start(model, warm_start_score, resume=resume)
     epochs_seen = []
     record = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: epochs_seen.append(epoch + 1))
@@ -237,16 +354,14 @@ def fit(model, train, val, out_dir, *, config, initial_epoch=0, resume=False, ca
         train, validation_data=val, initial_epoch=initial_epoch,
         epochs=initial_epoch + config.epochs, verbose=2, shuffle=False,
         callbacks=[
-            keras.callbacks.BackupAndRestore(backup),
-            keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=config.patience,
-                                          restore_best_weights=True),
+            keep, keras.callbacks.BackupAndRestore(backup),
             keras.callbacks.ModelCheckpoint(os.path.join(out_dir, "checkpoint.keras")),
             keras.callbacks.CSVLogger(os.path.join(out_dir, "training_log.csv"), append=resume),
             keras.callbacks.TensorBoard(os.path.join(out_dir, "tensorboard")),
             record, *callbacks])
     result = {k: [float(v) for v in values] for k, values in history.history.items()}
     result["epoch"] = epochs_seen
-    return result
+    return result, keep.restore(model)
 
 
 def load_finetuned(model_path):
@@ -258,8 +373,6 @@ def load_finetuned(model_path):
     Raises:
         ValueError: either file is missing.
     """
-    import json
-
     if os.path.isdir(model_path):
         model_path = os.path.join(model_path, MODEL_FILE)
     info_path = os.path.join(os.path.dirname(model_path), MODEL_INFO)
@@ -272,8 +385,6 @@ def load_finetuned(model_path):
 
 
 def _read_log(path):
-    import csv
-
     with open(path) as handle:
         rows = list(csv.DictReader(handle))
     keys = [k for k in (rows[0] if rows else {}) if k != "epoch"]
@@ -293,9 +404,13 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
                  top_n=50, callbacks=()):
     """Fine-tunes the end-to-end model of a cache from its dense head, and reports on it.
 
-    Writes `model.keras`, `checkpoint.keras`, `training_log.csv`, `tensorboard/`, the full
-    report (curves of both phases, with a marker where fine-tuning starts) and
-    `head_vs_finetuned.csv` into `out_dir`.
+    The warm-started model (the head) is candidate 0: `model.keras` is the best candidate by
+    validation accuracy (then loss), which is the warm start itself when no fine-tune epoch beats
+    it, so fine-tuning never makes the validation result worse. `report.json` says which was kept
+    and why (`kept`: "finetuned" or "warm_start", `kept_epoch`, 0 for the warm start, and
+    `kept_reason`), as does `head_vs_finetuned.csv`. Also writes `checkpoint.keras` (the last
+    epoch), `training_log.csv`, `tensorboard/` and the full report (curves of both phases, with
+    a marker where fine-tuning starts) into `out_dir`.
 
     Args:
         cache_dir: a complete cache.
@@ -312,49 +427,33 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
     Raises:
         ValueError: a head of another cache or kind, a TFDS cache, changed data, bad layers.
     """
-    from pipeline import cache, reports
-    from pipeline.head_training import example_paths
-    from pipeline.heads import load_head
-
     manifest = cache.read_manifest(cache_dir)
     head = load_head(head_dir)
     _check_head(head, manifest, head_dir)
-    train_refs, val_refs = split_refs(manifest)
-    if config.train_fraction < 1.0:
-        keep = fraction_subset(np.array([r.id for r in train_refs]),
-                               np.array([r.label for r in train_refs]), config.train_fraction,
-                               seed=config.seed)
-        train_refs = [ref for ref, kept in zip(train_refs, keep) if kept]
+    train_refs, val_refs = _training_refs(manifest, config)
     num_classes = len(manifest["class_names"])
-    strategy = (tf.distribute.MirroredStrategy() if config.distribute == "mirrored"
-                else tf.distribute.get_strategy())
-    keras.utils.set_random_seed(config.seed)
-    with strategy.scope():
-        model = build_model(manifest, head)
-        first_unfrozen = set_trainable(model, config)
-        compile_model(model, num_classes=num_classes, learning_rate=config.learning_rate)
+    model, first_unfrozen = _compiled_model(manifest, head, config)
     side, face_crop = manifest["config"]["image_size"], manifest["config"].get("face_crop", False)
     train = image_dataset(train_refs, side, batch_size=config.batch_size,
                           shuffle_seed=config.seed, face_crop=face_crop)
     val = image_dataset(val_refs, side, batch_size=config.batch_size, face_crop=face_crop)
+    y_true = np.array([r.label for r in val_refs])
     cached_val = cache.load_split(cache_dir, "val", clean_only=True)
     head_proba = head.predict_proba(cached_val.embeddings)
-    warm_start_diff = float(np.abs(probabilities(model, val, num_classes) - head_proba).max())
+    warm_logits = model.predict(val, verbose=0)
+    warm_start_diff = float(np.abs(logits_to_proba(warm_logits, num_classes) - head_proba).max())
     os.makedirs(out_dir, exist_ok=True)
     head_epochs = len(head.history.get("loss", []))
-    fit(model, train, val, out_dir, config=config, initial_epoch=head_epochs, resume=resume,
-        callbacks=callbacks)
-    model.save(os.path.join(out_dir, MODEL_FILE))
-    write_json_atomic(os.path.join(out_dir, MODEL_INFO), {
-        "class_names": manifest["class_names"], "image_size": side,
-        "cache_key": manifest["cache_key"], "embed_config": manifest["config"],
-        "train_fraction": config.train_fraction})
+    _, state = fit(model, train, val, out_dir, config=config,
+                   warm_start_score=validation_score(warm_logits, y_true, num_classes),
+                   initial_epoch=head_epochs, resume=resume, callbacks=callbacks)
+    _save_model(model, out_dir, manifest, config)
     proba = probabilities(model, val, num_classes)
     tuned = _read_log(os.path.join(out_dir, "training_log.csv"))
     history = {k: head.history.get(k, []) + tuned.get(k, [])
                for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
-    y_true = np.array([r.label for r in val_refs])
     head_metrics = reports.compute_metrics(y_true, head_proba, manifest["class_names"])
+    kept = kept_summary(state)
     report = reports.write_report(
         out_dir, ids=cached_val.ids, y_true=y_true, proba=proba,
         class_names=manifest["class_names"], title="Fine-tuned model",
@@ -368,13 +467,60 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
                "trainable_weights": len(model.trainable_weights),
                "warm_start_max_abs_diff": warm_start_diff,
                "head_epochs": head_epochs, "finetune_epochs": len(tuned.get("loss", [])),
-               "train_images": len(train_refs),
+               "train_images": len(train_refs), **kept,
+               "warm_start_score": state["warm_start"], "best_finetune_epoch":
+                   state["best_finetune_epoch"], "best_finetune_score": state["best_finetune"],
                "head_vs_finetuned": {"head_accuracy": head_metrics["accuracy"],
                                      "head_macro_f1": head_metrics["macro_f1"],
                                      "changed_predictions": int(np.sum(
                                          head_proba.argmax(1) != proba.argmax(1)))}})
-    reports.write_csv(os.path.join(out_dir, "head_vs_finetuned.csv"),
-                      ["metric", "head", "finetuned"],
-                      [[m, head_metrics[m], report[m]] for m in ("accuracy", "macro_f1",
-                                                                  "roc_auc")])
+    _write_head_vs_finetuned(out_dir, head_metrics, report, state)
     return report
+
+
+def _training_refs(manifest, config):
+    train_refs, val_refs = split_refs(manifest)
+    if config.train_fraction < 1.0:
+        keep = fraction_subset(np.array([r.id for r in train_refs]),
+                               np.array([r.label for r in train_refs]), config.train_fraction,
+                               seed=config.seed)
+        train_refs = [ref for ref, kept in zip(train_refs, keep) if kept]
+    return train_refs, val_refs
+
+
+def _compiled_model(manifest, head, config):
+    """The warm-started model, unfrozen and compiled under the configured strategy."""
+    strategy = (tf.distribute.MirroredStrategy() if config.distribute == "mirrored"
+                else tf.distribute.get_strategy())
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        model = build_model(manifest, head)
+        first_unfrozen = set_trainable(model, config)
+        compile_model(model, num_classes=len(manifest["class_names"]),
+                      learning_rate=config.learning_rate)
+    return model, first_unfrozen
+
+
+def _save_model(model, out_dir, manifest, config):
+    model.save(os.path.join(out_dir, MODEL_FILE))
+    write_json_atomic(os.path.join(out_dir, MODEL_INFO), {
+        "class_names": manifest["class_names"], "image_size": manifest["config"]["image_size"],
+        "cache_key": manifest["cache_key"], "embed_config": manifest["config"],
+        "train_fraction": config.train_fraction})
+
+
+def _write_head_vs_finetuned(out_dir, head_metrics, report, state):
+    """The head against the model written as model.keras, then which candidate was kept and why.
+
+    `kept_epoch` 0 is the warm start (the head); `best_finetune_epoch` is the best fine-tune
+    epoch by validation, whether or not it was kept.
+    """
+    warm, tried = state["warm_start"], state["best_finetune"] or {}
+    rows = [[m, head_metrics[m], report[m]] for m in ("accuracy", "macro_f1", "roc_auc")]
+    rows += [["val_accuracy_warm_start", warm["val_accuracy"], ""],
+             ["val_accuracy_best_finetune_epoch", "", tried.get("val_accuracy", "")],
+             ["best_finetune_epoch", "", state["best_finetune_epoch"] or ""],
+             ["kept", "", report["kept"]], ["kept_epoch", "", report["kept_epoch"]],
+             ["kept_reason", "", report["kept_reason"]]]
+    reports.write_csv(os.path.join(out_dir, "head_vs_finetuned.csv"),
+                      ["metric", "head", "finetuned"], rows)

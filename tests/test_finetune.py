@@ -1,13 +1,16 @@
+import json
+
 import keras
 import numpy as np
 import pytest
 
 from jobs import embed, finetune, train_head
 from pipeline import cache
-from pipeline.finetune import (FinetuneConfig, backbone_of, build_model, image_dataset,
-                               probabilities, set_trainable, split_refs)
+from pipeline.finetune import (FinetuneConfig, KeepBest, backbone_of, build_model, image_dataset,
+                               kept_summary, probabilities, set_trainable, split_refs,
+                               validation_score)
 from pipeline.heads import load_head
-from tests.conftest import IN_MEMORY
+from tests.conftest import IN_MEMORY, TINY
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +73,7 @@ def test_job_trains_saves_and_resumes_after_an_interruption(trained):
               (out / "training_log.csv").read_text().splitlines()[1:]]
     assert epochs == [head_epochs, head_epochs + 1]
     assert report["finetune_epochs"] == 2 and report["head_epochs"] == head_epochs
+    _assert_kept_epoch_is_the_best_candidate(report, out)
     assert report["warm_start_max_abs_diff"] < 1e-4
     assert len(report["history"]["loss"]) == head_epochs + 2
     for name in ("report.json", "index.html", "curves.png", "most_wrong.csv",
@@ -141,3 +145,122 @@ def test_mirrored_strategy_trains_with_one_cpu_replica(random_trained, tmp_path)
                            "--distribute", "mirrored", "--batch-size", "8"])
     assert report["config"]["distribute"] == "mirrored" and report["finetune_epochs"] == 1
     assert (tmp_path / "tuned" / "model.keras").is_file()
+
+
+def _assert_kept_epoch_is_the_best_candidate(report, out):
+    log = [line.split(",") for line in (out / "training_log.csv").read_text().splitlines()]
+    column = log[0].index("val_accuracy")
+    val_accuracy = [float(row[column]) for row in log[1:]]
+    candidates = [report["warm_start_score"]["val_accuracy"], *val_accuracy]
+    assert report["kept"] == ("warm_start" if report["kept_epoch"] == 0 else "finetuned")
+    assert candidates[report["kept_epoch"]] == max(candidates)
+    assert report["accuracy"] == pytest.approx(max(candidates))
+    rows = dict(line.split(",", 1) for line in
+                (out / "head_vs_finetuned.csv").read_text().splitlines())
+    assert rows["kept"] == f",{report['kept']}" and rows["kept_epoch"] == f",{report['kept_epoch']}"
+
+
+def _tiny_model():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def _score(accuracy, loss):
+    return {"val_accuracy": accuracy, "val_loss": loss}
+
+
+@pytest.mark.parametrize("epochs, kept", [
+    ([_score(0.8, 0.6), _score(0.7, 0.1)], 0),
+    ([_score(0.8, 0.4)], 1),
+    ([_score(0.8, float("nan")), _score(0.9, 0.5)], 2),
+    ([_score(float("nan"), float("nan"))], 0)])
+def test_keep_best_judges_accuracy_then_loss_warm_start_included(tmp_path, epochs, kept):
+    model = _tiny_model()
+    keep = KeepBest(str(tmp_path), patience=5, initial_epoch=7)
+    keep.set_model(model)
+    keep.start(model, _score(0.8, 0.5), resume=False)
+    warm = model.get_weights()
+    for index, logs in enumerate(epochs):
+        model.set_weights([w + index + 1 for w in warm])
+        keep.on_epoch_end(7 + index, logs)
+    model.set_weights([w - 100 for w in warm])
+    state = keep.restore(model)
+    assert state["kept_epoch"] == kept
+    np.testing.assert_array_equal(model.get_weights()[1], warm[1] + kept)
+    assert kept_summary(state)["kept"] == ("warm_start" if kept == 0 else "finetuned")
+    assert len(list(tmp_path.glob("best-epoch*.weights.h5"))) == 1
+
+
+def test_keep_best_stops_after_patience_without_a_new_best_and_resumes_its_state(tmp_path):
+    model = _tiny_model()
+    keep = KeepBest(str(tmp_path), patience=2, initial_epoch=0)
+    keep.set_model(model)
+    keep.start(model, _score(0.8, 0.5), resume=False)
+    keep.on_epoch_end(0, _score(0.7, 0.5))
+    assert not model.stop_training
+    resumed = KeepBest(str(tmp_path), patience=2, initial_epoch=0)
+    resumed.set_model(model)
+    resumed.start(model, _score(0.0, 9.0), resume=True)
+    resumed.on_epoch_end(1, _score(0.7, 0.5))
+    assert model.stop_training and resumed.state["warm_start"] == _score(0.8, 0.5)
+    summary = kept_summary(resumed.state)
+    assert summary["kept_epoch"] == 0
+    assert summary["kept_reason"].startswith("no fine-tune epoch beat the warm-started head")
+
+
+def test_validation_score_matches_keras_evaluate(random_trained):
+    result, head_dir = random_trained
+    model = build_model(result.manifest, load_head(head_dir))
+    from pipeline.finetune import compile_model
+
+    compile_model(model, num_classes=2, learning_rate=1e-3)
+    _, val_refs = split_refs(result.manifest)
+    val = image_dataset(val_refs, 48, batch_size=8)
+    score = validation_score(model.predict(val, verbose=0), [r.label for r in val_refs], 2)
+    loss, accuracy = model.evaluate(val, verbose=0)
+    assert score == pytest.approx({"val_accuracy": accuracy, "val_loss": loss}, rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def easy_trained(tmp_path_factory):
+    """Dark against bright noise images and a perfect head.
+
+    Random-weight embeddings are tiny (about 1e-11), so the head trains on standardised ones.
+    """
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("easy")
+    rng = np.random.default_rng(0)
+    for name, level in (("bright", 200), ("dark", 40)):
+        (root / "data" / name).mkdir(parents=True)
+        for index in range(10):
+            pixels = np.clip(rng.normal(level, 20, (48, 48, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / "data" / name / f"{index}.png")
+    result = embed.run(["--data", str(root / "data"), *TINY, "--augment-copies", "0",
+                        "--val-fraction", "0.3", "--cache-dir", str(root / "cache"),
+                        *IN_MEMORY])
+    (head,) = train_head.run(["--cache", result.cache_dir, "--out", str(root / "head"),
+                              "--quiet", "--standardize"])
+    assert head["accuracy"] == 1.0
+    return result, str(root / "head")
+
+
+def test_a_fine_tune_that_cannot_help_keeps_the_warm_start(easy_trained, tmp_path, capsys):
+    result, head_dir = easy_trained
+    out = tmp_path / "tuned"
+    finetune.main(["--cache", result.cache_dir, "--head", head_dir, "--out", str(out),
+                   "--epochs", "2", "--learning-rate", "1e6", "--batch-size", "8"])
+    report = json.loads((out / "report.json").read_text())
+    assert report["kept"] == "warm_start" and report["kept_epoch"] == 0
+    assert report["best_finetune_score"]["val_accuracy"] < 1.0
+    assert "kept warm_start: no fine-tune epoch beat the warm-started head" in (
+        capsys.readouterr().out)
+    head = load_head(head_dir)
+    cached = cache.load_split(result.cache_dir, "val", clean_only=True)
+    _, val_refs = split_refs(result.manifest)
+    loaded = keras.models.load_model(out / "model.keras")
+    ours = probabilities(loaded, image_dataset(val_refs, 48, batch_size=8), 2)
+    assert np.abs(ours - head.predict_proba(cached.embeddings)).max() < 1e-4
+    assert report["accuracy"] == report["head_vs_finetuned"]["head_accuracy"] == 1.0
+    _assert_kept_epoch_is_the_best_candidate(report, out)

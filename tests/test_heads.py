@@ -98,3 +98,46 @@ def test_fraction_subset_is_stratified_deterministic_and_keeps_copies_together()
     assert np.bincount(labels[mask]).tolist() == [45, 15]
     assert set(ids[fraction_subset(ids, labels, 0.1, seed=2)]) != chosen
     assert len(set(ids[fraction_subset(ids, labels, 0.001, seed=1)])) == 2
+
+
+@pytest.mark.parametrize("options", [
+    {"weight_decay": 1e-2}, {"label_smoothing": 0.1}, {"mixup": 0.4}, {"standardize": True}])
+def test_regularised_dense_heads_still_separate_and_are_reproducible(options):
+    (x, y), (vx, vy) = _separable(300, seed=6), _separable(100, seed=7)
+    config = HeadConfig(epochs=40, patience=5, batch_size=64, **options)
+    first = train_head(_split(x, y), _split(vx, vy), num_classes=2, config=config)
+    second = train_head(_split(x, y), _split(vx, vy), num_classes=2, config=config)
+    assert np.mean(first.predict_proba(vx).argmax(1) == vy) >= 0.97
+    np.testing.assert_array_equal(first.predict_proba(vx), second.predict_proba(vx))
+
+
+def test_multiclass_mixup_and_smoothing_give_softmax_probabilities():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    x = rng.normal(0, 1, (300, 8)) + np.eye(3, 8)[y] * 8
+    config = HeadConfig(epochs=40, patience=5, batch_size=64, mixup=0.2, label_smoothing=0.1)
+    proba = train_head(_split(x, y), _split(x, y), num_classes=3, config=config).predict_proba(x)
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
+    assert np.mean(proba.argmax(1) == y) > 0.95
+
+
+def test_standardised_head_takes_raw_embeddings(tmp_path):
+    (x, y), (vx, vy) = _separable(300, seed=8), _separable(100, seed=9)
+    scale, offset = np.linspace(0.01, 100, 16), np.linspace(-50, 50, 16)
+    head = train_head(_split(x * scale + offset, y), _split(vx * scale + offset, vy),
+                      num_classes=2, config=HeadConfig(epochs=40, batch_size=64,
+                                                       standardize=True))
+    assert np.mean(head.predict_proba(vx * scale + offset).argmax(1) == vy) == 1.0
+    assert [layer.name for layer in head.model.layers] == ["head_dropout", "head_logits"]
+    head.save(tmp_path)
+    np.testing.assert_allclose(load_head(tmp_path).predict_proba(vx * scale + offset),
+                               head.predict_proba(vx * scale + offset), atol=1e-6)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("weight_decay", -1.0, "weight_decay: expected a value >= 0.0"),
+    ("label_smoothing", 1.0, "label_smoothing: expected a value >= 0.0 and < 1.0"),
+    ("mixup", -0.1, "mixup: expected a value >= 0.0")])
+def test_bad_regularisation_is_refused(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        HeadConfig(**{field: value})
