@@ -26,7 +26,7 @@ def write_detail_pages(out_dir, data, title, found, *, top_n=100):
                thumbnail_grid(_tiles(out_dir, data, [(r["index"], [
                    f"#{r['rank']} {r['id']}", f"given: {r['given_label']}",
                    f"suggested: {r['suggested_label']}",
-                   f"quality {r['label_quality']:.4f}"]) for r in labels])),
+                   f"quality {r['label_quality']:.3g}"]) for r in labels])),
                subtitle="Most suspicious first; every image is ranked in label_issues.csv.")
     sections = []
     for row in found["near_duplicates"][:top_n]:

@@ -197,6 +197,17 @@ def _batches(examples, image_size, skipped, *, face_crop):
         yield batch
 
 
+def _data_name(data):
+    """The data set's name for titles; a cache folder is named after the folder it embedded."""
+    root, _, split = data.rpartition(":") if re.search(r":(train|val|test)$", data) else (
+        data, "", "")
+    if os.path.isfile(os.path.join(root, cache.MANIFEST)):
+        source = cache.read_manifest(root)["source"]
+        name = display_name(source.get("root") or source.get("data") or root)
+        return f"{name} ({split or 'val'})"
+    return display_name(data)
+
+
 def _slug(path):
     name = os.path.basename(os.path.normpath(path)).replace(".keras", "")
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:40] or "model"
@@ -317,7 +328,7 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
     now = clock()
     stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(now))
     run_dir = f"{stamp}-{_slug(display_name(model_path))}-{uuid.uuid4().hex[:6]}"
-    title = f"{display_name(model_path)} on {display_name(data)}"
+    title = f"{display_name(model_path)} on {_data_name(data)}"
     changes = _changes(reports_dir, run_dir, _prediction_rows(columns, proba, model.class_names),
                        fingerprint, title)
     report = reports.write_report(
@@ -328,10 +339,11 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
         sections=_changes_section(changes),
         extra={"job": "evaluate", "data_fingerprint": fingerprint, "skipped": skipped,
                "num_skipped": len(skipped), **model.counts, "cache_dir": model.cache_dir,
-               "data_name": display_name(data), "model_name": display_name(model_path),
+               "data_name": _data_name(data), "model_name": display_name(model_path),
                "changes": changes})
     report["comparison"] = _record_run(
         reports_dir, {**report, "time": report["created"], "model": model_path, "data": data,
+                      "data_name": report["data_name"],
                       "run_dir": run_dir, "fail_under": fail_under},
         threshold=regression_threshold, fail_under=fail_under)
     _amend_report(os.path.join(reports_dir, run_dir), comparison=report["comparison"])

@@ -24,7 +24,7 @@ __all__ = ["RUNS_COLUMNS", "read_runs", "compare_runs", "update_runs_index", "di
 
 RUNS_COLUMNS = ("time", "model", "data", "data_fingerprint", "accuracy", "macro_f1", "roc_auc",
                 "majority_baseline", "num_examples", "num_skipped", "embedded", "reused",
-                "run_dir", "top5_accuracy", "ece", "fail_under", "regression")
+                "run_dir", "top5_accuracy", "ece", "fail_under", "regression", "data_name")
 #: Compared metrics and whether lower is better.
 _COMPARED = (("accuracy", False), ("macro_f1", False), ("roc_auc", False),
              ("top5_accuracy", False), ("ece", True))
@@ -171,7 +171,8 @@ def _index_body(rows, comparison, threshold, has_recall):
     shown = [{**{m: _number(row, m) for m in ("accuracy", "macro_f1", "roc_auc",
                                               "majority_baseline")},
               "time": row["time"][:16].replace("T", " "),
-              "model": display_name(row["model"]), "data": display_name(row["data"]),
+              "model": display_name(row["model"]),
+              "data": row.get("data_name") or display_name(row["data"]),
               "images": int(_number(row, "num_examples") or 0),
               "regression": "yes" if row.get("regression") else "",
               "report": f'<a href="{html.escape(row["run_dir"])}/index.html">report</a>'}
@@ -211,7 +212,8 @@ def update_runs_index(reports_dir, row, *, threshold=0.01, fail_under=None):
                _index_body(rows, comparison, threshold,
                            os.path.isfile(os.path.join(reports_dir, "recall_trend.png"))),
                subtitle=f"{len(rows)} runs · latest {latest['time']}: "
-                        f"{display_name(latest['model'])} on {display_name(latest['data'])}")
+                        f"{display_name(latest['model'])} on "
+                        f"{latest.get('data_name') or display_name(latest['data'])}")
     return comparison
 
 
