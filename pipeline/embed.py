@@ -31,7 +31,7 @@ import tensorflow as tf
 from pipeline import shards
 from pipeline.accounting import LISTED_FILE
 from pipeline.augment import CopyAugmenter
-from pipeline.backbones import Embedder
+from pipeline.backbones import Embedder, weights_digest
 from pipeline.images import ImageError, prepare_image
 from pipeline.records import EmbeddingRecord, to_example
 from pipeline.sources import read_bytes
@@ -134,8 +134,18 @@ class EmbedShardFn(beam.DoFn):
 
     def setup(self):
         config = self._config
+        weights, weights_dir = self._weights, None
+        if weights and not tf.io.gfile.exists(weights):
+            # The driver's file is not on this worker (e.g. its Keras cache): resolve here, the
+            # same way, and insist on the same file content.
+            weights, weights_dir = config.weights, config.weights_dir
         self._embedder = shared_embedder(config.backbone, image_size=config.image_size,
-                                         weights=self._weights, alpha=config.alpha)
+                                         weights=weights, alpha=config.alpha,
+                                         weights_dir=weights_dir)
+        if weights_digest(self._embedder.weights_used) != weights_digest(self._weights):
+            raise ValueError(f"weights on this worker ({self._embedder.weights_used}) differ "
+                             f"from the driver's ({self._weights}); use --weights-dir with a "
+                             "folder every worker can read (e.g. gs://...)")
         if config.augment_copies:
             self._augment = CopyAugmenter(config.augment, seed=config.seed)
 
