@@ -65,9 +65,14 @@ class _Prepared:
 
 def _prepare(config):
     source = open_source(config.data, val_fraction=config.val_fraction, seed=config.seed)
-    weights = shared_embedder(config.backbone, image_size=config.image_size,
-                              weights=config.weights, alpha=config.alpha,
-                              weights_dir=config.weights_dir).weights_used
+    embedder = shared_embedder(config.backbone, image_size=config.image_size,
+                               weights=config.weights, alpha=config.alpha,
+                               weights_dir=config.weights_dir)
+    # Trace the backbone's function while the pipeline starts: a worker in this process (the
+    # local default) then finds it compiled.
+    blank = np.zeros((config.batch_size, config.image_size, config.image_size, 3), np.float32)
+    threading.Thread(target=embedder, args=(blank,), daemon=True).start()
+    weights = embedder.weights_used
     digest = weights_digest(weights)
     key = config_key(config, weights_digest=digest)
     base = cache.find_base(config.cache_root, key, source.class_names)
