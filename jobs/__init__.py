@@ -37,6 +37,9 @@ def _import_tensorflow_quietly():
     """Imports TensorFlow with C++ logs off and its import-time lines dropped (shown on failure)."""
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    # Worker processes that a runner starts (a Dask LocalCluster) inherit these.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    os.environ.setdefault("DASK_DISTRIBUTED__LOGGING__DISTRIBUTED", "error")
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as caught:

@@ -25,7 +25,8 @@ __all__ = ["LIBRARY_LOGGERS", "silence_library_logs", "Progress", "track", "form
 
 #: Python loggers that libraries log to; quiet jobs raise them to ERROR.
 LIBRARY_LOGGERS = ("tensorflow", "keras", "absl", "apache_beam", "h5py", "matplotlib", "PIL",
-                   "tensorflow_datasets", "urllib3", "google", "grpc", "py.warnings")
+                   "tensorflow_datasets", "urllib3", "google", "grpc", "py.warnings",
+                   "distributed", "dask")
 
 #: Warning categories that quiet jobs ignore wherever they come from.
 _QUIET_CATEGORIES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)

@@ -106,6 +106,8 @@ class _Follower(threading.Thread):
     def poll(self):
         total = _read_json(posixpath.join(self._run_dir, LISTED_FILE)).get("listed")
         folder = posixpath.join(self._run_dir, PROGRESS_DIR)
+        if total is None:
+            return  # still listing
         done = sum(_read_json(posixpath.join(folder, name)).get("done", 0)
                    for name in _listdir(folder))
         self._progress.set(done, total=total)

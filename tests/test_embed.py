@@ -175,3 +175,16 @@ def test_the_same_job_runs_on_dataflow(faces):
                         f"--region={os.environ.get('DATAFLOW_REGION', 'us-central1')}",
                         f"--temp_location={bucket}/tmp", f"--setup_file={REPO / 'setup.py'}"])
     assert result.manifest["embedding_dim"] == 1280
+
+
+def test_progress_lines_while_embedding_when_not_on_a_terminal(tmp_path):
+    from pipeline.sample import write_sample
+
+    data = write_sample(str(tmp_path / "many"), per_class=150, size=32)
+    done = subprocess.run([sys.executable, "-m", "jobs.embed", "--data", str(data),
+                           "--cache-dir", str(tmp_path / "cache"), *TINY, "--augment-copies",
+                           "0"], cwd=REPO, capture_output=True, text=True, check=True)
+    progress = [line for line in done.stderr.splitlines() if line.startswith("embed: ")]
+    assert progress and progress[-1].startswith("embed: 300/300 images (100.0%)")
+    assert "done in" in progress[-1]
+    assert done.stdout.strip().splitlines()[-1].startswith(str(tmp_path / "cache"))
