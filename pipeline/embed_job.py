@@ -31,7 +31,8 @@ from pipeline.sources import FolderSource, open_source
 
 __all__ = ["EmbedResult", "build_embed_pipeline", "run_embed"]
 
-_POLL_SECONDS = 1.0
+#: How often the driver reads the progress files: often locally, sparingly on `gs://`.
+_POLL_SECONDS, _POLL_SECONDS_REMOTE = 1.0, 15.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +101,8 @@ class _Follower(threading.Thread):
         self._done = threading.Event()
 
     def run(self):
-        while not self._done.wait(_POLL_SECONDS):
+        interval = _POLL_SECONDS_REMOTE if "://" in self._run_dir else _POLL_SECONDS
+        while not self._done.wait(interval):
             self.poll()
 
     def poll(self):
