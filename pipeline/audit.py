@@ -33,9 +33,11 @@ class AuditConfig:
 
     Attributes:
         folds: k of the out-of-fold heads. Defaults to `5`.
-        head: `"dense"` or `"logistic"`. Defaults to `"logistic"`.
+        head: `"dense"` or `"logistic"`. Defaults to `"logistic"` (ranks flipped labels better
+            than the dense head in bench/audit_genki.py).
         ensemble: heads per image (each with its own seed and folds), probabilities averaged.
-            Defaults to `1`.
+            Defaults to `5` (bench/audit_genki.py: 0.3688 precision at k against 0.3438 with one
+            head, for 1.5x the time).
         augmented: train the fold heads on the augmented copies too. Defaults to `True`.
         label_score: cleanlab's label-quality score (`self_confidence`, `normalized_margin`,
             `confidence_weighted_entropy`). Defaults to `"self_confidence"`.
@@ -47,7 +49,7 @@ class AuditConfig:
 
     folds: int = 5
     head: str = "logistic"
-    ensemble: int = 1
+    ensemble: int = 5
     augmented: bool = True
     label_score: str = "self_confidence"
     near_duplicate_threshold: float = 0.13

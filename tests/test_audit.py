@@ -52,7 +52,7 @@ def _planted(root, faces):
 def planted_audit(tmp_path_factory, faces):
     root = tmp_path_factory.mktemp("audit")
     planted = _planted(root / "data", faces)
-    report = audit_cache("unused", root / "out", config=AuditConfig(folds=3),
+    report = audit_cache("unused", root / "out", config=AuditConfig(folds=3, ensemble=2),
                          loader=lambda _: planted)
     return report, root / "out"
 
@@ -116,7 +116,7 @@ def test_audit_job_runs_on_an_embedded_cache(faces, tmp_path):
     result = embed.run(["--data", faces, "--cache-dir", str(tmp_path / "cache"), *TINY,
                         "--augment-copies", "1", *IN_MEMORY])
     report = audit_job.run(["--cache", result.cache_dir, "--out", str(tmp_path / "audit"),
-                            "--folds", "2"])
+                            "--folds", "2", "--ensemble", "1"])
     assert report["num_images"] == 24
     for name in ("label_issues.csv", "near_duplicates.csv", "outliers.csv", "index.html"):
         assert (tmp_path / "audit" / name).is_file()
