@@ -7,12 +7,15 @@ K = 0): images/s of the whole embed job (`python -m jobs.embed` as a subprocess,
 included) in its default local mode (the FnApiRunner in the job's process) for N and 4N, and in
 multi-processing mode (two worker processes) for 4N; and of the raw backbone (`tf.function` over
 the same 4N images pre-decoded into memory, at the job's batch size, in this process: no import,
-no model build, no decoding); the ratio job / raw at 4N; the job's peak RSS (the largest child
+no model build, no decoding); a minimal standalone script as a subprocess (import TensorFlow,
+build the backbone, decode with tf.data in parallel, embed: the least any program must do); the
+ratios job / raw and job / script at 4N; the job's peak RSS (the largest child
 process so far) for N and 4N.
 Ends with one JSON line.
 """
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,7 +23,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import emit, genki_subset, run_job  # noqa: E402
+from bench.common import REPO, emit, genki_subset, run_job  # noqa: E402
 from pipeline.config import EmbedConfig  # noqa: E402
 
 
@@ -39,8 +42,33 @@ def raw_backbone_img_per_s(root, image_size, batch_size=EmbedConfig.batch_size):
     return len(images) / (time.perf_counter() - start)
 
 
+#: The least a standalone program must do for the same embeddings: start Python, import
+#: TensorFlow, build the backbone, decode and resize with tf.data (in parallel), embed.
+MINIMAL_SCRIPT = """
+import sys, glob
+import tensorflow as tf
+from pipeline.backbones import Embedder
+root, size = sys.argv[1], int(sys.argv[2])
+paths = sorted(glob.glob(root + "/*/*"))
+embed = Embedder("mobilenet_v2", image_size=size, weights=None)
+def load(path):
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    return tf.image.resize(image, (size, size))
+data = tf.data.Dataset.from_tensor_slices(paths).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+for batch in data.batch(32).prefetch(2):
+    embed(batch)
+print(len(paths))
+"""
+
 MULTI_PROCESSING = ["--runner=FnApiRunner", "--direct_running_mode=multi_processing",
                     "--direct_num_workers=2"]
+
+
+def minimal_script_seconds(root, image_size):
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", MINIMAL_SCRIPT, root, str(image_size)], check=True,
+                   cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
 
 
 def job_run(root, image_size, cache_dir, *runner):
@@ -61,18 +89,24 @@ def main():
         seconds_4n, rss_4n = job_run(large, args.image_size, os.path.join(tmp, "cache_4n"))
         seconds_mp, _ = job_run(large, args.image_size, os.path.join(tmp, "cache_mp"),
                                 *MULTI_PROCESSING)
+        seconds_script = minimal_script_seconds(large, args.image_size)
         raw = raw_backbone_img_per_s(large, args.image_size)
     job, multi = 4 * args.n / seconds_4n, 4 * args.n / seconds_mp
+    script = 4 * args.n / seconds_script
     print(f"{'':34}{'images':>8}{'seconds':>9}{'img/s':>8}{'peak RSS MB':>13}")
     print(f"{'embed job, N':34}{args.n:8d}{seconds_n:9.1f}{args.n / seconds_n:8.1f}{rss_n:13.0f}")
     print(f"{'embed job, 4N':34}{4 * args.n:8d}{seconds_4n:9.1f}{job:8.1f}{rss_4n:13.0f}")
     print(f"{'embed job, 4N, 2 worker processes':34}{4 * args.n:8d}{seconds_mp:9.1f}{multi:8.1f}")
+    print(f"{'minimal standalone script, 4N':34}{4 * args.n:8d}{seconds_script:9.1f}"
+          f"{script:8.1f}")
     print(f"{'raw backbone (tf.function)':34}{4 * args.n:8d}{4 * args.n / raw:9.1f}{raw:8.1f}")
     print(f"ratio job/raw at 4N, start-up included: {job / raw:.2f} (default mode), "
-          f"{multi / raw:.2f} (2 worker processes)")
+          f"{multi / raw:.2f} (2 worker processes); job/minimal script: {job / script:.2f}")
     emit({"job_img_per_s": round(job, 2), "raw_img_per_s": round(raw, 2),
           "ratio": round(job / raw, 3), "multi_processing_img_per_s": round(multi, 2),
-          "multi_processing_ratio": round(multi / raw, 3), "peak_rss_mb_n": round(rss_n, 1),
+          "multi_processing_ratio": round(multi / raw, 3),
+          "minimal_script_img_per_s": round(script, 2), "job_vs_script": round(job / script, 3),
+          "peak_rss_mb_n": round(rss_n, 1),
           "peak_rss_mb_4n": round(rss_4n, 1), "n": args.n, "image_size": args.image_size})
 
 
