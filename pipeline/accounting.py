@@ -16,6 +16,7 @@ import posixpath
 import tensorflow as tf
 
 from pipeline import shards
+from pipeline.fingerprint import combine_hashes
 
 __all__ = ["IncompleteRunError", "RunAccount", "account"]
 
@@ -138,7 +139,7 @@ def account(run_dir, *, augment_copies, class_names):
         no_face=_sorted(item for index in indexes for item in index["no_face"]),
         shards=[{key: index[key] for key in ("file", "sha256", "bytes", "records")}
                 for index in indexes],
-        fingerprint=shards.combine_hashes(int(index["fingerprint"], 16) for index in indexes),
+        fingerprint=combine_hashes(int(index["fingerprint"], 16) for index in indexes),
         embedded=sum(index["embedded"] for index in indexes),
         reused=sum(index["reused"] for index in indexes),
         embedding_dim=max((index["embedding_dim"] for index in indexes), default=0))

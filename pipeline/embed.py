@@ -32,6 +32,7 @@ from pipeline import shards
 from pipeline.accounting import LISTED_FILE
 from pipeline.augment import CopyAugmenter
 from pipeline.backbones import Embedder, weights_digest
+from pipeline.fingerprint import combine_hashes, entry_hash
 from pipeline.images import ImageError, prepare_image
 from pipeline.records import EmbeddingRecord, to_example
 from pipeline.sources import read_bytes
@@ -107,8 +108,8 @@ class _ShardState:
             "entries": self.entries, "skipped": self.skipped, "no_face": self.no_face,
             "counts": counts, "embedded": self.embedded, "reused": self.reused,
             "embedding_dim": embedding_dim, **written,
-            "fingerprint": shards.combine_hashes(
-                shards.entry_hash(item["id"], item.get("label_name", ""), item["digest"])
+            "fingerprint": combine_hashes(
+                entry_hash(item["id"], item.get("label_name", ""), item["digest"])
                 for item in listed),
         }
 

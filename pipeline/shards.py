@@ -17,13 +17,11 @@ import uuid
 import tensorflow as tf
 
 __all__ = ["IMAGES_PER_SHARD", "SHARD_PREFIX", "shard_of", "auto_num_shards", "shard_name",
-           "index_name", "write_shard", "write_index", "read_index", "read_shard_records",
-           "entry_hash", "combine_hashes"]
+           "index_name", "write_shard", "write_index", "read_index", "read_shard_records"]
 
 #: Default shard size, in images (about 15 MB of records with K = 2 and 1,280-d embeddings).
 IMAGES_PER_SHARD = 1000
 SHARD_PREFIX = "embeddings"
-_HASH_MODULUS = 2**256
 
 
 def shard_of(example_id, num_shards):
@@ -94,18 +92,3 @@ def read_shard_records(path):
     """Yields the serialized records of a TFRecord shard, in file order."""
     for serialized in tf.data.TFRecordDataset(path).as_numpy_iterator():
         yield serialized
-
-
-def entry_hash(example_id, label_name, digest):
-    """One listed image's contribution to the data fingerprint (an integer < 2**256)."""
-    key = json.dumps([example_id, label_name, digest]).encode()
-    return int.from_bytes(hashlib.sha256(key).digest(), "big")
-
-
-def combine_hashes(hashes):
-    """The order-free sum of entry hashes (mod 2**256) as 64 hex digits.
-
-    Shards add up their own entries and the driver adds up the shards, so the fingerprint of the
-    data does not depend on how the images were spread over shards or workers.
-    """
-    return f"{sum(hashes) % _HASH_MODULUS:064x}"
