@@ -37,6 +37,10 @@ VARIANTS = {
     "std+drop0.5": {"standardize": True, "dropout": 0.5},
     "lr1e-3": {"learning_rate": 1e-3},
     "lr1e-3+p10": {"learning_rate": 1e-3, "patience": 10},
+    "wd0.1": {"weight_decay": 0.1},
+    "wd1": {"weight_decay": 1.0},
+    "ens5": {"ensemble": 5},
+    "ens5+mixup0.2": {"ensemble": 5, "mixup": 0.2},
     "logistic": {"head": "logistic"},
 }
 

@@ -53,6 +53,9 @@ def build_parser():
     parser.add_argument("--standardize", action=argparse.BooleanOptionalAction,
                         default=defaults.standardize,
                         help="train on standardised embeddings (folded into the saved head)")
+    parser.add_argument("--ensemble", type=int, default=defaults.ensemble,
+                        help="average the weights of this many dense heads of seeds seed, "
+                        "seed+1, ... (one head, their logit ensemble)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--top-n", type=int, default=50, help="rows of the most-wrong report")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
@@ -69,7 +72,8 @@ def _train(args):
                         learning_rate=args.learning_rate, dropout=args.dropout,
                         patience=args.patience, class_weight=args.class_weight, l2=args.l2,
                         weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
-                        mixup=args.mixup, standardize=args.standardize, seed=args.seed)
+                        mixup=args.mixup, standardize=args.standardize,
+                        ensemble=args.ensemble, seed=args.seed)
     if args.folds is not None:
         return [kfold_on_cache(args.cache, args.out, folds=args.folds, config=config,
                                top_n=args.top_n, verbose=0 if args.quiet else 2)]

@@ -6,7 +6,9 @@
 The data source, split, backbone, image size and augmentation come from the cache's manifest, so
 training and validation images are exactly the cache's. The dense layer starts from the head that
 `jobs.train_head` fitted on the cached embeddings, so phase 1 is never repeated: before any
-fine-tuning step the model's validation predictions equal the head's.
+fine-tuning step the model's validation predictions equal the head's. That warm start is a
+candidate like every epoch (`KeepBest`): the model written is the best by validation, so
+fine-tuning never makes the validation result worse than the head's.
 """
 import csv
 import dataclasses
@@ -53,7 +55,8 @@ class FinetuneConfig:
         unfreeze_last: unfreeze only the last N backbone layers; None (and no `fine_tune_at`)
             unfreezes all. Defaults to None.
         batch_size: Defaults to `32`.
-        patience: early stopping on validation accuracy. Defaults to `3`.
+        patience: stop after this many epochs without a new best fine-tune epoch (validation
+            accuracy, then loss). Defaults to `3`.
         distribute: `"none"` or `"mirrored"` (`tf.distribute.MirroredStrategy`). Defaults to
             `"none"`.
         train_fraction: fine-tune on this deterministic stratified fraction of the training
@@ -193,11 +196,11 @@ def split_refs(manifest):
         raise ValueError(f"fine-tuning needs a class-folder cache; {config['data']!r} is not one")
     source = FolderSource(source_info["root"], val_fraction=config["val_fraction"],
                           seed=config["seed"])
-    if source.fingerprint != source_info["fingerprint"]:
+    if source.fingerprint() != source_info["fingerprint"]:
         raise ValueError(f"data {source_info['root']!r} changed since cache "
                          f"{manifest['cache_key']} was made; run `python -m jobs.embed` again")
     skipped = {item["id"] for item in manifest["skipped"]}
-    kept = sorted((r for r in source.refs if r.id not in skipped), key=lambda r: r.id)
+    kept = sorted((r for r in source.refs() if r.id not in skipped), key=lambda r: r.id)
     return ([r for r in kept if r.split == "train"], [r for r in kept if r.split == "val"])
 
 
@@ -235,12 +238,14 @@ class KeepBest(keras.callbacks.Callback):
     Candidate 0 is the warm-started model (equal to the head), scored before any step by
     `start`; fine-tune epoch k is kept only when it beats every earlier candidate: a higher
     `val_accuracy`, or the same and a lower `val_loss` (a non-finite loss never wins). Training
-    stops after `patience` epochs without a new best. The best weights and the state
-    (`keep_best.json`) live in `directory`, so a resumed run goes on where it stopped.
+    stops after `patience` epochs without a new best fine-tune epoch (not counted from the warm
+    start: the first epochs of a fine-tune often dip below the head before they climb past it).
+    The best weights and the state (`keep_best.json`) live in `directory`, so a resumed run goes
+    on where it stopped.
 
     Args:
         directory: where the best weights and the state are written.
-        patience: epochs without a new best before stopping.
+        patience: epochs without a new best fine-tune epoch before stopping.
         initial_epoch: the Keras epoch index of fine-tune epoch 1 (the head's epoch count).
 
     Example:
@@ -278,7 +283,7 @@ class KeepBest(keras.callbacks.Callback):
             self._save_weights(self.model, finetune_epoch)
         state["last_epoch"] = finetune_epoch
         write_json_atomic(self._state_path, state)
-        if finetune_epoch - state["kept_epoch"] >= self.patience:
+        if finetune_epoch - state["best_finetune_epoch"] >= self.patience:
             self.model.stop_training = True
 
     def restore(self, model):
@@ -318,8 +323,8 @@ def fit(model, train, val, out_dir, *, config, warm_start_score, initial_epoch=0
         callbacks=()):
     """Fine-tunes, keeping the best candidate by validation, the warm start included.
 
-    `KeepBest` scores the warm start as candidate 0, keeps the best epoch's weights and stops after
-    `config.patience` epochs without a new best; at the end the kept weights are loaded into
+    `KeepBest` scores the warm start as candidate 0, keeps the best candidate's weights and stops
+    after `config.patience` epochs without a new best fine-tune epoch; at the end the kept weights are loaded into
     `model` (the warm start's when no epoch beat it). Per-epoch checkpoints, CSV and TensorBoard
     logs are written too. A run that is killed can be resumed (`resume=True`): Keras's
     `BackupAndRestore` brings back the model, the optimizer and the epoch from `out_dir/backup`,

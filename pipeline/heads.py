@@ -1,8 +1,10 @@
 """Classification heads trained on cached embeddings: no backbone pass at all.
 
 - `dense`: Dropout + Dense, the seeds' head (one logit for two classes, softmax logits for more),
-  trained with Adam and early stopping on validation loss (best weights restored). It is saved as a
-  Keras model so that the fine-tune job can load it into the end-to-end model.
+  trained with Adam and early stopping on validation loss (best weights restored); by default five
+  such heads of consecutive seeds, their weights averaged into one (the exact ensemble of their
+  logits). It is saved as a Keras model so that the fine-tune job can load it into the end-to-end
+  model. Options: weight decay, label smoothing, mixup on embeddings, standardisation.
 - `logistic`: scikit-learn `LogisticRegression` on standardised embeddings, a strong fast baseline.
 
 The same features, config and seed give the same head.
@@ -46,6 +48,12 @@ class HeadConfig:
             standard deviation; the saved head folds them into its weights, so it still takes
             raw embeddings (and the fine-tune job warm-starts from it unchanged). Defaults to
             `False`.
+        ensemble: train this many dense heads (seeds `seed`, `seed + 1`, ...) and average
+            their weights; the heads are linear in the embeddings, so the average is exactly the
+            ensemble of their logits, saved as one head (its `history` is the first member's).
+            Defaults to `5`: measured (bench/head_ablation.py, three seeds, six data set and
+            backbone pairs) never worse on average than one head and up to 2 points better on
+            small data (flowers at 75 images per class), at five times the head's seconds.
         seed: seed of initialisation, shuffling and subsets. Defaults to `123`.
 
     The defaults converge in seconds on GENKI-4K embeddings (bench/head_vs_seed.py) with the
@@ -64,6 +72,7 @@ class HeadConfig:
     label_smoothing: float = 0.0
     mixup: float = 0.0
     standardize: bool = False
+    ensemble: int = 5
     seed: int = 123
 
     def __post_init__(self):
@@ -78,6 +87,7 @@ class HeadConfig:
         check_scalar(self.label_smoothing, "label_smoothing", float, min_val=0.0, max_val=1.0,
                      include_max=False)
         check_scalar(self.mixup, "mixup", float, min_val=0.0)
+        check_scalar(self.ensemble, "ensemble", int, min_val=1)
 
 
 def fraction_subset(ids, labels, fraction, *, seed):
@@ -283,6 +293,13 @@ def _train_dense(train_x, train_y, val_x, val_y, num_classes, config, verbose):
     return model, history
 
 
+def _average_weights(model, members):
+    """Sets the dense layer of `model` to the mean of the members' (their logit ensemble)."""
+    layers = [member.get_layer("head_logits").get_weights() for member in members]
+    model.get_layer("head_logits").set_weights([np.mean(weights, axis=0)
+                                                for weights in zip(*layers)])
+
+
 def _train_logistic(train_x, train_y, config):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -325,6 +342,10 @@ def train_head(train, val, *, num_classes, config=HeadConfig(), verbose=0):
     if config.head == "logistic":
         model = _train_logistic(train.embeddings, train.labels, config)
         return TrainedHead("logistic", model, num_classes=num_classes)
-    model, history = _train_dense(train.embeddings, train.labels, val.embeddings, val.labels,
-                                  num_classes, config, verbose)
+    members = [_train_dense(train.embeddings, train.labels, val.embeddings, val.labels,
+                            num_classes, dataclasses.replace(config, seed=config.seed + index),
+                            verbose)
+               for index in range(config.ensemble)]
+    model, history = members[0]
+    _average_weights(model, [member for member, _ in members])
     return TrainedHead("dense", model, num_classes=num_classes, history=history)

@@ -192,17 +192,20 @@ def test_keep_best_judges_accuracy_then_loss_warm_start_included(tmp_path, epoch
     assert len(list(tmp_path.glob("best-epoch*.weights.h5"))) == 1
 
 
-def test_keep_best_stops_after_patience_without_a_new_best_and_resumes_its_state(tmp_path):
+def test_keep_best_stops_after_patience_without_a_better_epoch_and_resumes_its_state(tmp_path):
     model = _tiny_model()
     keep = KeepBest(str(tmp_path), patience=2, initial_epoch=0)
     keep.set_model(model)
     keep.start(model, _score(0.8, 0.5), resume=False)
-    keep.on_epoch_end(0, _score(0.7, 0.5))
+    keep.on_epoch_end(0, _score(0.6, 0.5))
+    keep.on_epoch_end(1, _score(0.7, 0.5))
     assert not model.stop_training
     resumed = KeepBest(str(tmp_path), patience=2, initial_epoch=0)
     resumed.set_model(model)
     resumed.start(model, _score(0.0, 9.0), resume=True)
-    resumed.on_epoch_end(1, _score(0.7, 0.5))
+    resumed.on_epoch_end(2, _score(0.7, 0.6))
+    assert not model.stop_training
+    resumed.on_epoch_end(3, _score(0.7, 0.6))
     assert model.stop_training and resumed.state["warm_start"] == _score(0.8, 0.5)
     summary = kept_summary(resumed.state)
     assert summary["kept_epoch"] == 0

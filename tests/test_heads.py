@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -141,3 +143,16 @@ def test_standardised_head_takes_raw_embeddings(tmp_path):
 def test_bad_regularisation_is_refused(field, value, message):
     with pytest.raises(ValueError, match=message):
         HeadConfig(**{field: value})
+
+
+def test_ensemble_is_one_head_with_the_members_mean_weights():
+    (x, y), (vx, vy) = _separable(200, seed=10), _separable(60, seed=11)
+    members = [train_head(_split(x, y), _split(vx, vy), num_classes=2,
+                          config=dataclasses.replace(FAST, ensemble=1, seed=seed))
+               for seed in (5, 6, 7)]
+    ensemble = train_head(_split(x, y), _split(vx, vy), num_classes=2,
+                          config=dataclasses.replace(FAST, ensemble=3, seed=5))
+    for got, *expected in zip(ensemble.model.get_weights(),
+                              *(m.model.get_weights() for m in members)):
+        np.testing.assert_allclose(got, np.mean(expected, axis=0), rtol=1e-6)
+    assert ensemble.history == members[0].history

@@ -1,0 +1,145 @@
+"""The default recipe on three data sets: head against fine-tuned model, which was kept, seconds.
+
+    python bench/recipe.py [--sets genki flowers flowers75] [--epochs 20] [--limit N]
+        [--backbone mobilenet_v2 --alpha 0.5 --weights PATH] [--image-size N]
+        [--cache-root cache] [--out DIR]
+
+For each data set it runs the three jobs as a user would, with no tuning flags: `jobs.embed`
+(a complete cache under --cache-root is reused, and its seconds are then those of the check),
+`jobs.train_head` and `jobs.finetune` (only `--epochs`, to bound the time), and reads the
+validation accuracy of the head and of `model.keras`, which candidate the fine-tune job kept
+(`kept`, `kept_epoch`) and the seconds of each job. The data sets:
+
+- `genki`: ../shared/data/genki4k (two classes);
+- `flowers`: ../shared/data/flower_photos (five classes);
+- `flowers75`: flower_photos with 75 training images per class: a folder of symlinks under
+  --out holding the first 75 training images of each class of the `flowers` split (ranked by a
+  hash of the id) and every validation image, so both share one validation split.
+
+`--limit N` keeps the first N images (sorted names) of each class of every data set, to bound the
+time of a smoke run. On GENKI-4K it also gives the seconds to 0.90 validation accuracy from a fresh
+cache (embed + head + the fine-tune epochs up to the first at 0.90, with the fine-tune's seconds
+spread evenly over its epochs; null when never reached). Ends with one JSON line.
+"""
+import argparse
+import csv
+import json
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.common import REPO, emit, run_job  # noqa: E402
+from bench.head_ablation import per_class_subset  # noqa: E402
+from pipeline import cache  # noqa: E402
+
+SHARED = REPO.parent / "shared"
+DATA = {"genki": SHARED / "data" / "genki4k", "flowers": SHARED / "data" / "flower_photos"}
+MOBILENET_V2_05 = (SHARED / "weights" /
+                   "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.5_224_no_top.h5")
+
+
+def limited(source, root, limit):
+    """Symlinks the first `limit` files (sorted) of each class folder of `source` under `root`."""
+    for name in sorted(os.listdir(source)):
+        if not os.path.isdir(os.path.join(source, name)):
+            continue
+        os.makedirs(os.path.join(root, name), exist_ok=True)
+        for file in sorted(os.listdir(os.path.join(source, name)))[:limit]:
+            _link(os.path.join(source, name, file), os.path.join(root, name, file))
+    return root
+
+
+def per_class_folder(cache_dir, root, per_class):
+    """Symlinks `per_class` training images of each class (by a hash of the id) and every
+    validation image of a folder cache under `root`, keeping the cache's split."""
+    manifest = cache.read_manifest(cache_dir)
+    source = manifest["source"]["root"]
+    train = cache.load_split(cache_dir, "train", clean_only=True)
+    val = cache.load_split(cache_dir, "val", clean_only=True, verify=False)
+    for image_id in [*val.ids, *per_class_subset(train, per_class).ids]:
+        _link(os.path.join(source, image_id), os.path.join(root, image_id))
+    return root
+
+
+def _link(target, link):
+    os.makedirs(os.path.dirname(link), exist_ok=True)
+    if not os.path.lexists(link):
+        os.symlink(os.path.realpath(target), link)
+
+
+def _seconds_to(log_path, threshold, finetune_seconds):
+    with open(log_path) as handle:
+        accuracies = [float(row["val_accuracy"]) for row in csv.DictReader(handle)]
+    reached = [i for i, a in enumerate(accuracies) if a >= threshold]
+    return None if not reached else finetune_seconds * (reached[0] + 1) / len(accuracies)
+
+
+def run_set(name, data, out, args):
+    """Embeds, trains the head and fine-tunes one data set; returns its figures."""
+    embed_s, _, cache_dir = run_job("jobs.embed", [
+        "--data", data, "--backbone", args.backbone, "--alpha", str(args.alpha), "--weights",
+        args.weights, *(["--image-size", str(args.image_size)] if args.image_size else []),
+        "--cache-dir", args.cache_root])
+    head_dir, tune_dir = os.path.join(out, name, "head"), os.path.join(out, name, "finetune")
+    head_s, _, _ = run_job("jobs.train_head", ["--cache", cache_dir, "--out", head_dir,
+                                               "--quiet"])
+    tune_s, _, _ = run_job("jobs.finetune", ["--cache", cache_dir, "--head", head_dir,
+                                             "--out", tune_dir, "--epochs", str(args.epochs)])
+    with open(os.path.join(tune_dir, "report.json")) as handle:
+        report = json.load(handle)
+    figures = {"head_accuracy": round(report["head_vs_finetuned"]["head_accuracy"], 4),
+               "best_finetune_epoch_accuracy": round(
+                   (report["best_finetune_score"] or {}).get("val_accuracy", float("nan")), 4),
+               "model_accuracy": round(report["accuracy"], 4), "kept": report["kept"],
+               "kept_epoch": report["kept_epoch"], "finetune_epochs": report["finetune_epochs"],
+               "train_images": report["train_images"], "val_images": report["num_examples"],
+               "embed_s": round(embed_s, 1), "head_s": round(head_s, 1),
+               "finetune_s": round(tune_s, 1), "cache_dir": cache_dir}
+    if name == "genki":
+        to_90 = _seconds_to(os.path.join(tune_dir, "training_log.csv"), 0.90, tune_s)
+        figures["seconds_to_0.90"] = (None if to_90 is None
+                                      else round(embed_s + head_s + to_90, 1))
+    return figures
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sets", nargs="+", default=["genki", "flowers", "flowers75"],
+                        choices=["genki", "flowers", "flowers75"])
+    parser.add_argument("--epochs", type=int, default=20, help="fine-tune epochs at most")
+    parser.add_argument("--limit", type=int, default=None, help="images per class at most")
+    parser.add_argument("--backbone", default="mobilenet_v2")
+    parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--weights", default=str(MOBILENET_V2_05))
+    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--cache-root", default="cache")
+    parser.add_argument("--out", default=None, help="keep the outputs here (default: temporary)")
+    args = parser.parse_args()
+    out = args.out or tempfile.mkdtemp()
+    sources = {name: str(path) for name, path in DATA.items()}
+    if args.limit:
+        sources = {name: limited(path, os.path.join(out, "data", name), args.limit)
+                   for name, path in sources.items()}
+    results = {}
+    for name in args.sets:
+        if name == "flowers75":
+            _, _, flowers_cache = run_job("jobs.embed", [
+                "--data", sources["flowers"], "--backbone", args.backbone, "--alpha",
+                str(args.alpha), "--weights", args.weights,
+                *(["--image-size", str(args.image_size)] if args.image_size else []),
+                "--cache-dir", args.cache_root])
+            data = per_class_folder(flowers_cache, os.path.join(out, "data", "flowers75"), 75)
+        else:
+            data = sources[name]
+        results[name] = run_set(name, data, out, args)
+        print(f"{name}: head {results[name]['head_accuracy']:.4f} -> model.keras "
+              f"{results[name]['model_accuracy']:.4f} (kept {results[name]['kept']}, epoch "
+              f"{results[name]['kept_epoch']}), {results[name]['finetune_s']:.0f} s fine-tune",
+              flush=True)
+    emit({"sets": results, "epochs": args.epochs, "limit": args.limit,
+          "backbone": args.backbone, "alpha": args.alpha, "image_size": args.image_size})
+
+
+if __name__ == "__main__":
+    main()
