@@ -12,6 +12,7 @@ fine-tuning never makes the validation result worse than the head's.
 """
 import csv
 import dataclasses
+import glob
 import json
 import os
 import shutil
@@ -267,6 +268,8 @@ class KeepBest(keras.callbacks.Callback):
             with open(self._state_path) as handle:
                 self.state = json.load(handle)
             return
+        for stale in glob.glob(os.path.join(self.directory, "best-epoch*.weights.h5")):
+            os.remove(stale)
         self.state = {"warm_start": warm_start_score, "best": warm_start_score,
                       "kept_epoch": 0, "best_finetune": None, "best_finetune_epoch": None,
                       "last_epoch": 0, "weights": None}

@@ -177,6 +177,7 @@ def _score(accuracy, loss):
     ([_score(float("nan"), float("nan"))], 0)])
 def test_keep_best_judges_accuracy_then_loss_warm_start_included(tmp_path, epochs, kept):
     model = _tiny_model()
+    (tmp_path / "best-epoch9.weights.h5").write_bytes(b"a previous run's")
     keep = KeepBest(str(tmp_path), patience=5, initial_epoch=7)
     keep.set_model(model)
     keep.start(model, _score(0.8, 0.5), resume=False)
