@@ -46,6 +46,10 @@ def build_parser():
                         help="mirrored: tf.distribute.MirroredStrategy over the visible GPUs")
     parser.add_argument("--train-fraction", type=float, default=defaults.train_fraction,
                         help="fine-tune on this stratified fraction of the training images")
+    parser.add_argument("--schedule", choices=("constant", "cosine"), default=defaults.schedule,
+                        help="cosine: decay the learning rate to 0 over --epochs")
+    parser.add_argument("--warmup-epochs", type=int, default=defaults.warmup_epochs,
+                        help="with --schedule cosine: linear warm-up epochs first")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run from its last completed epoch")
@@ -61,6 +65,7 @@ def _config(args):
                           fine_tune_at=args.fine_tune_at, unfreeze_last=args.unfreeze_last,
                           batch_size=args.batch_size, patience=args.patience,
                           distribute=args.distribute, train_fraction=args.train_fraction,
+                          schedule=args.schedule, warmup_epochs=args.warmup_epochs,
                           seed=args.seed)
 
 

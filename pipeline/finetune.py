@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import glob
 import json
+import math
 import os
 import shutil
 
@@ -33,10 +34,11 @@ from pipeline.sources import FolderSource
 from pipeline.validation import check_choice, check_scalar
 
 __all__ = ["FinetuneConfig", "build_model", "set_trainable", "backbone_of", "image_dataset",
-           "split_refs", "compile_model", "probabilities", "validation_score", "KeepBest",
+           "split_refs", "learning_rate_schedule", "compile_model", "probabilities", "validation_score", "KeepBest",
            "kept_summary", "fit", "run_finetune", "load_finetuned"]
 
 _STRATEGIES = ("none", "mirrored")
+_SCHEDULES = ("constant", "cosine")
 #: The fine-tuned model, and its description (class names, image size, cache key) beside it.
 MODEL_FILE, MODEL_INFO = "model.keras", "model.json"
 
@@ -62,6 +64,10 @@ class FinetuneConfig:
             `"none"`.
         train_fraction: fine-tune on this deterministic stratified fraction of the training
             images (the same subset as the head's `--train-fraction`). Defaults to `1.0`.
+        schedule: `"constant"` (Adam at `learning_rate`) or `"cosine"` (cosine decay to 0 over
+            `epochs`). Defaults to `"constant"`.
+        warmup_epochs: with `"cosine"`, a linear warm-up from 0 to `learning_rate` over this
+            many epochs first. Defaults to `0`.
         seed: Defaults to `123`.
     """
 
@@ -73,6 +79,8 @@ class FinetuneConfig:
     patience: int = 3
     distribute: str = "none"
     train_fraction: float = 1.0
+    schedule: str = "constant"
+    warmup_epochs: int = 0
     seed: int = 123
 
     def __post_init__(self):
@@ -87,6 +95,12 @@ class FinetuneConfig:
         check_scalar(self.batch_size, "batch_size", int, min_val=1)
         check_scalar(self.patience, "patience", int, min_val=1)
         check_choice(self.distribute, "distribute", _STRATEGIES)
+        check_choice(self.schedule, "schedule", _SCHEDULES)
+        check_scalar(self.warmup_epochs, "warmup_epochs", int, min_val=0)
+        if self.warmup_epochs and (self.schedule != "cosine" or self.warmup_epochs >= self.epochs):
+            raise ValueError(f"warmup_epochs: expected schedule 'cosine' and fewer warm-up epochs "
+                             f"than epochs ({self.epochs}); got {self.warmup_epochs} with "
+                             f"schedule {self.schedule!r}")
         check_scalar(self.train_fraction, "train_fraction", float, min_val=0.0, max_val=1.0,
                      include_min=False)
 
@@ -205,8 +219,21 @@ def split_refs(manifest):
     return ([r for r in kept if r.split == "train"], [r for r in kept if r.split == "val"])
 
 
+def learning_rate_schedule(config, steps_per_epoch):
+    """The learning rate of `config`: a float, or a `CosineDecay` (with warm-up) over its epochs."""
+    if config.schedule == "constant":
+        return config.learning_rate
+    warmup = config.warmup_epochs * steps_per_epoch
+    total = config.epochs * steps_per_epoch
+    if not warmup:
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, total)
+    return keras.optimizers.schedules.CosineDecay(0.0, total - warmup, warmup_steps=warmup,
+                                                  warmup_target=config.learning_rate)
+
+
 def compile_model(model, *, num_classes, learning_rate):
-    """Compiles with Adam and the head's loss (logits) and an `accuracy` metric."""
+    """Compiles with Adam (`learning_rate`: a float or a schedule) and the head's loss (logits)
+    and an `accuracy` metric."""
     loss, metric = loss_and_metric(num_classes)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[metric])
 
@@ -440,7 +467,8 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
     _check_head(head, manifest, head_dir)
     train_refs, val_refs = _training_refs(manifest, config)
     num_classes = len(manifest["class_names"])
-    model, first_unfrozen = _compiled_model(manifest, head, config)
+    model, first_unfrozen = _compiled_model(
+        manifest, head, config, steps_per_epoch=math.ceil(len(train_refs) / config.batch_size))
     side, face_crop = manifest["config"]["image_size"], manifest["config"].get("face_crop", False)
     train = image_dataset(train_refs, side, batch_size=config.batch_size,
                           shuffle_seed=config.seed, face_crop=face_crop)
@@ -496,7 +524,7 @@ def _training_refs(manifest, config):
     return train_refs, val_refs
 
 
-def _compiled_model(manifest, head, config):
+def _compiled_model(manifest, head, config, *, steps_per_epoch):
     """The warm-started model, unfrozen and compiled under the configured strategy."""
     strategy = (tf.distribute.MirroredStrategy() if config.distribute == "mirrored"
                 else tf.distribute.get_strategy())
@@ -505,7 +533,7 @@ def _compiled_model(manifest, head, config):
         model = build_model(manifest, head)
         first_unfrozen = set_trainable(model, config)
         compile_model(model, num_classes=len(manifest["class_names"]),
-                      learning_rate=config.learning_rate)
+                      learning_rate=learning_rate_schedule(config, steps_per_epoch))
     return model, first_unfrozen
 
 

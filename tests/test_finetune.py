@@ -142,8 +142,10 @@ def test_mirrored_strategy_trains_with_one_cpu_replica(random_trained, tmp_path)
     result, head_dir = random_trained
     report = finetune.run(["--cache", result.cache_dir, "--head", head_dir,
                            "--out", str(tmp_path / "tuned"), "--epochs", "1",
-                           "--distribute", "mirrored", "--batch-size", "8"])
+                           "--distribute", "mirrored", "--batch-size", "8",
+                           "--schedule", "cosine"])
     assert report["config"]["distribute"] == "mirrored" and report["finetune_epochs"] == 1
+    assert report["config"]["schedule"] == "cosine"
     assert (tmp_path / "tuned" / "model.keras").is_file()
 
 
@@ -268,3 +270,21 @@ def test_a_fine_tune_that_cannot_help_keeps_the_warm_start(easy_trained, tmp_pat
     assert np.abs(ours - head.predict_proba(cached.embeddings)).max() < 1e-4
     assert report["accuracy"] == report["head_vs_finetuned"]["head_accuracy"] == 1.0
     _assert_kept_epoch_is_the_best_candidate(report, out)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    from pipeline.finetune import learning_rate_schedule
+
+    assert learning_rate_schedule(FinetuneConfig(learning_rate=1e-3), 10) == 1e-3
+    schedule = learning_rate_schedule(
+        FinetuneConfig(epochs=5, learning_rate=1e-3, schedule="cosine", warmup_epochs=1), 10)
+    rates = [float(schedule(step)) for step in (0, 5, 10, 30, 50)]
+    assert rates[0] == 0.0 and rates[1] == pytest.approx(5e-4) and rates[2] == pytest.approx(1e-3)
+    assert rates[2] > rates[3] > rates[4] and rates[4] == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("options", [{"warmup_epochs": 1},
+                                     {"schedule": "cosine", "epochs": 2, "warmup_epochs": 2}])
+def test_warm_up_needs_the_cosine_schedule_and_fewer_epochs(options):
+    with pytest.raises(ValueError, match="warmup_epochs: expected schedule 'cosine'"):
+        FinetuneConfig(**options)
