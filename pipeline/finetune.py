@@ -17,6 +17,7 @@ import json
 import math
 import os
 import shutil
+import time
 
 import keras
 import numpy as np
@@ -26,6 +27,7 @@ from pipeline import cache, reports
 from pipeline.augment import AugmentConfig, build_augmenter
 from pipeline.backbones import Preprocess, build_backbone, manifest_weights
 from pipeline.cache import write_json_atomic
+from pipeline.config import FORMAT_VERSION
 from pipeline.faces import crop_face
 from pipeline.head_training import example_paths
 from pipeline.heads import fraction_subset, load_head, logits_to_proba, loss_and_metric
@@ -207,6 +209,10 @@ def split_refs(manifest):
         ValueError: a TFDS cache, or a folder whose content changed since the cache was made.
     """
     source_info, config = manifest["source"], manifest["config"]
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"cache {manifest['cache_key']} was made by an older embed job (format "
+                         f"{manifest.get('format_version')}, now {FORMAT_VERSION}); run "
+                         "`python -m jobs.embed` again")
     if not source_info.get("root"):
         raise ValueError(f"fine-tuning needs a class-folder cache; {config['data']!r} is not one")
     source = FolderSource(source_info["root"], val_fraction=config["val_fraction"],
@@ -331,6 +337,25 @@ class KeepBest(keras.callbacks.Callback):
             os.remove(os.path.join(self.directory, old))
 
 
+class _EpochLines(keras.callbacks.Callback):
+    """One plain line per fine-tune epoch (instead of Keras's progress output)."""
+
+    def __init__(self, initial_epoch, epochs):
+        super().__init__()
+        self._initial_epoch, self._epochs = initial_epoch, epochs
+        self._start = time.monotonic()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        figures = ", ".join(f"{name} {logs[name]:.4f}" for name in
+                            ("loss", "accuracy", "val_loss", "val_accuracy") if name in logs)
+        print(f"fine-tune epoch {epoch - self._initial_epoch + 1}/{self._epochs}: {figures} "
+              f"({time.monotonic() - self._start:.0f} s)", flush=True)
+
+
 def kept_summary(state):
     """`kept` ("finetuned" or "warm_start"), `kept_epoch` and a one-line `kept_reason`."""
     warm, best = state["warm_start"], state["best"]
@@ -385,15 +410,16 @@ def fit(model, train, val, out_dir, *, config, warm_start_score, initial_epoch=0
     epochs_seen = []
     record = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: epochs_seen.append(epoch + 1))
+    lines = _EpochLines(initial_epoch, config.epochs)
     history = model.fit(
         train, validation_data=val, initial_epoch=initial_epoch,
-        epochs=initial_epoch + config.epochs, verbose=2, shuffle=False,
+        epochs=initial_epoch + config.epochs, verbose=0, shuffle=False,
         callbacks=[
             keep, keras.callbacks.BackupAndRestore(backup),
             keras.callbacks.ModelCheckpoint(os.path.join(out_dir, "checkpoint.keras")),
             keras.callbacks.CSVLogger(os.path.join(out_dir, "training_log.csv"), append=resume),
             keras.callbacks.TensorBoard(os.path.join(out_dir, "tensorboard")),
-            record, *callbacks])
+            record, lines, *callbacks])
     result = {k: [float(v) for v in values] for k, values in history.history.items()}
     result["epoch"] = epochs_seen
     return result, keep.restore(model)
