@@ -20,9 +20,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jobs  # noqa: E402,F401  (quiet TensorFlow import)
 from bench.common import REPO, emit  # noqa: E402
-from pipeline.backbones import Embedder  # noqa: E402
-from pipeline.images import load_image  # noqa: E402
-from pipeline.sources import open_source  # noqa: E402
+from pipeline.data.images import load_image  # noqa: E402
+from pipeline.data.sources import open_source  # noqa: E402
+from pipeline.features.backbones import Embedder  # noqa: E402
 
 WEIGHTS = REPO.parent / "shared" / "weights"
 DATA = REPO.parent / "shared" / "data"

@@ -44,7 +44,7 @@ def driver_and_graph(root, cache_root):
     import apache_beam as beam
 
     from jobs.embed import build_parser, config_from_args
-    from pipeline.embed_job import _prepare, build_embed_pipeline
+    from pipeline.features.embed_job import _prepare, build_embed_pipeline
 
     config = config_from_args(build_parser().parse_args(
         ["--data", root, "--cache-dir", cache_root, *BACKBONE]))
@@ -70,7 +70,7 @@ def main():
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     parser.add_argument("--run-images", type=int, default=2_000)
     args = parser.parse_args()
-    from pipeline.sample import write_sample
+    from pipeline.data.sample import write_sample
 
     graph, driver = {}, {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,13 +24,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import REPO, emit, genki_subset, run_job  # noqa: E402
-from pipeline.config import EmbedConfig  # noqa: E402
+from pipeline.features.config import EmbedConfig  # noqa: E402
 
 
 def raw_backbone_img_per_s(root, image_size, batch_size=EmbedConfig.batch_size):
-    from pipeline.backbones import Embedder
-    from pipeline.images import load_image
-    from pipeline.sources import open_source
+    from pipeline.data.images import load_image
+    from pipeline.data.sources import open_source
+    from pipeline.features.backbones import Embedder
 
     refs = open_source(root).refs()
     images = np.stack([load_image(open(r.path, "rb").read(), image_size) for r in refs])
@@ -47,7 +47,7 @@ def raw_backbone_img_per_s(root, image_size, batch_size=EmbedConfig.batch_size):
 MINIMAL_SCRIPT = """
 import sys, glob
 import tensorflow as tf
-from pipeline.backbones import Embedder
+from pipeline.features.backbones import Embedder
 root, size = sys.argv[1], int(sys.argv[2])
 paths = sorted(glob.glob(root + "/*/*"))
 embed = Embedder("mobilenet_v2", image_size=size, weights=None)

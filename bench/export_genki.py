@@ -26,11 +26,11 @@ def main():
     import keras
     import tensorflow as tf
 
-    from pipeline import cache
-    from pipeline.export import export_model, tflite_probabilities
-    from pipeline.finetune import split_refs
-    from pipeline.heads import logits_to_proba
-    from pipeline.images import load_image
+    from pipeline.data.images import load_image
+    from pipeline.evaluation.export import export_model, tflite_probabilities
+    from pipeline.features import cache
+    from pipeline.training.finetune import split_refs
+    from pipeline.training.heads import logits_to_proba
 
     _, refs = split_refs(cache.read_manifest(args.cache))
     size = cache.read_manifest(args.cache)["config"]["image_size"]

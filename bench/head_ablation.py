@@ -7,7 +7,7 @@ Each `--cache NAME=DIR` is a complete cache written by `jobs.embed`; `--per-clas
 NEW=NAME:N` adds a data set made of NAME's cache with only N training images per class (the
 first N of each class by a hash of the id: a deterministic subset; every augmented copy of a kept
 image is kept, and the validation split is NAME's, whole). Every variant is a `HeadConfig`
-(so what is measured is what the library ships), trained by `pipeline.heads.train_head` on all
+(so what is measured is what the library ships), trained by `pipeline.training.heads.train_head` on all
 copies and scored on the clean validation embeddings. Prints a Markdown table (mean over seeds,
 and each seed) and ends with one JSON line.
 """
@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import emit  # noqa: E402
-from pipeline import cache  # noqa: E402
-from pipeline.heads import HeadConfig, train_head  # noqa: E402
+from pipeline.features import cache  # noqa: E402
+from pipeline.training.heads import HeadConfig, train_head  # noqa: E402
 
 #: The levers, each a set of `HeadConfig` fields over the defaults.
 VARIANTS = {

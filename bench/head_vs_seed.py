@@ -25,7 +25,7 @@ def seeds_recipe(refs, image_size, epochs):
     import keras
     import tensorflow as tf
 
-    from pipeline.augment import AugmentConfig, build_augmenter
+    from pipeline.data.augment import AugmentConfig, build_augmenter
 
     def dataset(split, shuffle):
         chosen = [r for r in refs if r.split == split]
@@ -73,7 +73,7 @@ def main():
     parser.add_argument("--seed-epochs", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=224)
     args = parser.parse_args()
-    from pipeline.sources import open_source
+    from pipeline.data.sources import open_source
 
     refs = open_source(str(GENKI)).refs()
     with tempfile.TemporaryDirectory() as tmp:

@@ -31,7 +31,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import REPO, emit, run_job  # noqa: E402
 from bench.head_ablation import per_class_subset  # noqa: E402
-from pipeline import cache  # noqa: E402
+from pipeline.features import cache  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 DATA = {"genki": SHARED / "data" / "genki4k", "flowers": SHARED / "data" / "flower_photos"}

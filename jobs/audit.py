@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 
-from pipeline.audit import AuditConfig, audit_cache
+from pipeline.evaluation.audit import AuditConfig, audit_cache
 
 
 def build_parser():

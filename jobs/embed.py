@@ -12,10 +12,10 @@ from argparse import RawDescriptionHelpFormatter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from jobs import add_verbose_flag, configure_output
-from pipeline.augment import parse_augment
-from pipeline.backbones import BACKBONES
-from pipeline.config import EmbedConfig
-from pipeline.embed_job import run_embed
+from pipeline.data.augment import parse_augment
+from pipeline.features.backbones import BACKBONES
+from pipeline.features.config import EmbedConfig
+from pipeline.features.embed_job import run_embed
 
 EXAMPLE = """example (real ImageNet weights offline, from a folder of Keras weight files):
   python -m jobs.embed --data ../shared/data/flower_photos --weights-dir ../shared/weights \\

@@ -16,8 +16,7 @@ import sys
 from argparse import RawDescriptionHelpFormatter
 
 from jobs import add_verbose_flag, configure_output
-from pipeline.evaluate import evaluate
-
+from pipeline.evaluation.evaluate import evaluate
 
 EXAMPLE = """example (a weekly run that fails below 0.85 accuracy):
   python -m jobs.evaluate --model runs/finetune/model.keras --data new_images/ \\

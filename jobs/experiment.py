@@ -13,10 +13,9 @@ import sys
 from argparse import RawDescriptionHelpFormatter
 
 from jobs import add_verbose_flag, configure_output
-from pipeline.experiment import QUICK_FINETUNE, QUICK_HEAD, markdown, run_experiment
-from pipeline.finetune import FinetuneConfig
-from pipeline.heads import HeadConfig
-
+from pipeline.training.experiment import QUICK_FINETUNE, QUICK_HEAD, markdown, run_experiment
+from pipeline.training.finetune import FinetuneConfig
+from pipeline.training.heads import HeadConfig
 
 EXAMPLE = """example (the seeds' four models plus feature extraction on 100 %, tiny settings):
   python -m jobs.experiment --cache cache/<key> --out runs/experiment --quick

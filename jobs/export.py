@@ -10,8 +10,7 @@ import sys
 from argparse import RawDescriptionHelpFormatter
 
 from jobs import add_verbose_flag, configure_output
-from pipeline.export import export_model
-
+from pipeline.evaluation.export import export_model
 
 EXAMPLE = """example (SavedModel, float32 and int8 TFLite, labels):
   python -m jobs.export --model runs/finetune/model.keras --out exported --int8

@@ -16,8 +16,7 @@ import sys
 from argparse import RawDescriptionHelpFormatter
 
 from jobs import add_verbose_flag, configure_output
-from pipeline.finetune import FinetuneConfig, run_finetune
-
+from pipeline.training.finetune import FinetuneConfig, run_finetune
 
 EXAMPLE = """example (warm-started from a head trained on the same cache):
   python -m jobs.finetune --cache cache/<key> --head runs/head --out runs/finetune --epochs 10
@@ -71,8 +70,8 @@ def _config(args):
 
 def list_layers(cache_dir, config):
     """Lines of `index  name  trainable` for the backbone of a cache's end-to-end model."""
-    from pipeline import cache
-    from pipeline.finetune import backbone_of, build_model, set_trainable
+    from pipeline.features import cache
+    from pipeline.training.finetune import backbone_of, build_model, set_trainable
 
     model = build_model(cache.read_manifest(cache_dir))
     set_trainable(model, config)

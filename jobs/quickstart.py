@@ -13,9 +13,9 @@ import sys
 from argparse import RawDescriptionHelpFormatter
 
 from jobs import add_verbose_flag, configure_output, embed, evaluate, finetune, train_head
-from pipeline.backbones import build_backbone
-from pipeline.config import EmbedConfig
-from pipeline.sample import write_sample
+from pipeline.data.sample import write_sample
+from pipeline.features.backbones import build_backbone
+from pipeline.features.config import EmbedConfig
 
 EXAMPLE = """example (offline, with the Keras weight files of ../shared/weights):
   python -m jobs.quickstart --weights-dir ../shared/weights

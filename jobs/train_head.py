@@ -12,10 +12,9 @@ import sys
 from argparse import RawDescriptionHelpFormatter
 
 from jobs import add_verbose_flag, configure_output
-from pipeline.head_training import comparison_markdown, train_heads_on_cache
-from pipeline.heads import HEADS, HeadConfig
-from pipeline.kfold import kfold_on_cache
-
+from pipeline.training.head_training import comparison_markdown, train_heads_on_cache
+from pipeline.training.heads import HEADS, HeadConfig
+from pipeline.training.kfold import kfold_on_cache
 
 EXAMPLE = """example (a dense head on a cache, then 10-fold evaluation of the same head):
   python -m jobs.train_head --cache cache/<key> --out runs/head

@@ -1,14 +1,16 @@
-"""Cached-feature transfer learning on image folders.
+"""Cached-feature transfer learning on image folders, in four stages.
 
-Modules, one concept each:
+Every import points down this list, never up:
 
-- `pipeline.validation`: small checkers used at every boundary.
-- `pipeline.images`: decode any image file to RGB and resize it the Keras way.
-- `pipeline.sources`: class-folder and TFDS data sources with deterministic splits.
-- `pipeline.augment`: the augmentation recipe, random (training) or deterministic (cache copies).
-- `pipeline.backbones`: frozen `keras.applications` backbones by name.
-- `pipeline.records`: the `tf.train.Example` layout of one cached embedding.
-- `pipeline.config`: the typed, frozen configuration of the embed job and its cache key.
-- `pipeline.embed`: the Apache Beam embed job.
-- `pipeline.cache`: finding, finishing and reading a feature cache.
+- `pipeline.data`: sources (class folders, TFDS) with deterministic splits, image decoding,
+  augmentation, face crop, the data fingerprint, the generated sample.
+- `pipeline.features`: backbones, the embed job's typed config and cache key, its Beam pipeline
+  (`embed`) and orchestration (`embed_job`), shard layout, accounting, records and the cache.
+- `pipeline.reports`: report files and pages (figures, pages, the runs index), written by
+  training and evaluation alike.
+- `pipeline.training`: heads, k-fold, fine-tuning, experiments.
+- `pipeline.evaluation`: scheduled evaluation, export, the data audit.
+
+`pipeline.validation` (boundary checkers) and `pipeline.console` (quiet output and progress)
+serve every stage.
 """

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from pipeline.sample import write_sample
+from pipeline.data.sample import write_sample
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -7,8 +7,8 @@ import pytest
 
 from jobs import audit as audit_job
 from jobs import embed
-from pipeline import cache
-from pipeline.audit import AuditConfig, AuditData, audit_cache, duplicate_sets
+from pipeline.evaluation.audit import AuditConfig, AuditData, audit_cache, duplicate_sets
+from pipeline.features import cache
 from tests.conftest import IN_MEMORY, TINY
 
 CLASSES = ["ant", "bee", "cow"]

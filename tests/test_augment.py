@@ -3,7 +3,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pipeline.augment import AugmentConfig, CopyAugmenter, build_augmenter, parse_augment
+from pipeline.data.augment import AugmentConfig, CopyAugmenter, build_augmenter, parse_augment
 
 
 @pytest.fixture(scope="module")

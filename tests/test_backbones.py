@@ -1,4 +1,4 @@
-"""Tests of pipeline.backbones: the registry, weights resolution, embeddings."""
+"""Tests of pipeline.features.backbones: the registry, weights resolution, embeddings."""
 import pathlib
 import shutil
 
@@ -6,9 +6,18 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline import backbones
-from pipeline.backbones import (BACKBONES, BackboneError, Embedder, Preprocess, build_backbone,
-                                find_weights, keras_weight_files, manifest_weights, weights_digest)
+from pipeline.features import backbones
+from pipeline.features.backbones import (
+    BACKBONES,
+    BackboneError,
+    Embedder,
+    Preprocess,
+    build_backbone,
+    find_weights,
+    keras_weight_files,
+    manifest_weights,
+    weights_digest,
+)
 
 WEIGHTS = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "weights"
 V2_050 = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.5_224_no_top.h5"

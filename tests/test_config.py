@@ -2,8 +2,8 @@ import dataclasses
 
 import pytest
 
-from pipeline.augment import AugmentConfig
-from pipeline.config import EmbedConfig, cache_key
+from pipeline.data.augment import AugmentConfig
+from pipeline.features.config import EmbedConfig, cache_key
 
 BASE = EmbedConfig(data="data", backbone="mobilenet_v2", alpha=0.35, image_size=96,
                    weights=None)

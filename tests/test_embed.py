@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from jobs import embed
-from pipeline import cache
-from pipeline.backbones import Embedder
-from pipeline.images import load_image
+from pipeline.data.images import load_image
+from pipeline.features import cache
+from pipeline.features.backbones import Embedder
 from tests.conftest import IN_MEMORY, REPO, TINY
 
 
@@ -46,7 +46,7 @@ def test_training_images_get_k_copies_and_validation_only_the_clean_one(faces_ca
 
 
 def test_split_matches_the_source(faces, faces_cache):
-    from pipeline.sources import open_source
+    from pipeline.data.sources import open_source
 
     expected = {ref.id for ref in open_source(faces).refs() if ref.split == "val"}
     assert set(cache.load_split(faces_cache.cache_dir, "val").ids.tolist()) == expected
@@ -178,7 +178,7 @@ def test_the_same_job_runs_on_dataflow(faces):
 
 
 def test_progress_lines_while_embedding_when_not_on_a_terminal(tmp_path):
-    from pipeline.sample import write_sample
+    from pipeline.data.sample import write_sample
 
     data = write_sample(str(tmp_path / "many"), per_class=150, size=32)
     done = subprocess.run([sys.executable, "-m", "jobs.embed", "--data", str(data),

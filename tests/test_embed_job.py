@@ -6,10 +6,10 @@ import apache_beam as beam
 import pytest
 
 from jobs import embed
-from pipeline import accounting, cache, shards
-from pipeline.config import EmbedConfig
-from pipeline.embed_job import build_embed_pipeline
-from pipeline.sources import FolderSource
+from pipeline.data.sources import FolderSource
+from pipeline.features import accounting, cache, shards
+from pipeline.features.config import EmbedConfig
+from pipeline.features.embed_job import build_embed_pipeline
 from tests.conftest import IN_MEMORY, TINY
 
 

@@ -69,8 +69,9 @@ def test_only_new_images_go_through_the_backbone(head_and_data, tmp_path):
     report, _ = evaluate.run(["--model", head, "--data", str(data), "--reports-dir",
                               str(tmp_path / "reports")])
     assert (report["embedded"], report["reused"]) == (0, 24)
-    from pipeline.sample import make_face
     import numpy as np
+
+    from pipeline.data.sample import make_face
 
     rng = np.random.default_rng(99)
     for index in range(3):

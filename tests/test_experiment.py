@@ -1,7 +1,7 @@
 import csv
 
 from jobs import embed, experiment
-from pipeline.experiment import GRID
+from pipeline.training.experiment import GRID
 from tests.conftest import IN_MEMORY
 
 

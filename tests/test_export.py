@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 
 from jobs import embed, export, finetune, train_head
-from pipeline.export import tflite_probabilities
-from pipeline.heads import logits_to_proba
-from pipeline.images import load_image
+from pipeline.data.images import load_image
+from pipeline.evaluation.export import tflite_probabilities
+from pipeline.training.heads import logits_to_proba
 from tests.conftest import IN_MEMORY, TINY
 
 

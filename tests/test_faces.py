@@ -3,8 +3,8 @@ import os
 import numpy as np
 
 from jobs import embed
-from pipeline.faces import crop_face
-from pipeline.images import decode_image
+from pipeline.data.faces import crop_face
+from pipeline.data.images import decode_image
 from tests.conftest import IN_MEMORY, TINY
 
 
@@ -54,9 +54,9 @@ def test_face_crop_is_safe_in_parallel_threads(genki_subset):
 
 
 def test_fine_tune_dataset_crops_faces_in_parallel(genki_subset):
-    from pipeline.finetune import image_dataset
-    from pipeline.images import load_image
-    from pipeline.sources import open_source
+    from pipeline.data.images import load_image
+    from pipeline.data.sources import open_source
+    from pipeline.training.finetune import image_dataset
 
     refs = open_source(genki_subset).refs()
     batches = list(image_dataset(refs, 48, batch_size=8, face_crop=True))

@@ -5,11 +5,20 @@ import numpy as np
 import pytest
 
 from jobs import embed, finetune, train_head
-from pipeline import cache
-from pipeline.finetune import (FinetuneConfig, KeepBest, backbone_of, build_model, image_dataset,
-                               kept_summary, probabilities, set_trainable, split_refs,
-                               validation_score)
-from pipeline.heads import load_head
+from pipeline.features import cache
+from pipeline.training.finetune import (
+    FinetuneConfig,
+    KeepBest,
+    backbone_of,
+    build_model,
+    image_dataset,
+    kept_summary,
+    probabilities,
+    set_trainable,
+    split_refs,
+    validation_score,
+)
+from pipeline.training.heads import load_head
 from tests.conftest import IN_MEMORY, TINY
 
 
@@ -90,7 +99,7 @@ def test_batchnorm_statistics_do_not_move_during_training(trained):
     manifest = cache.read_manifest(trained[0])
     model = build_model(manifest, load_head(trained[1]))
     set_trainable(model, FinetuneConfig())
-    from pipeline.finetune import compile_model
+    from pipeline.training.finetune import compile_model
 
     compile_model(model, num_classes=2, learning_rate=1e-3)
     bn = [layer for layer in backbone_of(model).layers
@@ -218,7 +227,7 @@ def test_keep_best_stops_after_patience_without_a_better_epoch_and_resumes_its_s
 def test_validation_score_matches_keras_evaluate(random_trained):
     result, head_dir = random_trained
     model = build_model(result.manifest, load_head(head_dir))
-    from pipeline.finetune import compile_model
+    from pipeline.training.finetune import compile_model
 
     compile_model(model, num_classes=2, learning_rate=1e-3)
     _, val_refs = split_refs(result.manifest)
@@ -273,7 +282,7 @@ def test_a_fine_tune_that_cannot_help_keeps_the_warm_start(easy_trained, tmp_pat
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero():
-    from pipeline.finetune import learning_rate_schedule
+    from pipeline.training.finetune import learning_rate_schedule
 
     assert learning_rate_schedule(FinetuneConfig(learning_rate=1e-3), 10) == 1e-3
     schedule = learning_rate_schedule(

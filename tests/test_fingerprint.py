@@ -1,6 +1,6 @@
 import random
 
-from pipeline.fingerprint import combine_hashes, entry_hash
+from pipeline.data.fingerprint import combine_hashes, entry_hash
 
 
 def test_fingerprint_is_order_free_and_splits_add_up():

@@ -3,8 +3,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pipeline.cache import FeatureSplit
-from pipeline.heads import HeadConfig, fraction_subset, load_head, train_head
+from pipeline.features.cache import FeatureSplit
+from pipeline.training.heads import HeadConfig, fraction_subset, load_head, train_head
 
 
 def _split(x, y, copies=None, prefix="img"):

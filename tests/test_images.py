@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import images
-from pipeline.images import ImageError, decode_image, load_image
+from pipeline.data import images
+from pipeline.data.images import ImageError, decode_image, load_image
 
 
 def _encode(image, fmt, **kwargs):

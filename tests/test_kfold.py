@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from jobs import train_head
-from pipeline.kfold import assign_folds
+from pipeline.training.kfold import assign_folds
 from tests.test_train_head import real_cache  # noqa: F401 (fixture)
 
 

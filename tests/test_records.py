@@ -1,6 +1,6 @@
 import numpy as np
 
-from pipeline.records import EmbeddingRecord, from_example, to_example
+from pipeline.features.records import EmbeddingRecord, from_example, to_example
 
 
 def test_round_trip():

@@ -7,7 +7,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from pipeline import report_runs
+from pipeline.reports import runs as report_runs
 from pipeline.reports import write_report
 
 NAMES = ["cat", "dog"]
@@ -98,7 +98,7 @@ def test_diff_refuses_runs_over_other_images():
 
 
 def test_trend_reads_with_one_and_with_many_runs(tmp_path):
-    from pipeline import report_figures
+    from pipeline.reports import figures as report_figures
 
     for count in (1, 500):
         rows = [{"time": f"2026-{1 + i // 28 % 12:02d}-{1 + i % 28:02d}T06:00:00+0000",

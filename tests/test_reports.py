@@ -89,7 +89,7 @@ def _overlaps(labels):
 def test_forty_classes_have_macro_auc_top5_and_legible_ticks(tmp_path):
     from sklearn.metrics import roc_auc_score
 
-    from pipeline.report_figures import confusion_figure
+    from pipeline.reports.figures import confusion_figure
 
     names = [f"class {i:02d} {'with a long name' if i % 4 == 0 else ''}" for i in range(40)]
     y, proba = _separable(40)
@@ -127,7 +127,7 @@ def test_two_classes_get_curves_thresholds_and_calibration(predictions, tmp_path
 
 
 def test_expected_calibration_error_matches_hand_count():
-    from pipeline.report_figures import reliability_bins
+    from pipeline.reports.figures import reliability_bins
 
     proba = np.array([[0.9, 0.1], [0.9, 0.1], [0.3, 0.7], [0.3, 0.7]])
     # bin (0.8, 0.9]: confidence 0.9, accuracy 0.5; bin (0.6, 0.7]: confidence 0.7, accuracy 1
@@ -152,7 +152,7 @@ EVIL = "<img src=x onerror=alert(1)>.jpg"
 def test_file_names_are_escaped_on_every_page(tmp_path, faces):
     import shutil
 
-    from pipeline import report_runs
+    from pipeline.reports import runs as report_runs
 
     data = tmp_path / "data"
     (data / "cat").mkdir(parents=True)

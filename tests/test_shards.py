@@ -1,6 +1,7 @@
 import tensorflow as tf
 
-from pipeline import shards
+from pipeline.features import shards
+
 
 def test_shard_of_is_stable_and_in_range():
     ids = [f"class/{i}.jpg" for i in range(500)]

@@ -2,7 +2,7 @@ import shutil
 
 import pytest
 
-from pipeline.sources import FolderSource, assign_split, open_source
+from pipeline.data.sources import FolderSource, assign_split, open_source
 
 
 def _splits(source):

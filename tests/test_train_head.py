@@ -3,7 +3,7 @@ import json
 import pytest
 
 from jobs import embed, train_head
-from pipeline.heads import load_head
+from pipeline.training.heads import load_head
 from tests.conftest import IN_MEMORY
 
 

@@ -15,10 +15,11 @@ import time
 
 import numpy as np
 
-from pipeline import audit_pages, cache
-from pipeline.head_training import example_paths
-from pipeline.heads import HeadConfig
-from pipeline.kfold import out_of_fold_proba
+from pipeline.evaluation import audit_pages
+from pipeline.features import cache
+from pipeline.training.head_training import example_paths
+from pipeline.training.heads import HeadConfig
+from pipeline.training.kfold import out_of_fold_proba
 from pipeline.validation import check_choice, check_scalar
 
 __all__ = ["AuditConfig", "AuditData", "load_audit_data", "out_of_fold", "find_issues",

@@ -11,7 +11,6 @@ reads them to reuse the records of unchanged images.
 import hashlib
 import json
 import math
-import posixpath
 import uuid
 
 import tensorflow as tf

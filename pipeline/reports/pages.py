@@ -112,7 +112,7 @@ def thumbnail(source_path, target_path, *, side=_THUMB_SIDE):
     import tensorflow as tf
     from PIL import Image
 
-    from pipeline.images import decode_image
+    from pipeline.data.images import decode_image
 
     try:
         with tf.io.gfile.GFile(source_path, "rb") as handle:

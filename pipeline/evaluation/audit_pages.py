@@ -1,8 +1,9 @@
-"""The pages and CSV files of a data audit (`pipeline.audit`), escaped like every report page."""
+"""The pages and CSV files of a data audit (`pipeline.evaluation.audit`), escaped like every
+report page."""
 import os
 
-from pipeline.report_pages import headline, table, thumbnail, thumbnail_grid, write_page
 from pipeline.reports import write_csv
+from pipeline.reports.pages import headline, table, thumbnail, thumbnail_grid, write_page
 
 __all__ = ["write_csvs", "write_detail_pages", "write_index"]
 

@@ -15,8 +15,8 @@ import posixpath
 
 import tensorflow as tf
 
-from pipeline import shards
-from pipeline.fingerprint import combine_hashes
+from pipeline.data.fingerprint import combine_hashes
+from pipeline.features import shards
 
 __all__ = ["IncompleteRunError", "RunAccount", "account"]
 

@@ -23,11 +23,13 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
-from pipeline import cache, report_runs, reports
+from pipeline import reports
 from pipeline.console import track
-from pipeline.images import ImageError, load_image
-from pipeline.report_runs import RUNS_COLUMNS, display_name
-from pipeline.sources import FolderSource, TfdsSource
+from pipeline.data.images import ImageError, load_image
+from pipeline.data.sources import FolderSource, TfdsSource
+from pipeline.features import cache
+from pipeline.reports import runs as report_runs
+from pipeline.reports.runs import RUNS_COLUMNS, display_name
 
 __all__ = ["RUNS_COLUMNS", "EvalExample", "open_model", "eval_examples", "evaluate"]
 
@@ -48,7 +50,7 @@ class _KerasModel:
     """A fine-tuned end-to-end model: images in, probabilities out."""
 
     def __init__(self, path):
-        from pipeline.finetune import load_finetuned
+        from pipeline.training.finetune import load_finetuned
 
         self._model, info = load_finetuned(path)
         self.class_names, self.image_size = info["class_names"], info["image_size"]
@@ -57,7 +59,7 @@ class _KerasModel:
         self.counts = {"embedded": 0, "reused": 0}
 
     def predict(self, images, digests):
-        from pipeline.heads import logits_to_proba
+        from pipeline.training.heads import logits_to_proba
 
         return logits_to_proba(self._model.predict(images, verbose=0), len(self.class_names))
 
@@ -66,7 +68,7 @@ class _HeadModel:
     """A head plus its cache's backbone, with a content-addressed embedding store."""
 
     def __init__(self, directory, store_dir):
-        from pipeline.heads import load_head
+        from pipeline.training.heads import load_head
 
         self.head = load_head(directory)
         self.cache_dir = self.head.meta["cache_dir"]
@@ -99,7 +101,7 @@ class _HeadModel:
         missing = [i for i, d in enumerate(digests) if d not in self._store]
         if missing:
             if self._embedder is None:
-                from pipeline.backbones import Embedder, manifest_weights
+                from pipeline.features.backbones import Embedder, manifest_weights
 
                 self._embedder = Embedder(**{**self._embed_args,
                                              "weights": manifest_weights(self._manifest)})

@@ -23,21 +23,22 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline import cache, reports
-from pipeline.augment import AugmentConfig, build_augmenter
-from pipeline.backbones import Preprocess, build_backbone, manifest_weights
-from pipeline.cache import write_json_atomic
-from pipeline.config import FORMAT_VERSION
-from pipeline.faces import crop_face
-from pipeline.head_training import example_paths
-from pipeline.heads import fraction_subset, load_head, logits_to_proba, loss_and_metric
-from pipeline.images import decode_image
-from pipeline.sources import FolderSource
+from pipeline import reports
+from pipeline.data.augment import AugmentConfig, build_augmenter
+from pipeline.data.faces import crop_face
+from pipeline.data.images import decode_image
+from pipeline.data.sources import FolderSource
+from pipeline.features import cache
+from pipeline.features.backbones import Preprocess, build_backbone, manifest_weights
+from pipeline.features.cache import write_json_atomic
+from pipeline.features.config import FORMAT_VERSION
+from pipeline.training.head_training import example_paths
+from pipeline.training.heads import fraction_subset, load_head, logits_to_proba, loss_and_metric
 from pipeline.validation import check_choice, check_scalar
 
 __all__ = ["FinetuneConfig", "build_model", "set_trainable", "backbone_of", "image_dataset",
-           "split_refs", "learning_rate_schedule", "compile_model", "probabilities", "validation_score", "KeepBest",
-           "kept_summary", "fit", "run_finetune", "load_finetuned"]
+           "split_refs", "learning_rate_schedule", "compile_model", "probabilities",
+           "validation_score", "KeepBest", "kept_summary", "fit", "run_finetune", "load_finetuned"]
 
 _STRATEGIES = ("none", "mirrored")
 _SCHEDULES = ("constant", "cosine")
@@ -183,7 +184,7 @@ def _decode_path(path, face_crop):
 def image_dataset(refs, image_size, *, batch_size, shuffle_seed=None, face_crop=False):
     """A `tf.data.Dataset` of (resized image, label) batches from `ExampleRef`s.
 
-    Decoding is `pipeline.images.decode_image` (then `pipeline.faces.crop_face` with
+    Decoding is `pipeline.data.images.decode_image` (then `pipeline.data.faces.crop_face` with
     `face_crop`) and resizing is bilinear without antialias, as in the embed job, so the pixels
     are the cached ones.
     """
@@ -379,11 +380,11 @@ def fit(model, train, val, out_dir, *, config, warm_start_score, initial_epoch=0
     """Fine-tunes, keeping the best candidate by validation, the warm start included.
 
     `KeepBest` scores the warm start as candidate 0, keeps the best candidate's weights and stops
-    after `config.patience` epochs without a new best fine-tune epoch; at the end the kept weights are loaded into
-    `model` (the warm start's when no epoch beat it). Per-epoch checkpoints, CSV and TensorBoard
-    logs are written too. A run that is killed can be resumed (`resume=True`): Keras's
-    `BackupAndRestore` brings back the model, the optimizer and the epoch from `out_dir/backup`,
-    and `KeepBest` its state.
+    after `config.patience` epochs without a new best fine-tune epoch; at the end the kept
+    weights are loaded into `model` (the warm start's when no epoch beat it). Per-epoch
+    checkpoints, CSV and TensorBoard logs are written too. A run that is killed can be resumed
+    (`resume=True`): Keras's `BackupAndRestore` brings back the model, the optimizer and the
+    epoch from `out_dir/backup`, and `KeepBest` its state.
 
     Args:
         model: a compiled model, warm-started from the head.

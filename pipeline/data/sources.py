@@ -28,8 +28,8 @@ import apache_beam as beam
 import tensorflow as tf
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.fingerprint import combine_hashes, entry_hash
-from pipeline.images import IMAGE_EXTENSIONS
+from pipeline.data.fingerprint import combine_hashes, entry_hash
+from pipeline.data.images import IMAGE_EXTENSIONS
 from pipeline.validation import check_scalar
 
 __all__ = ["ExampleRef", "FolderSource", "TfdsSource", "open_source", "assign_split",

@@ -7,8 +7,8 @@ import dataclasses
 import hashlib
 import json
 
-from pipeline.augment import AugmentConfig
-from pipeline.backbones import get_spec
+from pipeline.data.augment import AugmentConfig
+from pipeline.features.backbones import get_spec
 from pipeline.validation import check_scalar
 
 __all__ = ["FORMAT_VERSION", "EmbedConfig", "cache_key", "config_key"]
@@ -121,8 +121,8 @@ def cache_key(config, *, data_fingerprint, weights_digest):
     """The cache key: a digest of everything that decides the cached embeddings.
 
     Data content, backbone, alpha, weights digest, image size, augmentation recipe, K, split
-    fraction and seed, face crop, and the format version. Where the cache is written, batch size and shard
-    count do not change it.
+    fraction and seed, face crop, and the format version. Where the cache is written, batch size
+    and shard count do not change it.
 
     Returns:
         A 16-hex-digit string.

@@ -94,7 +94,8 @@ def fraction_subset(ids, labels, fraction, *, seed):
     """A deterministic stratified subset of images: a boolean mask over rows.
 
     Per class, images (distinct ids) are ranked by a hash of (seed, id) and the first
-    `ceil(fraction * n)` (at least one) are kept; every row (augmented copy) of a kept image is kept.
+    `ceil(fraction * n)` (at least one) are kept; every row (augmented copy) of a kept image is
+    kept.
     """
     check_scalar(fraction, "train_fraction", float, min_val=0.0, max_val=1.0, include_min=False)
     keep = set()
@@ -315,7 +316,7 @@ def train_head(train, val, *, num_classes, config=HeadConfig(), verbose=0):
     """Trains a head on cached embeddings.
 
     Args:
-        train: a `pipeline.cache.FeatureSplit` (all copies).
+        train: a `pipeline.features.cache.FeatureSplit` (all copies).
         val: a `FeatureSplit` of clean validation embeddings.
         num_classes: number of classes of the cache.
         config: a `HeadConfig`. Defaults to `HeadConfig()`.

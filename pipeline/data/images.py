@@ -121,7 +121,7 @@ def resize_image(image, image_size):
 
 
 def prepare_image(data, image_size, *, face_crop=False):
-    """Decodes, optionally face-crops (`pipeline.faces.crop_face`), and resizes image bytes.
+    """Decodes, optionally face-crops (`pipeline.data.faces.crop_face`), and resizes image bytes.
 
     Returns:
         `(image, face_found)`: the float32 image, and whether a face was found (None without
@@ -129,7 +129,7 @@ def prepare_image(data, image_size, *, face_crop=False):
     """
     image, found = decode_image(data), None
     if face_crop:
-        from pipeline.faces import crop_face
+        from pipeline.data.faces import crop_face
 
         image, found = crop_face(image)
     return resize_image(image, image_size), found

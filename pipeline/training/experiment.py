@@ -17,9 +17,9 @@ import time
 
 from pipeline import reports
 from pipeline.console import track
-from pipeline.finetune import FinetuneConfig, run_finetune
-from pipeline.head_training import train_heads_on_cache
-from pipeline.heads import HeadConfig
+from pipeline.training.finetune import FinetuneConfig, run_finetune
+from pipeline.training.head_training import train_heads_on_cache
+from pipeline.training.heads import HeadConfig
 
 __all__ = ["GRID", "run_experiment", "markdown", "QUICK_HEAD", "QUICK_FINETUNE"]
 

@@ -2,8 +2,8 @@
 
     prepare   open the source (class folders only), build the backbone once (refuse bad
               weights before any work), find a previous cache with the same config key
-    run       `pipeline.embed.EmbedImages` on any runner, with progress followed from files
-    account   `pipeline.accounting.account`: every listed image has its records or a reason
+    run       `pipeline.features.embed.EmbedImages` on any runner, with progress followed from files
+    account   `pipeline.features.accounting.account`: every listed image has its records or a reason
     publish   the cache key (config + data fingerprint, known now) names the cache; the manifest
               appears last; an identical complete cache already there is simply reused
 
@@ -21,13 +21,13 @@ import numpy as np
 import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline import cache
-from pipeline.accounting import LISTED_FILE, account
-from pipeline.backbones import weights_digest
-from pipeline.config import FORMAT_VERSION, cache_key, config_key
 from pipeline.console import Progress
-from pipeline.embed import PROGRESS_DIR, EmbedImages, shared_embedder
-from pipeline.sources import FolderSource, open_source
+from pipeline.data.sources import FolderSource, open_source
+from pipeline.features import cache
+from pipeline.features.accounting import LISTED_FILE, account
+from pipeline.features.backbones import weights_digest
+from pipeline.features.config import FORMAT_VERSION, cache_key, config_key
+from pipeline.features.embed import PROGRESS_DIR, EmbedImages, shared_embedder
 
 __all__ = ["EmbedResult", "build_embed_pipeline", "run_embed"]
 

@@ -15,9 +15,8 @@ import uuid
 
 import numpy as np
 
-from pipeline import report_figures as figures
-from pipeline.report_pages import (delta, headline, table, thumbnail, thumbnail_grid,
-                                   write_page)
+from pipeline.reports import figures as figures
+from pipeline.reports.pages import delta, headline, table, thumbnail, thumbnail_grid, write_page
 
 __all__ = ["RUNS_COLUMNS", "read_runs", "compare_runs", "update_runs_index", "display_name",
            "write_predictions", "read_predictions", "diff_runs", "write_changes"]

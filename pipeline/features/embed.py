@@ -12,7 +12,7 @@ written as the shards of a feature cache.
 
 The pipeline keeps to what every runner executes correctly (FnApiRunner, Dask, the portable
 runner, Dataflow): one chain that ends in one step, no output from `finish_bundle`, no metrics;
-what the driver needs afterwards is in files (`pipeline.accounting` reads and checks them).
+what the driver needs afterwards is in files (`pipeline.features.accounting` reads and checks them).
 """
 import collections
 import concurrent.futures
@@ -28,14 +28,14 @@ import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 
-from pipeline import shards
-from pipeline.accounting import LISTED_FILE
-from pipeline.augment import CopyAugmenter
-from pipeline.backbones import Embedder, weights_digest
-from pipeline.fingerprint import combine_hashes, entry_hash
-from pipeline.images import ImageError, prepare_image
-from pipeline.records import EmbeddingRecord, to_example
-from pipeline.sources import read_bytes
+from pipeline.data.augment import CopyAugmenter
+from pipeline.data.fingerprint import combine_hashes, entry_hash
+from pipeline.data.images import ImageError, prepare_image
+from pipeline.data.sources import read_bytes
+from pipeline.features import shards
+from pipeline.features.accounting import LISTED_FILE
+from pipeline.features.backbones import Embedder, weights_digest
+from pipeline.features.records import EmbeddingRecord, to_example
 
 __all__ = ["LISTED_FILE", "PROGRESS_DIR", "shared_embedder", "EmbedShardFn", "EmbedImages"]
 

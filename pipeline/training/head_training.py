@@ -12,8 +12,9 @@ import time
 
 import numpy as np
 
-from pipeline import cache, reports
-from pipeline.heads import HeadConfig, fraction_subset, train_head
+from pipeline import reports
+from pipeline.features import cache
+from pipeline.training.heads import HeadConfig, fraction_subset, train_head
 
 __all__ = ["train_heads_on_cache", "example_paths", "comparison_markdown"]
 
@@ -70,7 +71,7 @@ def train_heads_on_cache(cache_dir, out_dir, *, config=HeadConfig(), fractions=(
         The list of report dicts, one per fraction.
 
     Raises:
-        pipeline.cache.CacheError: the cache is incomplete or corrupt.
+        pipeline.features.cache.CacheError: the cache is incomplete or corrupt.
         ValueError: one class in training, or no validation examples.
     """
     manifest = cache.read_manifest(cache_dir)

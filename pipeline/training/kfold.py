@@ -10,11 +10,12 @@ import os
 
 import numpy as np
 
-from pipeline import cache, reports
+from pipeline import reports
 from pipeline.console import track
-from pipeline.head_training import example_paths
-from pipeline.heads import HeadConfig, train_head
-from pipeline.sources import assign_split
+from pipeline.data.sources import assign_split
+from pipeline.features import cache
+from pipeline.training.head_training import example_paths
+from pipeline.training.heads import HeadConfig, train_head
 from pipeline.validation import check_scalar
 
 __all__ = ["assign_folds", "out_of_fold_proba", "kfold_on_cache"]

@@ -1,8 +1,8 @@
 """The evaluation report every job writes: files a person opens, and `report.json` for scripts.
 
 Computing, holding and drawing are separate, in the scikit-learn manner: `compute_metrics` turns
-labels and probabilities into numbers; `write_report` draws them (`pipeline.report_figures`) and
-lays them out (`pipeline.report_pages`), into one folder:
+labels and probabilities into numbers; `write_report` draws them (`pipeline.reports.figures`) and
+lays them out (`pipeline.reports.pages`), into one folder:
 
 | file | what |
 |---|---|
@@ -26,9 +26,9 @@ import numpy as np
 from PIL import Image
 from sklearn import metrics
 
-from pipeline import report_figures as figures
-from pipeline.report_figures import plot_curves
-from pipeline.report_pages import headline, html_page, table, thumbnail, thumbnail_grid
+from pipeline.reports import figures as figures
+from pipeline.reports.figures import plot_curves
+from pipeline.reports.pages import headline, html_page, table, thumbnail, thumbnail_grid
 
 __all__ = ["compute_metrics", "most_wrong", "most_confused", "write_report", "plot_curves",
            "write_csv", "html_page", "markdown_table", "class_roc_auc"]

@@ -1,10 +1,11 @@
 """Finding, finishing and reading a feature cache.
 
-A cache is a folder `<cache root>/<cache key>/` holding TFRecord shards of `pipeline.records`
-examples (`embeddings-SSSSS-of-NNNNN.tfrecord`), their indexes (`index-SSSSS-of-NNNNN.json`, see
-`pipeline.shards`) and `manifest.json`. A run writes into `<cache root>/.runs/<config key>-<id>/`
-and, once its accounting is checked, is published under its cache key with the manifest last:
-a folder without a manifest is an interrupted run and is never read as complete.
+A cache is a folder `<cache root>/<cache key>/` holding TFRecord shards of
+`pipeline.features.records` examples (`embeddings-SSSSS-of-NNNNN.tfrecord`), their indexes
+(`index-SSSSS-of-NNNNN.json`, see `pipeline.features.shards`) and `manifest.json`. A run writes
+into `<cache root>/.runs/<config key>-<id>/` and, once its accounting is checked, is published
+under its cache key with the manifest last: a folder without a manifest is an interrupted run and
+is never read as complete.
 """
 import collections
 import hashlib
@@ -15,8 +16,8 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
-from pipeline.records import from_example
-from pipeline.shards import read_shard_records
+from pipeline.features.records import from_example
+from pipeline.features.shards import read_shard_records
 
 __all__ = ["MANIFEST", "CacheError", "FeatureSplit", "read_manifest", "new_run_dir",
            "find_base", "publish", "load_split", "as_dataset", "write_json_atomic"]

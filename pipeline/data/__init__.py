@@ -1,0 +1,1 @@
+"""Stage 1, the data: class folders and TFDS sources, decoding, augmentation, faces."""

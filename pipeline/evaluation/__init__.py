@@ -1,0 +1,1 @@
+"""Stage 4, evaluation: scheduled evaluation, export, the data audit."""
