@@ -8,7 +8,7 @@ Every import points down this list, never up:
   (`embed`) and orchestration (`embed_job`), shard layout, accounting, records and the cache.
 - `pipeline.reports`: report files and pages (figures, pages, the runs index), written by
   training and evaluation alike.
-- `pipeline.training`: heads, k-fold, fine-tuning, experiments.
+- `pipeline.training`: heads, k-fold, model selection, fine-tuning, experiments.
 - `pipeline.evaluation`: scheduled evaluation, export, the data audit.
 
 `pipeline.validation` (boundary checkers) and `pipeline.console` (quiet output and progress)

@@ -12,7 +12,6 @@ fine-tuning never makes the validation result worse than the head's.
 """
 import csv
 import dataclasses
-import glob
 import json
 import math
 import os
@@ -34,11 +33,12 @@ from pipeline.features.cache import write_json_atomic
 from pipeline.features.config import FORMAT_VERSION
 from pipeline.training.head_training import example_paths
 from pipeline.training.heads import fraction_subset, load_head, logits_to_proba, loss_and_metric
+from pipeline.training.selection import KeepBest, kept_summary, validation_score
 from pipeline.validation import check_choice, check_scalar
 
 __all__ = ["FinetuneConfig", "build_model", "set_trainable", "backbone_of", "image_dataset",
-           "split_refs", "learning_rate_schedule", "compile_model", "probabilities",
-           "validation_score", "KeepBest", "kept_summary", "fit", "run_finetune", "load_finetuned"]
+           "split_refs", "learning_rate_schedule", "compile_model", "probabilities", "fit",
+           "run_finetune", "load_finetuned"]
 
 _STRATEGIES = ("none", "mirrored")
 _SCHEDULES = ("constant", "cosine")
@@ -250,94 +250,6 @@ def probabilities(model, dataset, num_classes):
     return logits_to_proba(model.predict(dataset, verbose=0), num_classes)
 
 
-def validation_score(logits, labels, num_classes):
-    """`{"val_accuracy", "val_loss"}` of logits, with the loss and metric that `fit` reports."""
-    loss, metric = loss_and_metric(num_classes)
-    labels = np.asarray(labels).reshape(-1, 1) if num_classes == 2 else np.asarray(labels)
-    metric.update_state(labels, logits)
-    return {"val_accuracy": float(metric.result()), "val_loss": float(loss(labels, logits))}
-
-
-def _beats(candidate, best):
-    """Whether a candidate's validation score beats `best`: accuracy first, then lower loss."""
-    accuracy, loss = candidate["val_accuracy"], candidate["val_loss"]
-    if not (np.isfinite(accuracy) and np.isfinite(loss)):
-        return False
-    return accuracy > best["val_accuracy"] or (accuracy == best["val_accuracy"]
-                                               and loss < best["val_loss"])
-
-
-class KeepBest(keras.callbacks.Callback):
-    """Keeps the best model by validation, the warm start included, and stops early.
-
-    Candidate 0 is the warm-started model (equal to the head), scored before any step by
-    `start`; fine-tune epoch k is kept only when it beats every earlier candidate: a higher
-    `val_accuracy`, or the same and a lower `val_loss` (a non-finite loss never wins). Training
-    stops after `patience` epochs without a new best fine-tune epoch (not counted from the warm
-    start: the first epochs of a fine-tune often dip below the head before they climb past it).
-    The best weights and the state (`keep_best.json`) live in `directory`, so a resumed run goes
-    on where it stopped.
-
-    Args:
-        directory: where the best weights and the state are written.
-        patience: epochs without a new best fine-tune epoch before stopping.
-        initial_epoch: the Keras epoch index of fine-tune epoch 1 (the head's epoch count).
-
-    Example:
-        >>> keep = KeepBest("runs/ft", patience=3, initial_epoch=19)
-        >>> keep.start(model, validation_score(logits, labels, 2), resume=False)
-        >>> model.fit(train, validation_data=val, initial_epoch=19, callbacks=[keep])
-        >>> state = keep.restore(model)  # state["kept_epoch"]: 0 means the warm start
-    """
-
-    def __init__(self, directory, *, patience, initial_epoch):
-        super().__init__()
-        self.directory, self.patience, self.initial_epoch = directory, patience, initial_epoch
-        self._state_path = os.path.join(directory, "keep_best.json")
-        self.state = None
-
-    def start(self, model, warm_start_score, *, resume):
-        """Scores the warm start as candidate 0, or, resuming, reads the saved state."""
-        if resume and os.path.isfile(self._state_path):
-            with open(self._state_path) as handle:
-                self.state = json.load(handle)
-            return
-        for stale in glob.glob(os.path.join(self.directory, "best-epoch*.weights.h5")):
-            os.remove(stale)
-        self.state = {"warm_start": warm_start_score, "best": warm_start_score,
-                      "kept_epoch": 0, "best_finetune": None, "best_finetune_epoch": None,
-                      "last_epoch": 0, "weights": None}
-        self._save_weights(model, 0)
-
-    def on_epoch_end(self, epoch, logs=None):
-        finetune_epoch = epoch - self.initial_epoch + 1
-        score = {k: float(logs[k]) for k in ("val_accuracy", "val_loss")}
-        state = self.state
-        if state["best_finetune"] is None or _beats(score, state["best_finetune"]):
-            state["best_finetune"], state["best_finetune_epoch"] = score, finetune_epoch
-        if _beats(score, state["best"]):
-            state["best"] = score
-            self._save_weights(self.model, finetune_epoch)
-        state["last_epoch"] = finetune_epoch
-        write_json_atomic(self._state_path, state)
-        if finetune_epoch - state["best_finetune_epoch"] >= self.patience:
-            self.model.stop_training = True
-
-    def restore(self, model):
-        """Loads the kept weights into `model` and returns the state."""
-        model.load_weights(os.path.join(self.directory, self.state["weights"]))
-        return self.state
-
-    def _save_weights(self, model, finetune_epoch):
-        name = f"best-epoch{finetune_epoch}.weights.h5"
-        model.save_weights(os.path.join(self.directory, name))
-        old, self.state["weights"] = self.state["weights"], name
-        self.state["kept_epoch"] = finetune_epoch
-        write_json_atomic(self._state_path, self.state)
-        if old and old != name:
-            os.remove(os.path.join(self.directory, old))
-
-
 class _EpochLines(keras.callbacks.Callback):
     """One plain line per fine-tune epoch (instead of Keras's progress output)."""
 
@@ -355,24 +267,6 @@ class _EpochLines(keras.callbacks.Callback):
                             ("loss", "accuracy", "val_loss", "val_accuracy") if name in logs)
         print(f"fine-tune epoch {epoch - self._initial_epoch + 1}/{self._epochs}: {figures} "
               f"({time.monotonic() - self._start:.0f} s)", flush=True)
-
-
-def kept_summary(state):
-    """`kept` ("finetuned" or "warm_start"), `kept_epoch` and a one-line `kept_reason`."""
-    warm, best = state["warm_start"], state["best"]
-    tried = state["best_finetune"]
-    if state["kept_epoch"] == 0:
-        tried_text = (f"best fine-tune epoch {state['best_finetune_epoch']}: accuracy "
-                      f"{tried['val_accuracy']:.4f}, loss {tried['val_loss']:.4f}"
-                      if tried else "no fine-tune epoch ran")
-        reason = (f"no fine-tune epoch beat the warm-started head on validation (accuracy "
-                  f"{warm['val_accuracy']:.4f}, loss {warm['val_loss']:.4f}; {tried_text}): "
-                  "model.keras is the warm-started head")
-        return {"kept": "warm_start", "kept_epoch": 0, "kept_reason": reason}
-    reason = (f"fine-tune epoch {state['kept_epoch']} beat the warm-started head on validation: "
-              f"accuracy {best['val_accuracy']:.4f} (loss {best['val_loss']:.4f}) against "
-              f"{warm['val_accuracy']:.4f} (loss {warm['val_loss']:.4f})")
-    return {"kept": "finetuned", "kept_epoch": state["kept_epoch"], "kept_reason": reason}
 
 
 def fit(model, train, val, out_dir, *, config, warm_start_score, initial_epoch=0, resume=False,
