@@ -52,7 +52,8 @@ def driver_and_graph(root, cache_root):
     prepared = _prepare(config)
     pipeline = beam.Pipeline()
     build_embed_pipeline(pipeline, config, source=prepared.source, weights=prepared.weights,
-                         run_dir=prepared.run_dir, base=prepared.base)
+                         weights_digest=prepared.weights_digest, run_dir=prepared.run_dir,
+                         base=prepared.base)
     seconds = time.perf_counter() - start
     return seconds, len(pipeline.to_runner_api().SerializeToString())
 

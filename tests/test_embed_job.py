@@ -23,7 +23,7 @@ def _graph_bytes(root, run_dir):
                          weights=None)
     pipeline = beam.Pipeline()
     build_embed_pipeline(pipeline, config, source=FolderSource(str(root)), weights=None,
-                         run_dir=str(run_dir))
+                         weights_digest="none", run_dir=str(run_dir))
     return len(pipeline.to_runner_api().SerializeToString())
 
 

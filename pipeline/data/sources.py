@@ -139,10 +139,14 @@ class FolderSource:
         """Every `ExampleRef`, listed in this process (for jobs that read a folder locally)."""
         return [ref for label in range(len(self.class_names)) for ref in self.class_refs(label)]
 
-    def fingerprint(self):
-        """The data fingerprint of the folder, read in this process; equal to the embed job's."""
+    def fingerprint(self, refs=None):
+        """The data fingerprint of the folder, read in this process; equal to the embed job's.
+
+        Args:
+            refs: this source's `refs()` when they are listed already. Defaults to listing them.
+        """
         return combine_hashes(entry_hash(ref.id, ref.label_name, file_digest(ref.path))
-                              for ref in self.refs())
+                              for ref in (self.refs() if refs is None else refs))
 
     def list_examples(self):
         """A `PTransform` that lists every class folder on the workers: `(ref, None)` pairs."""

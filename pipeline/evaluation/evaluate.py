@@ -173,8 +173,9 @@ def eval_examples(data, class_names):
         return examples, f"{manifest['cache_key']}:{split}"
     source = FolderSource(data, val_fraction=0.0)
     mapping = _label_map(source.class_names, class_names, data)
-    return ([EvalExample(r.id, mapping[r.label_name], r.path) for r in source.refs()],
-            source.fingerprint())
+    refs = source.refs()
+    return ([EvalExample(r.id, mapping[r.label_name], r.path) for r in refs],
+            source.fingerprint(refs))
 
 
 def _batches(examples, image_size, skipped, *, face_crop):

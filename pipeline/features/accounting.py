@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from pipeline.data.fingerprint import combine_hashes
 from pipeline.features import shards
+from pipeline.features.records import records_per_image
 
 __all__ = ["IncompleteRunError", "RunAccount", "account"]
 
@@ -72,7 +73,7 @@ def _check_index(index, augment_copies, run_dir):
         raise IncompleteRunError(f"embed run incomplete: {index['listed'] - accounted} of "
                                  f"{index['listed']} images sent to {name} are neither embedded "
                                  "nor skipped (step EmbedShard); nothing was published")
-    expected = sum(1 + augment_copies * (entry["split"] == "train")
+    expected = sum(records_per_image(entry["split"], augment_copies)
                    for entry in index["entries"])
     if index["records"] != expected:
         raise IncompleteRunError(f"embed run incomplete: {expected - index['records']} of "

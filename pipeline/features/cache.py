@@ -17,7 +17,6 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.features.records import from_example
-from pipeline.features.shards import read_shard_records
 
 __all__ = ["MANIFEST", "CacheError", "FeatureSplit", "read_manifest", "new_run_dir",
            "find_base", "publish", "load_split", "as_dataset", "write_json_atomic"]
@@ -131,12 +130,6 @@ def publish(run_dir, cache_dir, manifest):
         raise CacheError(f"cache {cache_dir!r} is complete; refusing to overwrite it")
     if tf.io.gfile.isdir(cache_dir):
         tf.io.gfile.rmtree(cache_dir)
-    for scratch in ("_progress", "_listed.json"):
-        path = posixpath.join(run_dir, scratch)
-        if tf.io.gfile.isdir(path):
-            tf.io.gfile.rmtree(path)
-        elif tf.io.gfile.exists(path):
-            tf.io.gfile.remove(path)
     if _is_remote(cache_dir):
         tf.io.gfile.makedirs(cache_dir)
         for name in sorted(tf.io.gfile.listdir(run_dir)):
@@ -159,9 +152,8 @@ def _sha256(path):
 
 
 def _read_records(paths):
-    for path in paths:
-        for serialized in read_shard_records(path):
-            yield from_example(serialized)
+    for serialized in tf.data.TFRecordDataset(paths).as_numpy_iterator():
+        yield from_example(serialized)
 
 
 def _verify(cache_dir, manifest):

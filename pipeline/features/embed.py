@@ -35,9 +35,9 @@ from pipeline.data.sources import read_bytes
 from pipeline.features import shards
 from pipeline.features.accounting import LISTED_FILE
 from pipeline.features.backbones import Embedder, weights_digest
-from pipeline.features.records import EmbeddingRecord, to_example
+from pipeline.features.records import EmbeddingRecord, from_example, records_per_image, to_example
 
-__all__ = ["LISTED_FILE", "PROGRESS_DIR", "shared_embedder", "EmbedShardFn", "EmbedImages"]
+__all__ = ["PROGRESS_DIR", "shared_embedder", "EmbedShardFn", "EmbedImages"]
 
 #: Folder of `shard-SSSSS.json` files, `{"done": n}`, that the driver follows for progress.
 PROGRESS_DIR = "_progress"
@@ -124,26 +124,31 @@ class EmbedShardFn(beam.DoFn):
     Args:
         config: the `EmbedConfig`.
         weights: the resolved weights to load.
+        weights_digest: their content digest (`backbones.weights_digest`), computed by the
+            driver; a worker that must find the weights itself insists on the same content.
         run_dir: the folder this run writes into.
         base: `{"dir": ..., "num_shards": ...}` of a complete cache with the same config key
             whose records are reused for unchanged images, or None. Defaults to `None`.
     """
 
-    def __init__(self, config, *, weights, run_dir, base=None):
+    def __init__(self, config, *, weights, weights_digest, run_dir, base=None):
         self._config, self._weights, self._run_dir, self._base = config, weights, run_dir, base
+        self._weights_digest = weights_digest
         self._embedder = self._augment = None
 
     def setup(self):
         config = self._config
         weights, weights_dir = self._weights, None
-        if weights and not tf.io.gfile.exists(weights):
+        resolve_here = bool(weights) and not tf.io.gfile.exists(weights)
+        if resolve_here:
             # The driver's file is not on this worker (e.g. its Keras cache): resolve here, the
             # same way, and insist on the same file content.
             weights, weights_dir = config.weights, config.weights_dir
         self._embedder = shared_embedder(config.backbone, image_size=config.image_size,
                                          weights=weights, alpha=config.alpha,
                                          weights_dir=weights_dir)
-        if weights_digest(self._embedder.weights_used) != weights_digest(self._weights):
+        if resolve_here and (weights_digest(self._embedder.weights_used)
+                             != self._weights_digest):
             raise ValueError(f"weights on this worker ({self._embedder.weights_used}) differ "
                              f"from the driver's ({self._weights}); use --weights-dir with a "
                              "folder every worker can read (e.g. gs://...)")
@@ -206,9 +211,8 @@ class EmbedShardFn(beam.DoFn):
         state.add_entry(ref)
         state.embedded += 1
         pending.append((ref, 0, image))
-        if ref.split == "train":
-            for copy in range(1, self._config.augment_copies + 1):
-                pending.append((ref, copy, self._augment(image, example_id=ref.id, copy=copy)))
+        for copy in range(1, records_per_image(ref.split, self._config.augment_copies)):
+            pending.append((ref, copy, self._augment(image, example_id=ref.id, copy=copy)))
 
     def _embed(self, pending, state):
         """Embeds every pending image in padded batches of exactly `batch_size`."""
@@ -239,7 +243,7 @@ class EmbedShardFn(beam.DoFn):
 
     def _reuse(self, to_reuse, state, pending):
         """Copies the base records of unchanged images; any not found there are embedded."""
-        expected = {i: 1 + self._config.augment_copies * (ref.split == "train")
+        expected = {i: records_per_image(ref.split, self._config.augment_copies)
                     for i, (ref, _, _) in to_reuse.items()}
         copied = {}
         base_n = self._base["num_shards"] if self._base else 0
@@ -248,11 +252,9 @@ class EmbedShardFn(beam.DoFn):
             if not tf.io.gfile.exists(path):
                 continue
             for serialized in shards.read_shard_records(path):
-                example = tf.train.Example.FromString(serialized).features.feature
-                example_id = example["id"].bytes_list.value[0].decode()
-                if example_id in to_reuse:
-                    copy = int(example["copy"].int64_list.value[0])
-                    copied.setdefault(example_id, []).append((example_id, copy, serialized))
+                record = from_example(serialized)
+                if record.id in to_reuse:
+                    copied.setdefault(record.id, []).append((record.id, record.copy, serialized))
         for example_id, (ref, _, data) in sorted(to_reuse.items()):
             if len(copied.get(example_id, ())) == expected[example_id]:
                 state.records.extend(copied[example_id])
@@ -317,13 +319,15 @@ class EmbedImages(beam.PTransform):
         config: the `EmbedConfig` (its `num_shards`: 0 picks one shard per
             `shards.IMAGES_PER_SHARD` listed images).
         weights: the resolved weights to load on the workers.
+        weights_digest: their content digest (see `EmbedShardFn`).
         run_dir: the folder to write into.
         base: a previous cache to reuse records from (see `EmbedShardFn`). Defaults to `None`.
     """
 
-    def __init__(self, config, *, weights, run_dir, base=None):
+    def __init__(self, config, *, weights, weights_digest, run_dir, base=None):
         super().__init__()
         self._config, self._weights, self._run_dir, self._base = config, weights, run_dir, base
+        self._weights_digest = weights_digest
 
     def expand(self, pairs):
         return (pairs
@@ -333,5 +337,5 @@ class EmbedImages(beam.PTransform):
                                                  self._config.num_shards)
                 | "GroupShards" >> beam.GroupByKey()
                 | "EmbedShard" >> beam.ParDo(EmbedShardFn(
-                    self._config, weights=self._weights, run_dir=self._run_dir,
-                    base=self._base)))
+                    self._config, weights=self._weights, weights_digest=self._weights_digest,
+                    run_dir=self._run_dir, base=self._base)))

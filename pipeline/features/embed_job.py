@@ -81,7 +81,8 @@ def _prepare(config):
                      cache.new_run_dir(config.cache_root, key))
 
 
-def build_embed_pipeline(pipeline, config, *, source, weights, run_dir, base=None):
+def build_embed_pipeline(pipeline, config, *, source, weights, weights_digest, run_dir,
+                         base=None):
     """Adds the embed job's steps to `pipeline` (listing, sharding, embedding, writing).
 
     Nothing here depends on the number of images: the graph is the same for ten or ten million.
@@ -89,7 +90,8 @@ def build_embed_pipeline(pipeline, config, *, source, weights, run_dir, base=Non
     tf.io.gfile.makedirs(posixpath.join(run_dir, PROGRESS_DIR))
     return (pipeline
             | source.list_examples()
-            | "EmbedImages" >> EmbedImages(config, weights=weights, run_dir=run_dir, base=base))
+            | "EmbedImages" >> EmbedImages(config, weights=weights, weights_digest=weights_digest,
+                                           run_dir=run_dir, base=base))
 
 
 class _Follower(threading.Thread):
@@ -138,7 +140,8 @@ def _listdir(folder):
 def _run_pipeline(config, prepared, pipeline_options, test_pipeline, show_progress):
     pipeline = test_pipeline or beam.Pipeline(options=pipeline_options or PipelineOptions())
     build_embed_pipeline(pipeline, config, source=prepared.source, weights=prepared.weights,
-                         run_dir=prepared.run_dir, base=prepared.base)
+                         weights_digest=prepared.weights_digest, run_dir=prepared.run_dir,
+                         base=prepared.base)
     with Progress(desc="embed", disable=not show_progress) as progress:
         follower = _Follower(prepared.run_dir, progress)
         follower.start()
@@ -187,6 +190,7 @@ def run_embed(config, *, pipeline_options=None, test_pipeline=None, show_progres
     try:
         manifest = cache.read_manifest(cache_dir)
     except cache.CacheError:
+        _drop_scratch(prepared.run_dir)
         manifest = cache.publish(prepared.run_dir, cache_dir, _manifest(
             config, prepared, run, key, seconds=time.time() - started))
         return EmbedResult(cache_dir, manifest, reused=False, embedded=run.embedded,
@@ -194,6 +198,12 @@ def run_embed(config, *, pipeline_options=None, test_pipeline=None, show_progres
     tf.io.gfile.rmtree(prepared.run_dir)
     return EmbedResult(cache_dir, manifest, reused=True, embedded=run.embedded,
                        reused_images=run.reused)
+
+
+def _drop_scratch(run_dir):
+    """Removes what only the running job needed (progress files, the listing count)."""
+    tf.io.gfile.rmtree(posixpath.join(run_dir, PROGRESS_DIR))
+    tf.io.gfile.remove(posixpath.join(run_dir, LISTED_FILE))
 
 
 def _manifest(config, prepared, run, key, *, seconds):

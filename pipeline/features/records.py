@@ -17,7 +17,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["EmbeddingRecord", "to_example", "from_example"]
+__all__ = ["EmbeddingRecord", "records_per_image", "to_example", "from_example"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +31,11 @@ class EmbeddingRecord:
     copy: int
     embedding: np.ndarray
     digest: str = ""
+
+
+def records_per_image(split, augment_copies):
+    """How many records one image has: its clean copy, plus K augmented ones in training."""
+    return 1 + (augment_copies if split == "train" else 0)
 
 
 def _bytes(value):

@@ -15,6 +15,8 @@ import uuid
 
 import tensorflow as tf
 
+from pipeline.features.cache import write_json_atomic
+
 __all__ = ["IMAGES_PER_SHARD", "SHARD_PREFIX", "shard_of", "auto_num_shards", "shard_name",
            "index_name", "write_shard", "write_index", "read_index", "read_shard_records"]
 
@@ -73,10 +75,7 @@ def write_shard(path, records):
 
 def write_index(path, index):
     """Writes a shard's index (a JSON-ready dict) atomically."""
-    tmp = _atomic_path(path)
-    with tf.io.gfile.GFile(tmp, "w") as handle:
-        handle.write(json.dumps(index, sort_keys=True))
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    write_json_atomic(path, index)
 
 
 def read_index(path):

@@ -218,11 +218,12 @@ def split_refs(manifest):
         raise ValueError(f"fine-tuning needs a class-folder cache; {config['data']!r} is not one")
     source = FolderSource(source_info["root"], val_fraction=config["val_fraction"],
                           seed=config["seed"])
-    if source.fingerprint() != source_info["fingerprint"]:
+    refs = source.refs()
+    if source.fingerprint(refs) != source_info["fingerprint"]:
         raise ValueError(f"data {source_info['root']!r} changed since cache "
                          f"{manifest['cache_key']} was made; run `python -m jobs.embed` again")
     skipped = {item["id"] for item in manifest["skipped"]}
-    kept = sorted((r for r in source.refs() if r.id not in skipped), key=lambda r: r.id)
+    kept = sorted((r for r in refs if r.id not in skipped), key=lambda r: r.id)
     return ([r for r in kept if r.split == "train"], [r for r in kept if r.split == "val"])
 
 
