@@ -2,15 +2,17 @@
 
     python bench/embed_throughput.py [--n 300] [--image-size 192]
 
-Side by side in one run, on N and 4N GENKI-4K images with MobileNetV2 (alpha 1.0, random weights,
-K = 0): images/s of the whole embed job (`python -m jobs.embed` as a subprocess, start-up
-included) in its default local mode (the FnApiRunner in the job's process) for N and 4N, and in
+Side by side in one run, on N, 4N and 8N GENKI-4K images with MobileNetV2 (alpha 1.0, random
+weights, K = 0): images/s of the whole embed job (`python -m jobs.embed` as a subprocess, start-up
+included) in its default local mode (the FnApiRunner in the job's process) for N, 4N and 8N, and in
 multi-processing mode (two worker processes) for 4N; and of the raw backbone (`tf.function` over
 the same 4N images pre-decoded into memory, at the job's batch size, in this process: no import,
 no model build, no decoding); a minimal standalone script as a subprocess (import TensorFlow,
 build the backbone, decode with tf.data in parallel, embed: the least any program must do); the
-ratios job / raw and job / script at 4N; the job's peak RSS (the largest child
-process so far) for N and 4N.
+ratios job / raw and job / script at 4N and 8N; the job's peak RSS (the largest child
+process so far) for N and 4N. The ceiling: the seconds a subprocess takes only to start Python and
+import the job's modules (TensorFlow, Keras, Beam), and the ratio a job would reach at 4N if it did
+nothing else but that import and the raw backbone's work (raw seconds / (import + raw seconds)).
 Ends with one JSON line.
 """
 import argparse
@@ -71,6 +73,14 @@ def minimal_script_seconds(root, image_size):
     return time.perf_counter() - start
 
 
+def import_seconds():
+    """Seconds to start Python and import the embed job's modules, nothing else."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import jobs.embed"], check=True, cwd=REPO,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
 def job_run(root, image_size, cache_dir, *runner):
     args = ["--data", root, "--backbone", "mobilenet_v2", "--weights", "none", "--image-size",
             str(image_size), "--augment-copies", "0", "--cache-dir", cache_dir, *runner]
@@ -85,25 +95,35 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         small = genki_subset(os.path.join(tmp, "n"), args.n // 2)
         large = genki_subset(os.path.join(tmp, "4n"), 2 * args.n)
+        larger = genki_subset(os.path.join(tmp, "8n"), 4 * args.n)
+        seconds_import = import_seconds()
         seconds_n, rss_n = job_run(small, args.image_size, os.path.join(tmp, "cache_n"))
         seconds_4n, rss_4n = job_run(large, args.image_size, os.path.join(tmp, "cache_4n"))
+        seconds_8n, _ = job_run(larger, args.image_size, os.path.join(tmp, "cache_8n"))
         seconds_mp, _ = job_run(large, args.image_size, os.path.join(tmp, "cache_mp"),
                                 *MULTI_PROCESSING)
         seconds_script = minimal_script_seconds(large, args.image_size)
         raw = raw_backbone_img_per_s(large, args.image_size)
     job, multi = 4 * args.n / seconds_4n, 4 * args.n / seconds_mp
-    script = 4 * args.n / seconds_script
+    job_8n, script = 8 * args.n / seconds_8n, 4 * args.n / seconds_script
+    raw_seconds = 4 * args.n / raw
+    ceiling = raw_seconds / (seconds_import + raw_seconds)
     print(f"{'':34}{'images':>8}{'seconds':>9}{'img/s':>8}{'peak RSS MB':>13}")
     print(f"{'embed job, N':34}{args.n:8d}{seconds_n:9.1f}{args.n / seconds_n:8.1f}{rss_n:13.0f}")
     print(f"{'embed job, 4N':34}{4 * args.n:8d}{seconds_4n:9.1f}{job:8.1f}{rss_4n:13.0f}")
+    print(f"{'embed job, 8N':34}{8 * args.n:8d}{seconds_8n:9.1f}{job_8n:8.1f}")
     print(f"{'embed job, 4N, 2 worker processes':34}{4 * args.n:8d}{seconds_mp:9.1f}{multi:8.1f}")
     print(f"{'minimal standalone script, 4N':34}{4 * args.n:8d}{seconds_script:9.1f}"
           f"{script:8.1f}")
-    print(f"{'raw backbone (tf.function)':34}{4 * args.n:8d}{4 * args.n / raw:9.1f}{raw:8.1f}")
-    print(f"ratio job/raw at 4N, start-up included: {job / raw:.2f} (default mode), "
-          f"{multi / raw:.2f} (2 worker processes); job/minimal script: {job / script:.2f}")
+    print(f"{'raw backbone (tf.function)':34}{4 * args.n:8d}{raw_seconds:9.1f}{raw:8.1f}")
+    print(f"{'import only (python -c ...)':34}{0:8d}{seconds_import:9.1f}")
+    print(f"ratio job/raw, start-up included: {job / raw:.2f} at 4N (default mode), "
+          f"{job_8n / raw:.2f} at 8N, {multi / raw:.2f} at 4N (2 worker processes); "
+          f"job/minimal script at 4N: {job / script:.2f}")
+    print(f"ceiling at 4N (import + raw work, nothing else): {ceiling:.2f}")
     emit({"job_img_per_s": round(job, 2), "raw_img_per_s": round(raw, 2),
-          "ratio": round(job / raw, 3), "multi_processing_img_per_s": round(multi, 2),
+          "ratio": round(job / raw, 3), "ratio_8n": round(job_8n / raw, 3),
+          "import_s": round(seconds_import, 2), "ceiling_4n": round(ceiling, 3), "multi_processing_img_per_s": round(multi, 2),
           "multi_processing_ratio": round(multi / raw, 3),
           "minimal_script_img_per_s": round(script, 2), "job_vs_script": round(job / script, 3),
           "peak_rss_mb_n": round(rss_n, 1),
