@@ -49,6 +49,10 @@ def build_parser():
                         help="cosine: decay the learning rate to 0 over --epochs")
     parser.add_argument("--warmup-epochs", type=int, default=defaults.warmup_epochs,
                         help="with --schedule cosine: linear warm-up epochs first")
+    parser.add_argument("--tta", choices=("auto", "flip", "none"), default=defaults.tta,
+                        help="test-time augmentation of model.keras: auto (default) averages "
+                        "over each image and its mirror when the cache's augmentation mirrors "
+                        "images; flip always; none never")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run from its last completed epoch")
@@ -65,7 +69,7 @@ def _config(args):
                           batch_size=args.batch_size, patience=args.patience,
                           distribute=args.distribute, train_fraction=args.train_fraction,
                           schedule=args.schedule, warmup_epochs=args.warmup_epochs,
-                          seed=args.seed)
+                          tta=args.tta, seed=args.seed)
 
 
 def list_layers(cache_dir, config):

@@ -17,6 +17,7 @@ from pipeline.training.finetune import (
 )
 from pipeline.training.heads import load_head
 from pipeline.training.selection import validation_score
+from pipeline.training.tta import has_flip_tta, trained_model
 from tests.conftest import IN_MEMORY, TINY
 
 
@@ -150,16 +151,19 @@ def test_mirrored_strategy_trains_with_one_cpu_replica(random_trained, tmp_path)
     report = finetune.run(["--cache", result.cache_dir, "--head", head_dir,
                            "--out", str(tmp_path / "tuned"), "--epochs", "1",
                            "--distribute", "mirrored", "--batch-size", "8",
-                           "--schedule", "cosine"])
+                           "--schedule", "cosine", "--tta", "none"])
     assert report["config"]["distribute"] == "mirrored" and report["finetune_epochs"] == 1
+    assert not report["flip_tta_tried"] and not report["flip_tta"]
+    assert not has_flip_tta(keras.models.load_model(tmp_path / "tuned" / "model.keras"))
     assert report["config"]["schedule"] == "cosine"
     assert (tmp_path / "tuned" / "model.keras").is_file()
 
 
 def _assert_kept_epoch_is_the_best_candidate(report, out):
     log = [line.split(",") for line in (out / "training_log.csv").read_text().splitlines()]
-    column = log[0].index("val_accuracy")
-    val_accuracy = [float(row[column]) for row in log[1:]]
+    columns = [log[0].index(name) for name in ("val_accuracy", "val_tta_accuracy")
+               if name in log[0]]  # each epoch is scored with and without the mirror
+    val_accuracy = [max(float(row[c]) for c in columns) for row in log[1:]]
     candidates = [report["warm_start_score"]["val_accuracy"], *val_accuracy]
     assert report["kept"] == ("warm_start" if report["kept_epoch"] == 0 else "finetuned")
     assert candidates[report["kept_epoch"]] == max(candidates)
@@ -220,7 +224,9 @@ def test_a_fine_tune_that_cannot_help_keeps_the_warm_start(easy_trained, tmp_pat
     cached = cache.load_split(result.cache_dir, "val", clean_only=True)
     _, val_refs = split_refs(result.manifest)
     loaded = keras.models.load_model(out / "model.keras")
-    ours = probabilities(loaded, image_dataset(val_refs, 48, batch_size=8), 2)
+    assert report["flip_tta_tried"]  # the default augmentation mirrors
+    assert has_flip_tta(loaded) == report["flip_tta"]
+    ours = probabilities(trained_model(loaded), image_dataset(val_refs, 48, batch_size=8), 2)
     assert np.abs(ours - head.predict_proba(cached.embeddings)).max() < 1e-4
     assert report["accuracy"] == report["head_vs_finetuned"]["head_accuracy"] == 1.0
     _assert_kept_epoch_is_the_best_candidate(report, out)

@@ -8,7 +8,9 @@ training and validation images are exactly the cache's. The dense layer starts f
 `jobs.train_head` fitted on the cached embeddings, so phase 1 is never repeated: before any
 fine-tuning step the model's validation predictions equal the head's. That warm start is a
 candidate like every epoch (`KeepBest`): the model written is the best by validation, so
-fine-tuning never makes the validation result worse than the head's.
+fine-tuning never makes the validation result worse than the head's. Where the cache's augmentation
+mirrors images (the default), each candidate is also scored averaged over each image and its
+mirror, and `model.keras` averages that way when it scored better (`pipeline.training.tta`).
 """
 import csv
 import dataclasses
@@ -33,7 +35,9 @@ from pipeline.features.cache import write_json_atomic
 from pipeline.features.config import FORMAT_VERSION
 from pipeline.training.head_training import example_paths
 from pipeline.training.heads import fraction_subset, load_head, logits_to_proba, loss_and_metric
-from pipeline.training.selection import KeepBest, kept_summary, validation_score
+from pipeline.training.selection import KeepBest, kept_summary
+from pipeline.training.tta import (TTA_CHOICES, flip_tta_wanted, score_candidate, trained_model,
+                                   with_flip_tta)
 from pipeline.validation import check_choice, check_scalar
 
 __all__ = ["FinetuneConfig", "build_model", "set_trainable", "backbone_of", "image_dataset",
@@ -71,6 +75,10 @@ class FinetuneConfig:
             `epochs`). Defaults to `"constant"`.
         warmup_epochs: with `"cosine"`, a linear warm-up from 0 to `learning_rate` over this
             many epochs first. Defaults to `0`.
+        tta: test-time augmentation of the shipped model: `"auto"` (try averaging over each
+            image and its mirror when the cache's augmentation mirrors images, and keep it where
+            it scores better on validation), `"flip"` (try it always) or `"none"`. Defaults to
+            `"auto"`.
         seed: Defaults to `123`.
     """
 
@@ -84,6 +92,7 @@ class FinetuneConfig:
     train_fraction: float = 1.0
     schedule: str = "constant"
     warmup_epochs: int = 0
+    tta: str = "auto"
     seed: int = 123
 
     def __post_init__(self):
@@ -99,6 +108,7 @@ class FinetuneConfig:
         check_scalar(self.patience, "patience", int, min_val=1)
         check_choice(self.distribute, "distribute", _STRATEGIES)
         check_choice(self.schedule, "schedule", _SCHEDULES)
+        check_choice(self.tta, "tta", TTA_CHOICES)
         check_scalar(self.warmup_epochs, "warmup_epochs", int, min_val=0)
         if self.warmup_epochs and (self.schedule != "cosine" or self.warmup_epochs >= self.epochs):
             raise ValueError(f"warmup_epochs: expected schedule 'cosine' and fewer warm-up epochs "
@@ -109,8 +119,8 @@ class FinetuneConfig:
 
 
 def backbone_of(model):
-    """The backbone sub-model of an end-to-end model built by `build_model`."""
-    return model.get_layer("backbone")
+    """The backbone sub-model of an end-to-end model built by `build_model` (or its TTA wrapper)."""
+    return trained_model(model).get_layer("backbone")
 
 
 def build_model(manifest, head=None):
@@ -265,13 +275,14 @@ class _EpochLines(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         figures = ", ".join(f"{name} {logs[name]:.4f}" for name in
-                            ("loss", "accuracy", "val_loss", "val_accuracy") if name in logs)
+                            ("loss", "accuracy", "val_loss", "val_accuracy", "val_tta_accuracy")
+                            if name in logs)
         print(f"fine-tune epoch {epoch - self._initial_epoch + 1}/{self._epochs}: {figures} "
               f"({time.monotonic() - self._start:.0f} s)", flush=True)
 
 
-def fit(model, train, val, out_dir, *, config, warm_start_score, initial_epoch=0, resume=False,
-        callbacks=()):
+def fit(model, train, out_dir, *, config, scorer, warm_start_score, initial_epoch=0,
+        resume=False, callbacks=()):
     """Fine-tunes, keeping the best candidate by validation, the warm start included.
 
     `KeepBest` scores the warm start as candidate 0, keeps the best candidate's weights and stops
@@ -284,10 +295,11 @@ def fit(model, train, val, out_dir, *, config, warm_start_score, initial_epoch=0
     Args:
         model: a compiled model, warm-started from the head.
         train: the training dataset.
-        val: the validation dataset.
         out_dir: the output folder.
         config: the `FinetuneConfig`.
-        warm_start_score: `validation_score` of the warm-started model.
+        scorer: `scorer(model) -> (logs, score)` after each epoch: the validation figures
+            logged, and the score of the model that would ship (see `KeepBest`).
+        warm_start_score: the score of the warm-started model.
         initial_epoch: epochs already run by the head, so the curves of both phases join.
             Defaults to `0`.
         resume: continue from `out_dir/backup` if it exists. Defaults to `False`.
@@ -301,14 +313,15 @@ def fit(model, train, val, out_dir, *, config, warm_start_score, initial_epoch=0
     resume = resume and os.path.isdir(backup)
     if not resume and os.path.isdir(backup):
         shutil.rmtree(backup)
-    keep = KeepBest(out_dir, patience=config.patience, initial_epoch=initial_epoch)
+    keep = KeepBest(out_dir, patience=config.patience, initial_epoch=initial_epoch,
+                    scorer=scorer)
     keep.start(model, warm_start_score, resume=resume)
     epochs_seen = []
     record = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: epochs_seen.append(epoch + 1))
     lines = _EpochLines(initial_epoch, config.epochs)
     history = model.fit(
-        train, validation_data=val, initial_epoch=initial_epoch,
+        train, initial_epoch=initial_epoch,
         epochs=initial_epoch + config.epochs, verbose=0, shuffle=False,
         callbacks=[
             keep, keras.callbacks.BackupAndRestore(backup),
@@ -402,9 +415,17 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
     warm_start_diff = float(np.abs(logits_to_proba(warm_logits, num_classes) - head_proba).max())
     os.makedirs(out_dir, exist_ok=True)
     head_epochs = len(head.history.get("loss", []))
-    _, state = fit(model, train, val, out_dir, config=config,
-                   warm_start_score=validation_score(warm_logits, y_true, num_classes),
-                   initial_epoch=head_epochs, resume=resume, callbacks=callbacks)
+    try_flip = flip_tta_wanted(config.tta, manifest["config"])
+
+    def scorer(candidate):
+        return score_candidate(candidate, val, y_true, num_classes, flip_tta=try_flip)
+
+    _, state = fit(model, train, out_dir, config=config, scorer=scorer,
+                   warm_start_score=scorer(model)[1], initial_epoch=head_epochs, resume=resume,
+                   callbacks=callbacks)
+    flip_tta = state["best"]["flip_tta"]
+    if flip_tta:
+        model = with_flip_tta(model)
     _save_model(model, out_dir, manifest, config)
     proba = probabilities(model, val, num_classes)
     tuned = _read_log(os.path.join(out_dir, "training_log.csv"))
@@ -412,6 +433,9 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
                for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
     head_metrics = reports.compute_metrics(y_true, head_proba, manifest["class_names"])
     kept = kept_summary(state)
+    if flip_tta:
+        kept["kept_reason"] += ("; it averages over each image and its mirror, which scored "
+                                "better on validation")
     report = reports.write_report(
         out_dir, ids=cached_val.ids, y_true=y_true, proba=proba,
         class_names=manifest["class_names"], title="Fine-tuned model",
@@ -421,7 +445,8 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
         extra={"job": "finetune", "cache_key": manifest["cache_key"], "cache_dir": cache_dir,
                "head_dir": head_dir, "embed_config": manifest["config"],
                "versions": manifest.get("versions"), "first_unfrozen_layer": first_unfrozen,
-               "backbone_layers": len(backbone_of(model).layers),
+               "backbone_layers": len(backbone_of(model).layers), "flip_tta": flip_tta,
+               "flip_tta_tried": try_flip,
                "trainable_weights": len(model.trainable_weights),
                "warm_start_max_abs_diff": warm_start_diff,
                "head_epochs": head_epochs, "finetune_epochs": len(tuned.get("loss", [])),

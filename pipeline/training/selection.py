@@ -16,7 +16,7 @@ import numpy as np
 from pipeline.features.cache import write_json_atomic
 from pipeline.training.heads import loss_and_metric
 
-__all__ = ["validation_score", "KeepBest", "kept_summary"]
+__all__ = ["validation_score", "beats", "KeepBest", "kept_summary"]
 
 
 def validation_score(logits, labels, num_classes):
@@ -27,7 +27,7 @@ def validation_score(logits, labels, num_classes):
     return {"val_accuracy": float(metric.result()), "val_loss": float(loss(labels, logits))}
 
 
-def _beats(candidate, best):
+def beats(candidate, best):
     """Whether a candidate's validation score beats `best`: accuracy first, then lower loss."""
     accuracy, loss = candidate["val_accuracy"], candidate["val_loss"]
     if not (np.isfinite(accuracy) and np.isfinite(loss)):
@@ -51,6 +51,10 @@ class KeepBest(keras.callbacks.Callback):
         directory: where the best weights and the state are written.
         patience: epochs without a new best fine-tune epoch before stopping.
         initial_epoch: the Keras epoch index of fine-tune epoch 1 (the head's epoch count).
+        scorer: `scorer(model) -> (logs, score)`: validation figures to add to the epoch's logs
+            (seen by the callbacks after this one) and the score that decides. None: the score is
+            the logs' own `val_accuracy` and `val_loss` (`fit` with `validation_data`).
+            Defaults to None.
 
     Example:
         >>> keep = KeepBest("runs/ft", patience=3, initial_epoch=19)
@@ -59,9 +63,10 @@ class KeepBest(keras.callbacks.Callback):
         >>> state = keep.restore(model)  # state["kept_epoch"]: 0 means the warm start
     """
 
-    def __init__(self, directory, *, patience, initial_epoch):
+    def __init__(self, directory, *, patience, initial_epoch, scorer=None):
         super().__init__()
         self.directory, self.patience, self.initial_epoch = directory, patience, initial_epoch
+        self.scorer = scorer
         self._state_path = os.path.join(directory, "keep_best.json")
         self.state = None
 
@@ -80,11 +85,15 @@ class KeepBest(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         finetune_epoch = epoch - self.initial_epoch + 1
-        score = {k: float(logs[k]) for k in ("val_accuracy", "val_loss")}
+        if self.scorer is None:
+            score = {k: float(logs[k]) for k in ("val_accuracy", "val_loss")}
+        else:
+            figures, score = self.scorer(self.model)
+            logs.update(figures)
         state = self.state
-        if state["best_finetune"] is None or _beats(score, state["best_finetune"]):
+        if state["best_finetune"] is None or beats(score, state["best_finetune"]):
             state["best_finetune"], state["best_finetune_epoch"] = score, finetune_epoch
-        if _beats(score, state["best"]):
+        if beats(score, state["best"]):
             state["best"] = score
             self._save_weights(self.model, finetune_epoch)
         state["last_epoch"] = finetune_epoch

@@ -1,0 +1,95 @@
+"""Test-time augmentation: the shipped model may average its logits over an image and its mirror.
+
+A cache whose augmentation flips images horizontally (the default recipe) declares the data
+mirror-invariant: the head and the fine-tuned model were trained on mirrored copies. Predicting on
+both the image and its mirror and averaging the logits costs one more forward pass and usually
+removes some of the model's left/right noise. Validation decides, as for every other choice of
+the fine-tune job: each candidate is scored with and without the mirror (`score_candidate`), and
+`with_flip_tta` wraps the kept model only when the mirror scored better. `model.keras` itself then
+does it, so `jobs.evaluate` and the exported SavedModel and TFLite files score exactly the model
+that was chosen.
+"""
+import keras
+
+from pipeline.training.selection import beats, validation_score
+from pipeline.validation import check_choice
+
+__all__ = ["TTA_CHOICES", "flip_tta_wanted", "HorizontalFlip", "with_flip_tta", "has_flip_tta",
+           "trained_model", "score_candidate"]
+
+#: `auto`: try flip TTA when the cache's augmentation flips horizontally; `flip`: always try it;
+#: `none`: never. Tried means scored on validation beside the plain model, kept where better.
+TTA_CHOICES = ("auto", "flip", "none")
+_MIRRORING = ("horizontal", "horizontal_and_vertical")
+
+
+def flip_tta_wanted(choice, embed_config):
+    """Whether `choice` ("auto", "flip" or "none") has flip TTA tried for a cache's config."""
+    check_choice(choice, "tta", TTA_CHOICES)
+    if choice == "auto":
+        return embed_config.get("augment", {}).get("flip") in _MIRRORING
+    return choice == "flip"
+
+
+@keras.saving.register_keras_serializable(package="pipeline")
+class HorizontalFlip(keras.layers.Layer):
+    """Mirrors a batch of images (n, height, width, channels) left to right, always."""
+
+    def call(self, images):
+        return keras.ops.flip(images, axis=2)
+
+
+def with_flip_tta(model):
+    """A model with `model`'s input and output whose logits are the mean over image and mirror.
+
+    The wrapped model is shared (one set of weights); a model already wrapped is returned as is.
+    """
+    if has_flip_tta(model):
+        return model
+    inputs = keras.Input(model.input_shape[1:], name="image")
+    logits = keras.layers.Average(name="flip_tta_mean")(
+        [model(inputs), model(HorizontalFlip(name="mirror")(inputs))])
+    return keras.Model(inputs, logits, name=f"{model.name}_flip_tta")
+
+
+def has_flip_tta(model):
+    """Whether `model` was made by `with_flip_tta`."""
+    return any(layer.name == "flip_tta_mean" for layer in model.layers)
+
+
+def trained_model(model):
+    """The model inside a `with_flip_tta` wrapper (the one that was trained), or `model` itself."""
+    if not has_flip_tta(model):
+        return model
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+
+
+def score_candidate(model, val, labels, num_classes, *, flip_tta):
+    """Validation figures of a fine-tune candidate, and the score of its best way to predict.
+
+    Args:
+        model: the training model (no TTA wrapper).
+        val: the validation dataset of (image batch, label batch).
+        labels: the validation labels, in dataset order.
+        num_classes: the class count.
+        flip_tta: whether to try averaging over the mirror too.
+
+    Returns:
+        `(logs, score)`: logs hold `val_accuracy` and `val_loss` of the model as trained (as `fit`
+        reports them), plus `val_tta_accuracy` and `val_tta_loss` when the mirror is tried; score
+        is `{"val_accuracy", "val_loss", "flip_tta"}` of the better of the two by
+        `selection.beats` (the plain model on a tie), `flip_tta` saying which.
+    """
+    logits = model.predict(val, verbose=0)
+    logs = validation_score(logits, labels, num_classes)
+    if not flip_tta:
+        return logs, {**logs, "flip_tta": False}
+    mirrored = model.predict(val.map(lambda images, y: (keras.ops.flip(images, axis=2), y)),
+                             verbose=0)
+    averaged = validation_score((logits + mirrored) / 2, labels, num_classes)
+    logs = {**logs, "val_tta_accuracy": averaged["val_accuracy"],
+            "val_tta_loss": averaged["val_loss"]}
+    if beats(averaged, logs):
+        return logs, {**averaged, "flip_tta": True}
+    return logs, {"val_accuracy": logs["val_accuracy"], "val_loss": logs["val_loss"],
+                  "flip_tta": False}
