@@ -29,7 +29,7 @@ def main():
     from pipeline.data.images import load_image
     from pipeline.evaluation.export import export_model, tflite_probabilities
     from pipeline.features import cache
-    from pipeline.training.finetune import split_refs
+    from pipeline.training.image_data import split_refs
     from pipeline.training.heads import logits_to_proba
 
     _, refs = split_refs(cache.read_manifest(args.cache))

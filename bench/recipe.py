@@ -70,7 +70,9 @@ def _link(target, link):
 
 def _seconds_to(log_path, threshold, finetune_seconds):
     with open(log_path) as handle:
-        accuracies = [float(row["val_accuracy"]) for row in csv.DictReader(handle)]
+        # what would ship after each epoch: the better of the plain and the mirror-averaged model
+        accuracies = [max(float(row["val_accuracy"]), float(row.get("val_tta_accuracy") or 0))
+                      for row in csv.DictReader(handle)]
     reached = [i for i, a in enumerate(accuracies) if a >= threshold]
     return None if not reached else finetune_seconds * (reached[0] + 1) / len(accuracies)
 
@@ -92,6 +94,7 @@ def run_set(name, data, out, args):
                "best_finetune_epoch_accuracy": round(
                    (report["best_finetune_score"] or {}).get("val_accuracy", float("nan")), 4),
                "model_accuracy": round(report["accuracy"], 4), "kept": report["kept"],
+               "flip_tta": report.get("flip_tta"),
                "kept_epoch": report["kept_epoch"], "finetune_epochs": report["finetune_epochs"],
                "train_images": report["train_images"], "val_images": report["num_examples"],
                "embed_s": round(embed_s, 1), "head_s": round(head_s, 1),

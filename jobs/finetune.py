@@ -75,7 +75,7 @@ def _config(args):
 def list_layers(cache_dir, config):
     """Lines of `index  name  trainable` for the backbone of a cache's end-to-end model."""
     from pipeline.features import cache
-    from pipeline.training.finetune import backbone_of, build_model, set_trainable
+    from pipeline.training.end_to_end import backbone_of, build_model, set_trainable
 
     model = build_model(cache.read_manifest(cache_dir))
     set_trainable(model, config)

@@ -56,7 +56,7 @@ def test_face_crop_is_safe_in_parallel_threads(genki_subset):
 def test_fine_tune_dataset_crops_faces_in_parallel(genki_subset):
     from pipeline.data.images import load_image
     from pipeline.data.sources import open_source
-    from pipeline.training.finetune import image_dataset
+    from pipeline.training.image_data import image_dataset
 
     refs = open_source(genki_subset).refs()
     batches = list(image_dataset(refs, 48, batch_size=8, face_crop=True))

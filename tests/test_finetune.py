@@ -6,15 +6,9 @@ import pytest
 
 from jobs import embed, finetune, train_head
 from pipeline.features import cache
-from pipeline.training.finetune import (
-    FinetuneConfig,
-    backbone_of,
-    build_model,
-    image_dataset,
-    probabilities,
-    set_trainable,
-    split_refs,
-)
+from pipeline.training.end_to_end import backbone_of, build_model, probabilities, set_trainable
+from pipeline.training.finetune import FinetuneConfig
+from pipeline.training.image_data import image_dataset, split_refs
 from pipeline.training.heads import load_head
 from pipeline.training.selection import validation_score
 from pipeline.training.tta import has_flip_tta, trained_model
@@ -98,7 +92,7 @@ def test_batchnorm_statistics_do_not_move_during_training(trained):
     manifest = cache.read_manifest(trained[0])
     model = build_model(manifest, load_head(trained[1]))
     set_trainable(model, FinetuneConfig())
-    from pipeline.training.finetune import compile_model
+    from pipeline.training.end_to_end import compile_model
 
     compile_model(model, num_classes=2, learning_rate=1e-3)
     bn = [layer for layer in backbone_of(model).layers
@@ -176,7 +170,7 @@ def _assert_kept_epoch_is_the_best_candidate(report, out):
 def test_validation_score_matches_keras_evaluate(random_trained):
     result, head_dir = random_trained
     model = build_model(result.manifest, load_head(head_dir))
-    from pipeline.training.finetune import compile_model
+    from pipeline.training.end_to_end import compile_model
 
     compile_model(model, num_classes=2, learning_rate=1e-3)
     _, val_refs = split_refs(result.manifest)
@@ -233,7 +227,7 @@ def test_a_fine_tune_that_cannot_help_keeps_the_warm_start(easy_trained, tmp_pat
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero():
-    from pipeline.training.finetune import learning_rate_schedule
+    from pipeline.training.end_to_end import learning_rate_schedule
 
     assert learning_rate_schedule(FinetuneConfig(learning_rate=1e-3), 10) == 1e-3
     schedule = learning_rate_schedule(

@@ -50,7 +50,7 @@ class _KerasModel:
     """A fine-tuned end-to-end model: images in, probabilities out."""
 
     def __init__(self, path):
-        from pipeline.training.finetune import load_finetuned
+        from pipeline.training.end_to_end import load_finetuned
 
         self._model, info = load_finetuned(path)
         self.class_names, self.image_size = info["class_names"], info["image_size"]

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline.training.finetune import load_finetuned
+from pipeline.training.end_to_end import load_finetuned
 
 __all__ = ["export_model", "tflite_probabilities", "SAVED_MODEL", "TFLITE", "TFLITE_INT8", "LABELS"]
 

@@ -1,7 +1,5 @@
-"""Fine-tuning: the end-to-end model, warm-started from the cached-feature head.
-
-    image -> augmentation (random, training only) -> the backbone's preprocess_input
-          -> backbone (training=False: BatchNorm in inference mode) -> pooling -> dropout -> dense
+"""Fine-tuning: the end-to-end model (`pipeline.training.end_to_end`), warm-started from the
+cached-feature head.
 
 The data source, split, backbone, image size and augmentation come from the cache's manifest, so
 training and validation images are exactly the cache's. The dense layer starts from the head that
@@ -14,7 +12,6 @@ mirror, and `model.keras` averages that way when it scored better (`pipeline.tra
 """
 import csv
 import dataclasses
-import json
 import math
 import os
 import shutil
@@ -25,29 +22,22 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline import reports
-from pipeline.data.augment import AugmentConfig, build_augmenter
-from pipeline.data.faces import crop_face
-from pipeline.data.images import decode_image
-from pipeline.data.sources import FolderSource
 from pipeline.features import cache
-from pipeline.features.backbones import Preprocess, build_backbone, manifest_weights
 from pipeline.features.cache import write_json_atomic
-from pipeline.features.config import FORMAT_VERSION
+from pipeline.training.end_to_end import (MODEL_FILE, MODEL_INFO, backbone_of, build_model,
+                                          compile_model, learning_rate_schedule, probabilities,
+                                          set_trainable)
 from pipeline.training.head_training import example_paths
-from pipeline.training.heads import fraction_subset, load_head, logits_to_proba, loss_and_metric
+from pipeline.training.heads import fraction_subset, load_head, logits_to_proba
+from pipeline.training.image_data import image_dataset, split_refs
 from pipeline.training.selection import KeepBest, kept_summary
-from pipeline.training.tta import (TTA_CHOICES, flip_tta_wanted, score_candidate, trained_model,
-                                   with_flip_tta)
+from pipeline.training.tta import TTA_CHOICES, flip_tta_wanted, score_candidate, with_flip_tta
 from pipeline.validation import check_choice, check_scalar
 
-__all__ = ["FinetuneConfig", "build_model", "set_trainable", "backbone_of", "image_dataset",
-           "split_refs", "learning_rate_schedule", "compile_model", "probabilities", "fit",
-           "run_finetune", "load_finetuned"]
+__all__ = ["FinetuneConfig", "fit", "run_finetune"]
 
 _STRATEGIES = ("none", "mirrored")
 _SCHEDULES = ("constant", "cosine")
-#: The fine-tuned model, and its description (class names, image size, cache key) beside it.
-MODEL_FILE, MODEL_INFO = "model.keras", "model.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,149 +106,6 @@ class FinetuneConfig:
                              f"schedule {self.schedule!r}")
         check_scalar(self.train_fraction, "train_fraction", float, min_val=0.0, max_val=1.0,
                      include_min=False)
-
-
-def backbone_of(model):
-    """The backbone sub-model of an end-to-end model built by `build_model` (or its TTA wrapper)."""
-    return trained_model(model).get_layer("backbone")
-
-
-def build_model(manifest, head=None):
-    """Builds the end-to-end model for a cache, its dense layer copied from `head`.
-
-    Args:
-        manifest: the cache's manifest.
-        head: a dense `TrainedHead` of the same cache, or None for a fresh head.
-
-    Returns:
-        A `keras.Model` mapping images in [0, 255] to logits (one for two classes).
-    """
-    config = manifest["config"]
-    weights = manifest_weights(manifest)  # the same file, wherever it is found now
-    backbone, _ = build_backbone(config["backbone"], image_size=config["image_size"],
-                                 weights=weights, alpha=config["alpha"])
-    backbone.name = "backbone"
-    num_classes = len(manifest["class_names"])
-    side = config["image_size"]
-    inputs = keras.Input((side, side, 3), name="image")
-    x = keras.Sequential(build_augmenter(AugmentConfig(**config["augment"])),
-                         name="augment")(inputs)
-    x = Preprocess(config["backbone"], name="preprocess")(x)
-    x = backbone(x, training=False)
-    dropout = head.model.get_layer("head_dropout").rate if head else 0.2
-    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    outputs = keras.layers.Dense(1 if num_classes == 2 else num_classes, name="head_logits")(x)
-    model = keras.Model(inputs, outputs, name="finetune")
-    if head is not None:
-        model.get_layer("head_logits").set_weights(head.model.get_layer("head_logits")
-                                                   .get_weights())
-    return model
-
-
-def set_trainable(model, config):
-    """Unfreezes the backbone from `fine_tune_at` (or its last `unfreeze_last` layers, or all).
-
-    BatchNormalization layers stay frozen (and run in inference mode, as the backbone is called
-    with `training=False`).
-
-    Returns:
-        The index of the first unfrozen backbone layer.
-
-    Raises:
-        ValueError: `fine_tune_at` or `unfreeze_last` beyond the backbone's layer count.
-    """
-    backbone = backbone_of(model)
-    layers = backbone.layers
-    if config.fine_tune_at is not None:
-        start = config.fine_tune_at
-    elif config.unfreeze_last is not None:
-        start = len(layers) - config.unfreeze_last
-    else:
-        start = 0
-    if not 0 <= start < len(layers):
-        raise ValueError(f"fine_tune_at: expected a layer index below {len(layers)} (the "
-                         f"backbone's layer count; see --list-layers); got {start}")
-    backbone.trainable = True
-    for index, layer in enumerate(layers):
-        layer.trainable = index >= start and not isinstance(
-            layer, keras.layers.BatchNormalization)
-    return start
-
-
-def _decode_path(path, face_crop):
-    with tf.io.gfile.GFile(path.decode(), "rb") as handle:
-        image = decode_image(handle.read())
-    return crop_face(image)[0] if face_crop else image
-
-
-def image_dataset(refs, image_size, *, batch_size, shuffle_seed=None, face_crop=False):
-    """A `tf.data.Dataset` of (resized image, label) batches from `ExampleRef`s.
-
-    Decoding is `pipeline.data.images.decode_image` (then `pipeline.data.faces.crop_face` with
-    `face_crop`) and resizing is bilinear without antialias, as in the embed job, so the pixels
-    are the cached ones.
-    """
-    paths = [ref.path for ref in refs]
-    labels = np.array([ref.label for ref in refs], np.int64)
-    data = tf.data.Dataset.from_tensor_slices((paths, labels))
-    if shuffle_seed is not None:
-        data = data.shuffle(len(refs), seed=shuffle_seed, reshuffle_each_iteration=True)
-
-    def load(path, label):
-        image = tf.numpy_function(_decode_path, [path, face_crop], tf.uint8)
-        image.set_shape([None, None, 3])
-        return tf.image.resize(image, (image_size, image_size)), label
-
-    return data.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(
-        tf.data.AUTOTUNE)
-
-
-def split_refs(manifest):
-    """The cache's train and validation `ExampleRef`s (skipped files left out), in id order.
-
-    Raises:
-        ValueError: a TFDS cache, or a folder whose content changed since the cache was made.
-    """
-    source_info, config = manifest["source"], manifest["config"]
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"cache {manifest['cache_key']} was made by an older embed job (format "
-                         f"{manifest.get('format_version')}, now {FORMAT_VERSION}); run "
-                         "`python -m jobs.embed` again")
-    if not source_info.get("root"):
-        raise ValueError(f"fine-tuning needs a class-folder cache; {config['data']!r} is not one")
-    source = FolderSource(source_info["root"], val_fraction=config["val_fraction"],
-                          seed=config["seed"])
-    refs = source.refs()
-    if source.fingerprint(refs) != source_info["fingerprint"]:
-        raise ValueError(f"data {source_info['root']!r} changed since cache "
-                         f"{manifest['cache_key']} was made; run `python -m jobs.embed` again")
-    skipped = {item["id"] for item in manifest["skipped"]}
-    kept = sorted((r for r in refs if r.id not in skipped), key=lambda r: r.id)
-    return ([r for r in kept if r.split == "train"], [r for r in kept if r.split == "val"])
-
-
-def learning_rate_schedule(config, steps_per_epoch):
-    """The learning rate of `config`: a float, or a `CosineDecay` (with warm-up) over its epochs."""
-    if config.schedule == "constant":
-        return config.learning_rate
-    warmup = config.warmup_epochs * steps_per_epoch
-    total = config.epochs * steps_per_epoch
-    if not warmup:
-        return keras.optimizers.schedules.CosineDecay(config.learning_rate, total)
-    return keras.optimizers.schedules.CosineDecay(0.0, total - warmup, warmup_steps=warmup,
-                                                  warmup_target=config.learning_rate)
-
-
-def compile_model(model, *, num_classes, learning_rate):
-    """Compiles with Adam (`learning_rate`: a float or a schedule) and the head's loss (logits)
-    and an `accuracy` metric."""
-    loss, metric = loss_and_metric(num_classes)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[metric])
-
-
-def probabilities(model, dataset, num_classes):
-    """Class probabilities (n, num_classes) of the model on a dataset, in inference mode."""
-    return logits_to_proba(model.predict(dataset, verbose=0), num_classes)
 
 
 class _EpochLines(keras.callbacks.Callback):
@@ -332,26 +179,6 @@ def fit(model, train, out_dir, *, config, scorer, warm_start_score, initial_epoc
     result = {k: [float(v) for v in values] for k, values in history.history.items()}
     result["epoch"] = epochs_seen
     return result, keep.restore(model)
-
-
-def load_finetuned(model_path):
-    """Loads a fine-tuned `model.keras` (or its folder) and the `model.json` written beside it.
-
-    Returns:
-        `(model, info)`; info holds class_names, image_size, cache_key and embed_config.
-
-    Raises:
-        ValueError: either file is missing.
-    """
-    if os.path.isdir(model_path):
-        model_path = os.path.join(model_path, MODEL_FILE)
-    info_path = os.path.join(os.path.dirname(model_path), MODEL_INFO)
-    if not (os.path.isfile(model_path) and os.path.isfile(info_path)):
-        raise ValueError(f"model {model_path!r}: expected a model.keras with its {MODEL_INFO} "
-                         "beside it (both written by jobs.finetune)")
-    with open(info_path) as handle:
-        info = json.load(handle)
-    return keras.models.load_model(model_path), info
 
 
 def _read_log(path):

@@ -1,0 +1,129 @@
+"""The end-to-end model: image -> augmentation -> preprocess -> backbone -> dropout -> dense.
+
+    image -> augmentation (random, training only) -> the backbone's preprocess_input
+          -> backbone (training=False: BatchNorm in inference mode) -> pooling -> dropout -> dense
+
+`build_model` makes it for a cache (its backbone, weights, size and augmentation), the dense layer
+copied from a head trained on that cache; `set_trainable` unfreezes the backbone, all or in part;
+`compile_model` and `learning_rate_schedule` set up training; `load_finetuned` reads back a
+`model.keras` (TTA-wrapped or not, see `pipeline.training.tta`) with its `model.json`.
+"""
+import json
+import os
+
+import keras
+
+from pipeline.data.augment import AugmentConfig, build_augmenter
+from pipeline.features.backbones import Preprocess, build_backbone, manifest_weights
+from pipeline.training.heads import logits_to_proba, loss_and_metric
+from pipeline.training.tta import trained_model
+
+__all__ = ["MODEL_FILE", "MODEL_INFO", "backbone_of", "build_model", "set_trainable",
+           "learning_rate_schedule", "compile_model", "probabilities", "load_finetuned"]
+
+#: The fine-tuned model, and its description (class names, image size, cache key) beside it.
+MODEL_FILE, MODEL_INFO = "model.keras", "model.json"
+
+def backbone_of(model):
+    """The backbone sub-model of an end-to-end model built by `build_model` (or its TTA wrapper)."""
+    return trained_model(model).get_layer("backbone")
+
+def build_model(manifest, head=None):
+    """Builds the end-to-end model for a cache, its dense layer copied from `head`.
+
+    Args:
+        manifest: the cache's manifest.
+        head: a dense `TrainedHead` of the same cache, or None for a fresh head.
+
+    Returns:
+        A `keras.Model` mapping images in [0, 255] to logits (one for two classes).
+    """
+    config = manifest["config"]
+    weights = manifest_weights(manifest)  # the same file, wherever it is found now
+    backbone, _ = build_backbone(config["backbone"], image_size=config["image_size"],
+                                 weights=weights, alpha=config["alpha"])
+    backbone.name = "backbone"
+    num_classes = len(manifest["class_names"])
+    side = config["image_size"]
+    inputs = keras.Input((side, side, 3), name="image")
+    x = keras.Sequential(build_augmenter(AugmentConfig(**config["augment"])),
+                         name="augment")(inputs)
+    x = Preprocess(config["backbone"], name="preprocess")(x)
+    x = backbone(x, training=False)
+    dropout = head.model.get_layer("head_dropout").rate if head else 0.2
+    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = keras.layers.Dense(1 if num_classes == 2 else num_classes, name="head_logits")(x)
+    model = keras.Model(inputs, outputs, name="finetune")
+    if head is not None:
+        model.get_layer("head_logits").set_weights(head.model.get_layer("head_logits")
+                                                   .get_weights())
+    return model
+
+def set_trainable(model, config):
+    """Unfreezes the backbone from `fine_tune_at` (or its last `unfreeze_last` layers, or all).
+
+    BatchNormalization layers stay frozen (and run in inference mode, as the backbone is called
+    with `training=False`).
+
+    Returns:
+        The index of the first unfrozen backbone layer.
+
+    Raises:
+        ValueError: `fine_tune_at` or `unfreeze_last` beyond the backbone's layer count.
+    """
+    backbone = backbone_of(model)
+    layers = backbone.layers
+    if config.fine_tune_at is not None:
+        start = config.fine_tune_at
+    elif config.unfreeze_last is not None:
+        start = len(layers) - config.unfreeze_last
+    else:
+        start = 0
+    if not 0 <= start < len(layers):
+        raise ValueError(f"fine_tune_at: expected a layer index below {len(layers)} (the "
+                         f"backbone's layer count; see --list-layers); got {start}")
+    backbone.trainable = True
+    for index, layer in enumerate(layers):
+        layer.trainable = index >= start and not isinstance(
+            layer, keras.layers.BatchNormalization)
+    return start
+
+def learning_rate_schedule(config, steps_per_epoch):
+    """The learning rate of `config`: a float, or a `CosineDecay` (with warm-up) over its epochs."""
+    if config.schedule == "constant":
+        return config.learning_rate
+    warmup = config.warmup_epochs * steps_per_epoch
+    total = config.epochs * steps_per_epoch
+    if not warmup:
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, total)
+    return keras.optimizers.schedules.CosineDecay(0.0, total - warmup, warmup_steps=warmup,
+                                                  warmup_target=config.learning_rate)
+
+def compile_model(model, *, num_classes, learning_rate):
+    """Compiles with Adam (`learning_rate`: a float or a schedule) and the head's loss (logits)
+    and an `accuracy` metric."""
+    loss, metric = loss_and_metric(num_classes)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[metric])
+
+def probabilities(model, dataset, num_classes):
+    """Class probabilities (n, num_classes) of the model on a dataset, in inference mode."""
+    return logits_to_proba(model.predict(dataset, verbose=0), num_classes)
+
+def load_finetuned(model_path):
+    """Loads a fine-tuned `model.keras` (or its folder) and the `model.json` written beside it.
+
+    Returns:
+        `(model, info)`; info holds class_names, image_size, cache_key and embed_config.
+
+    Raises:
+        ValueError: either file is missing.
+    """
+    if os.path.isdir(model_path):
+        model_path = os.path.join(model_path, MODEL_FILE)
+    info_path = os.path.join(os.path.dirname(model_path), MODEL_INFO)
+    if not (os.path.isfile(model_path) and os.path.isfile(info_path)):
+        raise ValueError(f"model {model_path!r}: expected a model.keras with its {MODEL_INFO} "
+                         "beside it (both written by jobs.finetune)")
+    with open(info_path) as handle:
+        info = json.load(handle)
+    return keras.models.load_model(model_path), info
