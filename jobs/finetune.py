@@ -49,6 +49,9 @@ def build_parser():
                         help="cosine: decay the learning rate to 0 over --epochs")
     parser.add_argument("--warmup-epochs", type=int, default=defaults.warmup_epochs,
                         help="with --schedule cosine: linear warm-up epochs first")
+    parser.add_argument("--ema", action="store_true",
+                        help="score and keep each epoch's moving average of the weights (over "
+                        "about one epoch of steps) instead of its last weights")
     parser.add_argument("--tta", choices=("auto", "flip", "none"), default=defaults.tta,
                         help="test-time augmentation of model.keras: auto (default) averages "
                         "over each image and its mirror when the cache's augmentation mirrors "
@@ -69,7 +72,7 @@ def _config(args):
                           batch_size=args.batch_size, patience=args.patience,
                           distribute=args.distribute, train_fraction=args.train_fraction,
                           schedule=args.schedule, warmup_epochs=args.warmup_epochs,
-                          tta=args.tta, seed=args.seed)
+                          ema=args.ema, tta=args.tta, seed=args.seed)
 
 
 def list_layers(cache_dir, config):

@@ -24,9 +24,11 @@ __all__ = ["MODEL_FILE", "MODEL_INFO", "backbone_of", "build_model", "set_traina
 #: The fine-tuned model, and its description (class names, image size, cache key) beside it.
 MODEL_FILE, MODEL_INFO = "model.keras", "model.json"
 
+
 def backbone_of(model):
     """The backbone sub-model of an end-to-end model built by `build_model` (or its TTA wrapper)."""
     return trained_model(model).get_layer("backbone")
+
 
 def build_model(manifest, head=None):
     """Builds the end-to-end model for a cache, its dense layer copied from `head`.
@@ -59,6 +61,7 @@ def build_model(manifest, head=None):
                                                    .get_weights())
     return model
 
+
 def set_trainable(model, config):
     """Unfreezes the backbone from `fine_tune_at` (or its last `unfreeze_last` layers, or all).
 
@@ -88,6 +91,7 @@ def set_trainable(model, config):
             layer, keras.layers.BatchNormalization)
     return start
 
+
 def learning_rate_schedule(config, steps_per_epoch):
     """The learning rate of `config`: a float, or a `CosineDecay` (with warm-up) over its epochs."""
     if config.schedule == "constant":
@@ -99,15 +103,21 @@ def learning_rate_schedule(config, steps_per_epoch):
     return keras.optimizers.schedules.CosineDecay(0.0, total - warmup, warmup_steps=warmup,
                                                   warmup_target=config.learning_rate)
 
-def compile_model(model, *, num_classes, learning_rate):
-    """Compiles with Adam (`learning_rate`: a float or a schedule) and the head's loss (logits)
-    and an `accuracy` metric."""
+
+def compile_model(model, *, num_classes, learning_rate, ema_momentum=None):
+    """Compiles with Adam (`learning_rate`: a float or a schedule; with `ema_momentum`, Adam also
+    keeps a moving average of the weights) and the head's loss (logits) and an `accuracy`
+    metric."""
     loss, metric = loss_and_metric(num_classes)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[metric])
+    optimizer = keras.optimizers.Adam(learning_rate, use_ema=ema_momentum is not None,
+                                      ema_momentum=ema_momentum or 0.99)
+    model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
+
 
 def probabilities(model, dataset, num_classes):
     """Class probabilities (n, num_classes) of the model on a dataset, in inference mode."""
     return logits_to_proba(model.predict(dataset, verbose=0), num_classes)
+
 
 def load_finetuned(model_path):
     """Loads a fine-tuned `model.keras` (or its folder) and the `model.json` written beside it.

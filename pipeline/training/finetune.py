@@ -24,6 +24,7 @@ import tensorflow as tf
 from pipeline import reports
 from pipeline.features import cache
 from pipeline.features.cache import write_json_atomic
+from pipeline.training.ema import EmaCandidates, ema_momentum
 from pipeline.training.end_to_end import (MODEL_FILE, MODEL_INFO, backbone_of, build_model,
                                           compile_model, learning_rate_schedule, probabilities,
                                           set_trainable)
@@ -65,6 +66,9 @@ class FinetuneConfig:
             `epochs`). Defaults to `"constant"`.
         warmup_epochs: with `"cosine"`, a linear warm-up from 0 to `learning_rate` over this
             many epochs first. Defaults to `0`.
+        ema: each epoch's candidate is the moving average of the weights over about one epoch
+            of steps (`pipeline.training.ema`) instead of the weights at the epoch's end.
+            Defaults to `False`.
         tta: test-time augmentation of the shipped model: `"auto"` (try averaging over each
             image and its mirror when the cache's augmentation mirrors images, and keep it where
             it scores better on validation), `"flip"` (try it always) or `"none"`. Defaults to
@@ -82,6 +86,7 @@ class FinetuneConfig:
     train_fraction: float = 1.0
     schedule: str = "constant"
     warmup_epochs: int = 0
+    ema: bool = False
     tta: str = "auto"
     seed: int = 123
 
@@ -171,7 +176,7 @@ def fit(model, train, out_dir, *, config, scorer, warm_start_score, initial_epoc
         train, initial_epoch=initial_epoch,
         epochs=initial_epoch + config.epochs, verbose=0, shuffle=False,
         callbacks=[
-            keep, keras.callbacks.BackupAndRestore(backup),
+            *_selection(keep, config), keras.callbacks.BackupAndRestore(backup),
             keras.callbacks.ModelCheckpoint(os.path.join(out_dir, "checkpoint.keras")),
             keras.callbacks.CSVLogger(os.path.join(out_dir, "training_log.csv"), append=resume),
             keras.callbacks.TensorBoard(os.path.join(out_dir, "tensorboard")),
@@ -179,6 +184,14 @@ def fit(model, train, out_dir, *, config, scorer, warm_start_score, initial_epoc
     result = {k: [float(v) for v in values] for k, values in history.history.items()}
     result["epoch"] = epochs_seen
     return result, keep.restore(model)
+
+
+def _selection(keep, config):
+    """`KeepBest`, between the callbacks that swap the weights' moving average in and out."""
+    if not config.ema:
+        return [keep]
+    ema = EmaCandidates()
+    return [ema.swap_in, keep, ema.swap_out]
 
 
 def _read_log(path):
@@ -250,7 +263,7 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
     _, state = fit(model, train, out_dir, config=config, scorer=scorer,
                    warm_start_score=scorer(model)[1], initial_epoch=head_epochs, resume=resume,
                    callbacks=callbacks)
-    flip_tta = state["best"]["flip_tta"]
+    flip_tta = state["best"].get("flip_tta", False)  # a state from before TTA has none
     if flip_tta:
         model = with_flip_tta(model)
     _save_model(model, out_dir, manifest, config)
@@ -307,7 +320,8 @@ def _compiled_model(manifest, head, config, *, steps_per_epoch):
         model = build_model(manifest, head)
         first_unfrozen = set_trainable(model, config)
         compile_model(model, num_classes=len(manifest["class_names"]),
-                      learning_rate=learning_rate_schedule(config, steps_per_epoch))
+                      learning_rate=learning_rate_schedule(config, steps_per_epoch),
+                      ema_momentum=ema_momentum(steps_per_epoch) if config.ema else None)
     return model, first_unfrozen
 
 

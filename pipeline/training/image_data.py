@@ -9,10 +9,12 @@ from pipeline.features.config import FORMAT_VERSION
 
 __all__ = ["image_dataset", "split_refs"]
 
+
 def _decode_path(path, face_crop):
     with tf.io.gfile.GFile(path.decode(), "rb") as handle:
         image = decode_image(handle.read())
     return crop_face(image)[0] if face_crop else image
+
 
 def image_dataset(refs, image_size, *, batch_size, shuffle_seed=None, face_crop=False):
     """A `tf.data.Dataset` of (resized image, label) batches from `ExampleRef`s.
@@ -34,6 +36,7 @@ def image_dataset(refs, image_size, *, batch_size, shuffle_seed=None, face_crop=
 
     return data.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(
         tf.data.AUTOTUNE)
+
 
 def split_refs(manifest):
     """The cache's train and validation `ExampleRef`s (skipped files left out), in id order.
