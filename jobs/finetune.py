@@ -49,9 +49,9 @@ def build_parser():
                         help="cosine: decay the learning rate to 0 over --epochs")
     parser.add_argument("--warmup-epochs", type=int, default=defaults.warmup_epochs,
                         help="with --schedule cosine: linear warm-up epochs first")
-    parser.add_argument("--ema", action="store_true",
+    parser.add_argument("--ema", action=argparse.BooleanOptionalAction, default=defaults.ema,
                         help="score and keep each epoch's moving average of the weights (over "
-                        "about one epoch of steps) instead of its last weights")
+                        "about one epoch of steps) instead of its last weights (default: on)")
     parser.add_argument("--tta", choices=("auto", "flip", "none"), default=defaults.tta,
                         help="test-time augmentation of model.keras: auto (default) averages "
                         "over each image and its mirror when the cache's augmentation mirrors "

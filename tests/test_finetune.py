@@ -145,11 +145,11 @@ def test_mirrored_strategy_trains_with_one_cpu_replica(random_trained, tmp_path)
     report = finetune.run(["--cache", result.cache_dir, "--head", head_dir,
                            "--out", str(tmp_path / "tuned"), "--epochs", "1",
                            "--distribute", "mirrored", "--batch-size", "8",
-                           "--schedule", "cosine", "--tta", "none", "--ema"])
+                           "--schedule", "cosine", "--tta", "none", "--no-ema"])
     assert report["config"]["distribute"] == "mirrored" and report["finetune_epochs"] == 1
     assert not report["flip_tta_tried"] and not report["flip_tta"]
     assert not has_flip_tta(keras.models.load_model(tmp_path / "tuned" / "model.keras"))
-    assert report["config"]["schedule"] == "cosine" and report["config"]["ema"]
+    assert report["config"]["schedule"] == "cosine" and not report["config"]["ema"]
     assert (tmp_path / "tuned" / "model.keras").is_file()
 
 

@@ -67,8 +67,9 @@ class FinetuneConfig:
         warmup_epochs: with `"cosine"`, a linear warm-up from 0 to `learning_rate` over this
             many epochs first. Defaults to `0`.
         ema: each epoch's candidate is the moving average of the weights over about one epoch
-            of steps (`pipeline.training.ema`) instead of the weights at the epoch's end.
-            Defaults to `False`.
+            of steps (`pipeline.training.ema`) instead of the weights at the epoch's end
+            (measured: +2.2 points on flower_photos over two seeds, no difference on GENKI-4K).
+            Defaults to `True`.
         tta: test-time augmentation of the shipped model: `"auto"` (try averaging over each
             image and its mirror when the cache's augmentation mirrors images, and keep it where
             it scores better on validation), `"flip"` (try it always) or `"none"`. Defaults to
@@ -86,7 +87,7 @@ class FinetuneConfig:
     train_fraction: float = 1.0
     schedule: str = "constant"
     warmup_epochs: int = 0
-    ema: bool = False
+    ema: bool = True
     tta: str = "auto"
     seed: int = 123
 
