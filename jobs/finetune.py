@@ -17,6 +17,7 @@ from argparse import RawDescriptionHelpFormatter
 
 from jobs import add_verbose_flag, configure_output
 from pipeline.training.finetune import FinetuneConfig, run_finetune
+from pipeline.training.tta import TTA_CHOICES
 
 EXAMPLE = """example (warm-started from a head trained on the same cache):
   python -m jobs.finetune --cache cache/<key> --head runs/head --out runs/finetune --epochs 10
@@ -52,7 +53,7 @@ def build_parser():
     parser.add_argument("--ema", action=argparse.BooleanOptionalAction, default=defaults.ema,
                         help="score and keep each epoch's moving average of the weights (over "
                         "about one epoch of steps) instead of its last weights (default: on)")
-    parser.add_argument("--tta", choices=("auto", "flip", "none"), default=defaults.tta,
+    parser.add_argument("--tta", choices=TTA_CHOICES, default=defaults.tta,
                         help="test-time augmentation of model.keras: auto (default) averages "
                         "over each image and its mirror when the cache's augmentation mirrors "
                         "images; flip always; none never")

@@ -258,11 +258,13 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
     head_epochs = len(head.history.get("loss", []))
     try_flip = flip_tta_wanted(config.tta, manifest["config"])
 
-    def scorer(candidate):
-        return score_candidate(candidate, val, y_true, num_classes, flip_tta=try_flip)
+    def scorer(candidate, logits=None):
+        return score_candidate(candidate, val, y_true, num_classes, flip_tta=try_flip,
+                               logits=logits)
 
+    _, warm_start_score = scorer(model, warm_logits)
     _, state = fit(model, train, out_dir, config=config, scorer=scorer,
-                   warm_start_score=scorer(model)[1], initial_epoch=head_epochs, resume=resume,
+                   warm_start_score=warm_start_score, initial_epoch=head_epochs, resume=resume,
                    callbacks=callbacks)
     flip_tta = state["best"].get("flip_tta", False)  # a state from before TTA has none
     if flip_tta:
@@ -274,9 +276,6 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
                for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
     head_metrics = reports.compute_metrics(y_true, head_proba, manifest["class_names"])
     kept = kept_summary(state)
-    if flip_tta:
-        kept["kept_reason"] += ("; it averages over each image and its mirror, which scored "
-                                "better on validation")
     report = reports.write_report(
         out_dir, ids=cached_val.ids, y_true=y_true, proba=proba,
         class_names=manifest["class_names"], title="Fine-tuned model",

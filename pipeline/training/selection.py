@@ -124,11 +124,16 @@ def kept_summary(state):
         tried_text = (f"best fine-tune epoch {state['best_finetune_epoch']}: accuracy "
                       f"{tried['val_accuracy']:.4f}, loss {tried['val_loss']:.4f}"
                       if tried else "no fine-tune epoch ran")
+        kept = "warm_start"
         reason = (f"no fine-tune epoch beat the warm-started head on validation (accuracy "
                   f"{warm['val_accuracy']:.4f}, loss {warm['val_loss']:.4f}; {tried_text}): "
                   "model.keras is the warm-started head")
-        return {"kept": "warm_start", "kept_epoch": 0, "kept_reason": reason}
-    reason = (f"fine-tune epoch {state['kept_epoch']} beat the warm-started head on validation: "
-              f"accuracy {best['val_accuracy']:.4f} (loss {best['val_loss']:.4f}) against "
-              f"{warm['val_accuracy']:.4f} (loss {warm['val_loss']:.4f})")
-    return {"kept": "finetuned", "kept_epoch": state["kept_epoch"], "kept_reason": reason}
+    else:
+        kept = "finetuned"
+        reason = (f"fine-tune epoch {state['kept_epoch']} beat the warm-started head on "
+                  f"validation: accuracy {best['val_accuracy']:.4f} (loss "
+                  f"{best['val_loss']:.4f}) against {warm['val_accuracy']:.4f} (loss "
+                  f"{warm['val_loss']:.4f})")
+    if best.get("flip_tta"):  # scored with the mirror (`pipeline.training.tta`)
+        reason += "; it averages over each image and its mirror, which scored better on validation"
+    return {"kept": kept, "kept_epoch": state["kept_epoch"], "kept_reason": reason}

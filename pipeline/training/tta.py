@@ -64,7 +64,7 @@ def trained_model(model):
     return next(layer for layer in model.layers if isinstance(layer, keras.Model))
 
 
-def score_candidate(model, val, labels, num_classes, *, flip_tta):
+def score_candidate(model, val, labels, num_classes, *, flip_tta, logits=None):
     """Validation figures of a fine-tune candidate, and the score of its best way to predict.
 
     Args:
@@ -73,6 +73,7 @@ def score_candidate(model, val, labels, num_classes, *, flip_tta):
         labels: the validation labels, in dataset order.
         num_classes: the class count.
         flip_tta: whether to try averaging over the mirror too.
+        logits: the model's logits on `val`, when already computed. Defaults to None.
 
     Returns:
         `(logs, score)`: logs hold `val_accuracy` and `val_loss` of the model as trained (as `fit`
@@ -80,7 +81,8 @@ def score_candidate(model, val, labels, num_classes, *, flip_tta):
         is `{"val_accuracy", "val_loss", "flip_tta"}` of the better of the two by
         `selection.beats` (the plain model on a tie), `flip_tta` saying which.
     """
-    logits = model.predict(val, verbose=0)
+    if logits is None:
+        logits = model.predict(val, verbose=0)
     logs = validation_score(logits, labels, num_classes)
     if not flip_tta:
         return logs, {**logs, "flip_tta": False}
