@@ -50,6 +50,10 @@ def build_parser():
                         help="cosine: decay the learning rate to 0 over --epochs")
     parser.add_argument("--warmup-epochs", type=int, default=defaults.warmup_epochs,
                         help="with --schedule cosine: linear warm-up epochs first")
+    parser.add_argument("--head-learning-rate-scale", type=float,
+                        default=defaults.head_learning_rate_scale,
+                        help="the dense layer learns at this multiple of --learning-rate "
+                        "(discriminative learning rates)")
     parser.add_argument("--ema", action=argparse.BooleanOptionalAction, default=defaults.ema,
                         help="score and keep each epoch's moving average of the weights (over "
                         "about one epoch of steps) instead of its last weights (default: on)")
@@ -73,6 +77,7 @@ def _config(args):
                           batch_size=args.batch_size, patience=args.patience,
                           distribute=args.distribute, train_fraction=args.train_fraction,
                           schedule=args.schedule, warmup_epochs=args.warmup_epochs,
+                          head_learning_rate_scale=args.head_learning_rate_scale,
                           ema=args.ema, tta=args.tta, seed=args.seed)
 
 

@@ -242,3 +242,27 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
 def test_warm_up_needs_the_cosine_schedule_and_fewer_epochs(options):
     with pytest.raises(ValueError, match="warmup_epochs: expected schedule 'cosine'"):
         FinetuneConfig(**options)
+
+
+def test_layer_scaled_adam_moves_each_layer_at_its_own_rate(tmp_path):
+    from pipeline.training.end_to_end import LayerScaledAdam
+
+    def trained_steps(scales):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((4,))
+        outputs = keras.layers.Dense(1, name="head_logits")(keras.layers.Dense(3, name="body")(
+            inputs))
+        model = keras.Model(inputs, outputs)
+        model.compile(LayerScaledAdam(1e-2, layer_scales=scales), loss="mse")
+        before = [layer.get_weights()[0].copy() for layer in model.layers[1:]]
+        model.fit(np.ones((8, 4)), np.full((8, 1), 5.0), epochs=3, verbose=0)
+        return model, [np.abs(layer.get_weights()[0] - w).max()
+                       for layer, w in zip(model.layers[1:], before)]
+
+    _, (body, head) = trained_steps({})
+    model, (scaled_body, scaled_head) = trained_steps({"head_logits": 0.1})
+    assert scaled_body == pytest.approx(body, rel=0.01)  # Adam's steps: about the rate each
+    assert scaled_head == pytest.approx(0.1 * head, rel=0.05)
+    model.save(tmp_path / "m.keras")
+    assert keras.models.load_model(tmp_path / "m.keras").optimizer.layer_scales == {
+        "head_logits": 0.1}

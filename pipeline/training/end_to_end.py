@@ -19,7 +19,7 @@ from pipeline.training.heads import logits_to_proba, loss_and_metric
 from pipeline.training.tta import trained_model
 
 __all__ = ["MODEL_FILE", "MODEL_INFO", "backbone_of", "build_model", "set_trainable",
-           "learning_rate_schedule", "compile_model", "probabilities", "load_finetuned"]
+           "learning_rate_schedule", "LayerScaledAdam", "compile_model", "probabilities", "load_finetuned"]
 
 #: The fine-tuned model, and its description (class names, image size, cache key) beside it.
 MODEL_FILE, MODEL_INFO = "model.keras", "model.json"
@@ -104,13 +104,42 @@ def learning_rate_schedule(config, steps_per_epoch):
                                                   warmup_target=config.learning_rate)
 
 
-def compile_model(model, *, num_classes, learning_rate, ema_momentum=None):
+@keras.saving.register_keras_serializable(package="pipeline")
+class LayerScaledAdam(keras.optimizers.Adam):
+    """Adam whose steps on some layers' weights are scaled (discriminative learning rates).
+
+    Args:
+        layer_scales: `{layer name: factor}`; a weight whose path starts with `<layer name>/`
+            moves with `factor` times the learning rate, every other weight with the rate itself.
+            Defaults to `{}` (plain Adam).
+        **kwargs: `keras.optimizers.Adam`'s arguments.
+    """
+
+    def __init__(self, *args, layer_scales=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.layer_scales = dict(layer_scales or {})
+
+    def build(self, variables):
+        super().build(variables)
+        self._scales = [self.layer_scales.get(v.path.split("/")[0], 1.0) for v in variables]
+
+    def update_step(self, gradient, variable, learning_rate):
+        scale = self._scales[self._get_variable_index(variable)]
+        super().update_step(gradient, variable, learning_rate * scale)
+
+    def get_config(self):
+        return {**super().get_config(), "layer_scales": self.layer_scales}
+
+
+def compile_model(model, *, num_classes, learning_rate, ema_momentum=None, head_scale=1.0):
     """Compiles with Adam (`learning_rate`: a float or a schedule; with `ema_momentum`, Adam also
-    keeps a moving average of the weights) and the head's loss (logits) and an `accuracy`
-    metric."""
+    keeps a moving average of the weights; the dense layer's rate is `head_scale` times the
+    backbone's) and the head's loss (logits) and an `accuracy` metric."""
     loss, metric = loss_and_metric(num_classes)
-    optimizer = keras.optimizers.Adam(learning_rate, use_ema=ema_momentum is not None,
-                                      ema_momentum=ema_momentum or 0.99)
+    optimizer = LayerScaledAdam(learning_rate, use_ema=ema_momentum is not None,
+                                ema_momentum=ema_momentum or 0.99,
+                                layer_scales={"head_logits": head_scale} if head_scale != 1.0
+                                else {})
     model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
 
 

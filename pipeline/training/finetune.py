@@ -66,6 +66,9 @@ class FinetuneConfig:
             `epochs`). Defaults to `"constant"`.
         warmup_epochs: with `"cosine"`, a linear warm-up from 0 to `learning_rate` over this
             many epochs first. Defaults to `0`.
+        head_learning_rate_scale: the dense layer learns at this multiple of `learning_rate`
+            (discriminative learning rates: the backbone slower than the head). Defaults to
+            `1.0`.
         ema: each epoch's candidate is the moving average of the weights over about one epoch
             of steps (`pipeline.training.ema`) instead of the weights at the epoch's end
             (measured: +2.2 points on flower_photos over two seeds, no difference on GENKI-4K).
@@ -87,6 +90,7 @@ class FinetuneConfig:
     train_fraction: float = 1.0
     schedule: str = "constant"
     warmup_epochs: int = 0
+    head_learning_rate_scale: float = 1.0
     ema: bool = True
     tta: str = "auto"
     seed: int = 123
@@ -105,6 +109,8 @@ class FinetuneConfig:
         check_choice(self.distribute, "distribute", _STRATEGIES)
         check_choice(self.schedule, "schedule", _SCHEDULES)
         check_choice(self.tta, "tta", TTA_CHOICES)
+        check_scalar(self.head_learning_rate_scale, "head_learning_rate_scale", float,
+                     min_val=0.0, include_min=False)
         check_scalar(self.warmup_epochs, "warmup_epochs", int, min_val=0)
         if self.warmup_epochs and (self.schedule != "cosine" or self.warmup_epochs >= self.epochs):
             raise ValueError(f"warmup_epochs: expected schedule 'cosine' and fewer warm-up epochs "
@@ -321,7 +327,8 @@ def _compiled_model(manifest, head, config, *, steps_per_epoch):
         first_unfrozen = set_trainable(model, config)
         compile_model(model, num_classes=len(manifest["class_names"]),
                       learning_rate=learning_rate_schedule(config, steps_per_epoch),
-                      ema_momentum=ema_momentum(steps_per_epoch) if config.ema else None)
+                      ema_momentum=ema_momentum(steps_per_epoch) if config.ema else None,
+                      head_scale=config.head_learning_rate_scale)
     return model, first_unfrozen
 
 
