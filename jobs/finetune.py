@@ -54,6 +54,8 @@ def build_parser():
                         default=defaults.head_learning_rate_scale,
                         help="the dense layer learns at this multiple of --learning-rate "
                         "(discriminative learning rates)")
+    parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing,
+                        help="smooth the training targets by this much (e.g. 0.1)")
     parser.add_argument("--ema", action=argparse.BooleanOptionalAction, default=defaults.ema,
                         help="score and keep each epoch's moving average of the weights (over "
                         "about one epoch of steps) instead of its last weights (default: on)")
@@ -78,6 +80,7 @@ def _config(args):
                           distribute=args.distribute, train_fraction=args.train_fraction,
                           schedule=args.schedule, warmup_epochs=args.warmup_epochs,
                           head_learning_rate_scale=args.head_learning_rate_scale,
+                          label_smoothing=args.label_smoothing,
                           ema=args.ema, tta=args.tta, seed=args.seed)
 
 

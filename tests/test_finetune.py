@@ -266,3 +266,38 @@ def test_layer_scaled_adam_moves_each_layer_at_its_own_rate(tmp_path):
     model.save(tmp_path / "m.keras")
     assert keras.models.load_model(tmp_path / "m.keras").optimizer.layer_scales == {
         "head_logits": 0.1}
+
+
+@pytest.mark.parametrize("num_classes", [2, 3])
+def test_label_smoothing_trains_on_smoothed_targets(num_classes):
+    import tensorflow as tf
+
+    from pipeline.training.end_to_end import compile_model, soft_targets
+
+    images = tf.data.Dataset.from_tensor_slices(
+        (np.zeros((6, 4), np.float32), np.zeros(6, np.int64))).batch(3)  # all of class 0
+    targets = np.concatenate([y.numpy() for _, y in soft_targets(images, num_classes)])
+    assert targets.tolist() == ([[0.0]] * 6 if num_classes == 2 else [[1.0, 0.0, 0.0]] * 6)
+    confident = [-20.0] if num_classes == 2 else [20.0, -20.0, -20.0]  # sure of class 0
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(
+        len(confident), bias_initializer=keras.initializers.Constant(confident))(inputs))
+    compile_model(model, num_classes=num_classes, learning_rate=1e-3)
+    assert model.evaluate(images, verbose=0)[0] < 1e-6
+    compile_model(model, num_classes=num_classes, learning_rate=1e-3, label_smoothing=0.2)
+    assert model.evaluate(soft_targets(images, num_classes), verbose=0)[0] > 1.0
+
+
+def test_label_smoothing_out_of_range_is_refused():
+    with pytest.raises(ValueError, match="label_smoothing"):
+        FinetuneConfig(label_smoothing=1.0)
+
+
+def test_job_fine_tunes_with_label_smoothing_and_a_faster_head(easy_trained, tmp_path):
+    result, head_dir = easy_trained
+    report = finetune.run(["--cache", result.cache_dir, "--head", head_dir, "--out",
+                           str(tmp_path), "--epochs", "1", "--batch-size", "8",
+                           "--label-smoothing", "0.1", "--head-learning-rate-scale", "10"])
+    assert report["config"]["label_smoothing"] == 0.1
+    assert report["config"]["head_learning_rate_scale"] == 10.0
+    assert np.isfinite(report["best_finetune_score"]["val_loss"])

@@ -15,11 +15,13 @@ import keras
 
 from pipeline.data.augment import AugmentConfig, build_augmenter
 from pipeline.features.backbones import Preprocess, build_backbone, manifest_weights
-from pipeline.training.heads import logits_to_proba, loss_and_metric
+from pipeline.training.heads import (logits_to_proba, loss_and_metric,
+                                     soft_loss_and_metric)
 from pipeline.training.tta import trained_model
 
 __all__ = ["MODEL_FILE", "MODEL_INFO", "backbone_of", "build_model", "set_trainable",
-           "learning_rate_schedule", "LayerScaledAdam", "compile_model", "probabilities", "load_finetuned"]
+           "learning_rate_schedule", "LayerScaledAdam", "compile_model", "soft_targets",
+           "probabilities", "load_finetuned"]
 
 #: The fine-tuned model, and its description (class names, image size, cache key) beside it.
 MODEL_FILE, MODEL_INFO = "model.keras", "model.json"
@@ -131,16 +133,29 @@ class LayerScaledAdam(keras.optimizers.Adam):
         return {**super().get_config(), "layer_scales": self.layer_scales}
 
 
-def compile_model(model, *, num_classes, learning_rate, ema_momentum=None, head_scale=1.0):
+def compile_model(model, *, num_classes, learning_rate, ema_momentum=None, head_scale=1.0,
+                  label_smoothing=0.0):
     """Compiles with Adam (`learning_rate`: a float or a schedule; with `ema_momentum`, Adam also
     keeps a moving average of the weights; the dense layer's rate is `head_scale` times the
-    backbone's) and the head's loss (logits) and an `accuracy` metric."""
-    loss, metric = loss_and_metric(num_classes)
+    backbone's) and the head's loss (logits) and an `accuracy` metric. With `label_smoothing`,
+    the loss takes float targets (`soft_targets`) smoothed by that much."""
+    loss, metric = (soft_loss_and_metric(num_classes, label_smoothing) if label_smoothing
+                    else loss_and_metric(num_classes))
     optimizer = LayerScaledAdam(learning_rate, use_ema=ema_momentum is not None,
                                 ema_momentum=ema_momentum or 0.99,
                                 layer_scales={"head_logits": head_scale} if head_scale != 1.0
                                 else {})
     model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
+
+
+def soft_targets(dataset, num_classes):
+    """A dataset of (images, labels) with float targets: (n, 1) for two classes, one-hot
+    otherwise, as the loss of `compile_model(..., label_smoothing=...)` takes them."""
+    import tensorflow as tf
+
+    if num_classes == 2:
+        return dataset.map(lambda images, y: (images, tf.cast(y, tf.float32)[:, None]))
+    return dataset.map(lambda images, y: (images, tf.one_hot(y, num_classes)))
 
 
 def probabilities(model, dataset, num_classes):

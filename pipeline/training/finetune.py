@@ -27,7 +27,7 @@ from pipeline.features.cache import write_json_atomic
 from pipeline.training.ema import EmaCandidates, ema_momentum
 from pipeline.training.end_to_end import (MODEL_FILE, MODEL_INFO, backbone_of, build_model,
                                           compile_model, learning_rate_schedule, probabilities,
-                                          set_trainable)
+                                          set_trainable, soft_targets)
 from pipeline.training.head_training import example_paths
 from pipeline.training.heads import fraction_subset, load_head, logits_to_proba
 from pipeline.training.image_data import image_dataset, split_refs
@@ -69,6 +69,8 @@ class FinetuneConfig:
         head_learning_rate_scale: the dense layer learns at this multiple of `learning_rate`
             (discriminative learning rates: the backbone slower than the head). Defaults to
             `1.0`.
+        label_smoothing: of the training targets (validation is scored on the true labels).
+            Defaults to `0.0`.
         ema: each epoch's candidate is the moving average of the weights over about one epoch
             of steps (`pipeline.training.ema`) instead of the weights at the epoch's end
             (measured: +2.2 points on flower_photos over two seeds, no difference on GENKI-4K).
@@ -91,6 +93,7 @@ class FinetuneConfig:
     schedule: str = "constant"
     warmup_epochs: int = 0
     head_learning_rate_scale: float = 1.0
+    label_smoothing: float = 0.0
     ema: bool = True
     tta: str = "auto"
     seed: int = 123
@@ -111,6 +114,8 @@ class FinetuneConfig:
         check_choice(self.tta, "tta", TTA_CHOICES)
         check_scalar(self.head_learning_rate_scale, "head_learning_rate_scale", float,
                      min_val=0.0, include_min=False)
+        check_scalar(self.label_smoothing, "label_smoothing", float, min_val=0.0, max_val=1.0,
+                     include_max=False)
         check_scalar(self.warmup_epochs, "warmup_epochs", int, min_val=0)
         if self.warmup_epochs and (self.schedule != "cosine" or self.warmup_epochs >= self.epochs):
             raise ValueError(f"warmup_epochs: expected schedule 'cosine' and fewer warm-up epochs "
@@ -254,6 +259,8 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
     side, face_crop = manifest["config"]["image_size"], manifest["config"].get("face_crop", False)
     train = image_dataset(train_refs, side, batch_size=config.batch_size,
                           shuffle_seed=config.seed, face_crop=face_crop)
+    if config.label_smoothing:
+        train = soft_targets(train, num_classes)
     val = image_dataset(val_refs, side, batch_size=config.batch_size, face_crop=face_crop)
     y_true = np.array([r.label for r in val_refs])
     cached_val = cache.load_split(cache_dir, "val", clean_only=True)
@@ -328,7 +335,8 @@ def _compiled_model(manifest, head, config, *, steps_per_epoch):
         compile_model(model, num_classes=len(manifest["class_names"]),
                       learning_rate=learning_rate_schedule(config, steps_per_epoch),
                       ema_momentum=ema_momentum(steps_per_epoch) if config.ema else None,
-                      head_scale=config.head_learning_rate_scale)
+                      head_scale=config.head_learning_rate_scale,
+                      label_smoothing=config.label_smoothing)
     return model, first_unfrozen
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from pipeline.validation import check_choice, check_scalar
 
 __all__ = ["HEADS", "HeadConfig", "TrainedHead", "train_head", "load_head", "fraction_subset",
-           "build_dense_head", "loss_and_metric", "logits_to_proba"]
+           "build_dense_head", "loss_and_metric", "soft_loss_and_metric", "logits_to_proba"]
 
 HEADS = ("dense", "logistic")
 _KERAS_FILE, _SKLEARN_FILE, _META_FILE = "head.keras", "head.pkl", "head.json"
@@ -212,8 +212,9 @@ def _targets(labels, num_classes):
     return np.eye(num_classes, dtype=np.float32)[labels]
 
 
-def _soft_loss_and_metric(num_classes, label_smoothing):
-    """The dense head's training loss on float targets (mixed or smoothed) and its metric."""
+def soft_loss_and_metric(num_classes, label_smoothing=0.0):
+    """A training loss on float targets (mixed or smoothed: (n, 1) for two classes, one-hot
+    otherwise) and its `accuracy` metric."""
     import keras
 
     if num_classes == 2:
@@ -272,7 +273,7 @@ def _train_dense(train_x, train_y, val_x, val_y, num_classes, config, verbose):
                  else (np.zeros(train_x.shape[1], np.float32), np.ones(train_x.shape[1],
                                                                           np.float32)))
     model = build_dense_head(train_x.shape[1], num_classes, dropout=config.dropout)
-    loss, metric = _soft_loss_and_metric(num_classes, config.label_smoothing)
+    loss, metric = soft_loss_and_metric(num_classes, config.label_smoothing)
     model.compile(optimizer=keras.optimizers.AdamW(config.learning_rate,
                                                    weight_decay=config.weight_decay),
                   loss=loss, metrics=[metric])
