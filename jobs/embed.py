@@ -13,9 +13,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from jobs import add_verbose_flag, configure_output
 from pipeline.data.augment import parse_augment
+from pipeline.data.faces import FACE_SHARE
 from pipeline.features.backbones import BACKBONES
 from pipeline.features.config import EmbedConfig
-from pipeline.features.embed_job import run_embed
+from pipeline.features.embed_job import FACE_PROBE_IMAGES, run_embed
 
 EXAMPLE = """example (real ImageNet weights offline, from a folder of Keras weight files):
   python -m jobs.embed --data ../shared/data/flower_photos --weights-dir ../shared/weights \\
@@ -77,8 +78,10 @@ def build_parser():
     parser.add_argument("--augment-copies", type=int, default=2, help="K (default: 2)")
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=123)
-    parser.add_argument("--face-crop", action="store_true",
-                        help="crop the largest face (OpenCV Haar cascade) before resizing")
+    parser.add_argument("--face-crop", action=argparse.BooleanOptionalAction, default=None,
+                        help="crop the largest face (OpenCV Haar cascade) before resizing "
+                        "(default: when faces are found in at least "
+                        f"{FACE_SHARE * 100:.0f}%% of {FACE_PROBE_IMAGES} sampled images)")
     parser.add_argument("--cache-dir", default="cache", help="cache root (default: cache)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-shards", type=int, default=0, help="0: the runner decides")
@@ -94,7 +97,8 @@ def config_from_args(args):
         data=args.data, backbone=backbone, alpha=alpha, weights=args.weights,
         weights_dir=args.weights_dir,
         image_size=args.image_size, augment=args.augment, augment_copies=args.augment_copies,
-        val_fraction=args.val_fraction, seed=args.seed, face_crop=args.face_crop,
+        val_fraction=args.val_fraction, seed=args.seed,
+        face_crop="auto" if args.face_crop is None else args.face_crop,
         cache_root=args.cache_dir,
         batch_size=args.batch_size, num_shards=args.num_shards)
 
@@ -118,6 +122,11 @@ def summary(result):
     for split, entry in sorted(manifest["counts"].items()):
         lines.append(f"  {split}: {entry['images']} images, {entry['records']} records "
                      f"(per class {entry['per_class']})")
+    probe, face_crop = manifest.get("face_probe"), manifest["config"]["face_crop"]
+    lines.append(f"  face crop: {'on' if face_crop else 'off'}" + (
+        f" (faces found in {probe['with_face']} of {probe['sampled']} sampled images)"
+        if probe else "") + (f", no face in {manifest['num_no_face']} images (kept whole)"
+                             if face_crop else ""))
     lines.append(f"  skipped: {manifest['num_skipped']}"
                  + "".join(f"\n    {s['path'] or s['id']}: {s['reason']}"
                            for s in manifest["skipped"][:20]))

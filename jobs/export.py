@@ -2,8 +2,9 @@
 
 Writes a SavedModel whose serving signature takes encoded image bytes (decode, resize and the
 backbone's preprocessing inside) and returns class probabilities and names, a float32 TFLite file
-(`--int8` adds a dynamic-range int8 one) and `labels.txt`. Models trained with `--face-crop` are
-refused: the face detector cannot run inside the exported graph.
+(`--int8` adds a dynamic-range int8 one) and `labels.txt`. A model trained on face crops takes
+each image's face box too (`face_crop.json` says how to find it; OpenCV's detector cannot run
+inside the graph) and crops in the graph, as in training.
 """
 import argparse
 import sys

@@ -6,7 +6,7 @@ from pipeline.data.augment import AugmentConfig
 from pipeline.features.config import EmbedConfig, cache_key
 
 BASE = EmbedConfig(data="data", backbone="mobilenet_v2", alpha=0.35, image_size=96,
-                   weights=None)
+                   weights=None, face_crop=False)
 
 
 def _key(config, data="fp", weights="none"):
@@ -31,6 +31,13 @@ def test_key_changes_with_data_and_weights():
                                     {"num_shards": 3}, {"data": "moved/data"}])
 def test_key_ignores_what_does_not_change_embeddings(change):
     assert _key(dataclasses.replace(BASE, **change)) == _key(BASE)
+
+
+def test_face_crop_auto_is_decided_before_a_key_is_made():
+    with pytest.raises(ValueError, match="face_crop 'auto' is decided on the data"):
+        _key(dataclasses.replace(BASE, face_crop="auto"))
+    with pytest.raises(ValueError, match="face_crop: expected True, False or 'auto'"):
+        dataclasses.replace(BASE, face_crop="yes")
 
 
 def test_image_size_defaults_to_the_backbone_size():

@@ -109,7 +109,8 @@ def test_bad_arguments_are_refused_before_any_work(faces, tmp_path):
 def test_real_genki_subset_with_real_weights(genki_subset, mobilenet_weights, tmp_path):
     result = embed.run(["--data", genki_subset, "--backbone", "mobilenet", "--alpha", "0.25",
                         "--image-size", "64", "--weights", mobilenet_weights,
-                        "--augment-copies", "1", "--cache-dir", str(tmp_path), *IN_MEMORY])
+                        "--augment-copies", "1", "--no-face-crop", "--cache-dir", str(tmp_path),
+                        *IN_MEMORY])
     manifest = result.manifest
     assert manifest["embedding_dim"] == 256 and manifest["num_skipped"] == 0
     assert manifest["class_names"] == ["not_smiling", "smiling"]

@@ -47,14 +47,27 @@ def test_saved_model_and_tflite_match_the_keras_model(tuned, faces):
     assert open(paths["labels"]).read().split() == ["neutral", "smiling"]
 
 
-def test_face_crop_models_are_refused(tuned, tmp_path):
-    model_path, _ = tuned
+def test_face_crop_models_crop_in_the_graph_with_the_boxes_given(tuned, faces, tmp_path):
     import shutil
 
+    from pipeline.data.images import decode_image, resize_image
+
+    model_path, _ = tuned
     copy = tmp_path / "model"
     shutil.copytree(model_path.parent, copy, ignore=shutil.ignore_patterns("backup"))
     info = json.loads((copy / "model.json").read_text())
     info["embed_config"]["face_crop"] = True
     (copy / "model.json").write_text(json.dumps(info))
-    with pytest.raises(ValueError, match="trained on face crops"):
-        export.run(["--model", str(copy / "model.keras"), "--out", str(tmp_path / "out")])
+    paths = export.run(["--model", str(copy / "model.keras"), "--out", str(tmp_path / "out")])
+    encoded = _images(faces)[:4]
+    boxes = np.array([[4, 6, 40, 44], [-1, -1, -1, -1], [0, 0, 48, 24], [10, 10, 30, 30]],
+                     np.int32)
+    crops = [image if top < 0 else image[top:bottom, left:right]
+             for image, (top, left, bottom, right) in zip(map(decode_image, encoded), boxes)]
+    images = np.stack([resize_image(crop, 48) for crop in crops])
+    expected = logits_to_proba(keras.models.load_model(model_path).predict(images, verbose=0), 2)
+    served = tf.saved_model.load(paths["saved_model"]).signatures["serving_default"](
+        image_bytes=tf.constant(encoded), face_boxes=tf.constant(boxes))
+    assert np.abs(served["probabilities"].numpy() - expected).max() < 1e-4
+    spec = json.loads(open(paths["face_crop"]).read())
+    assert spec["margin"] == 0.25 and spec["reference"] == "pipeline.data.faces.face_box"

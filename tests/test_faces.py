@@ -64,3 +64,27 @@ def test_fine_tune_dataset_crops_faces_in_parallel(genki_subset):
     expected = load_image(open(refs[0].path, "rb").read(), 48, face_crop=True)
     assert images.shape == (len(refs), 48, 48, 3)
     np.testing.assert_allclose(images[0], expected, atol=1e-3)
+
+
+def test_face_crop_by_default_follows_the_data(genki_subset, faces, tmp_path):
+    def run(data, *flags):
+        return embed.run(["--data", data, *TINY, "--augment-copies", "0", "--cache-dir",
+                          str(tmp_path), *IN_MEMORY, *flags]).manifest
+
+    genki = run(genki_subset)
+    assert genki["config"]["face_crop"] is True
+    probe = genki["face_probe"]
+    assert probe["sampled"] == 40 and probe["with_face"] >= 0.75 * 40 and probe["faces"]
+    drawn = run(faces)  # the drawn faces: the cascade finds few of them
+    assert drawn["config"]["face_crop"] is False and not drawn["face_probe"]["faces"]
+    assert drawn["face_probe"]["with_face"] < 0.75 * drawn["face_probe"]["sampled"]
+    forced_off = run(genki_subset, "--no-face-crop")
+    assert forced_off["config"]["face_crop"] is False and forced_off["face_probe"] is None
+    assert forced_off["cache_key"] != genki["cache_key"]
+    assert run(genki_subset, "--face-crop")["cache_key"] == genki["cache_key"]
+
+
+def test_a_face_probe_of_no_images_finds_no_faces():
+    from pipeline.data.faces import probe_faces
+
+    assert probe_faces([]) == {"sampled": 0, "with_face": 0, "share": 0.75, "faces": False}

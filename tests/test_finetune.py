@@ -31,7 +31,8 @@ def test_warm_start_parity_before_any_step(trained):
     manifest, head = cache.read_manifest(cache_dir), load_head(head_dir)
     model = build_model(manifest, head)
     _, val_refs = split_refs(manifest)
-    ours = probabilities(model, image_dataset(val_refs, 64, batch_size=8), 2)
+    assert manifest["config"]["face_crop"]  # GENKI-4K: faces, so cropped by default
+    ours = probabilities(model, image_dataset(val_refs, 64, batch_size=8, face_crop=True), 2)
     cached = cache.load_split(cache_dir, "val", clean_only=True)
     assert [r.id for r in val_refs] == cached.ids.tolist()
     assert np.abs(ours - head.predict_proba(cached.embeddings)).max() < 1e-4
@@ -83,7 +84,8 @@ def test_job_trains_saves_and_resumes_after_an_interruption(trained):
         assert (out / name).is_file(), name
     loaded = keras.models.load_model(out / "model.keras")
     _, val_refs = split_refs(cache.read_manifest(cache_dir))
-    predicted = probabilities(loaded, image_dataset(val_refs, 64, batch_size=8), 2).argmax(1)
+    predicted = probabilities(loaded, image_dataset(val_refs, 64, batch_size=8, face_crop=True),
+                              2).argmax(1)
     labels = np.array([r.label for r in val_refs])
     assert np.mean(predicted == labels) == pytest.approx(report["accuracy"])
 

@@ -38,7 +38,10 @@ class EmbedConfig:
         val_fraction: fraction of folder examples hashed into validation. Defaults to `0.2`.
         seed: seed of the split and of the augmentations. Defaults to `123`.
         face_crop: crop the largest face (OpenCV Haar cascade) before resizing; images without
-            a detected face are kept whole and listed. Defaults to `False`.
+            a detected face are kept whole and listed. `"auto"` decides before any work: on
+            when a face is found in at least `pipeline.data.faces.FACE_SHARE` of a sample of
+            the data (`pipeline.data.faces.probe_faces`), off otherwise (and for TFDS data);
+            the cache's config holds the decision. Defaults to `"auto"`.
         cache_root: folder under which `<cache key>/` is written. Defaults to `"cache"`.
         batch_size: backbone batch size (speed only; not part of the key). Defaults to `32`.
         num_shards: TFRecord shards (0: let the runner decide; not part of the key).
@@ -55,7 +58,7 @@ class EmbedConfig:
     augment_copies: int = 2
     val_fraction: float = 0.2
     seed: int = 123
-    face_crop: bool = False
+    face_crop: bool | str = "auto"
     cache_root: str = "cache"
     batch_size: int = 32
     num_shards: int = 0
@@ -73,6 +76,8 @@ class EmbedConfig:
         check_scalar(self.seed, "seed", int, min_val=0)
         check_scalar(self.batch_size, "batch_size", int, min_val=1)
         check_scalar(self.num_shards, "num_shards", int, min_val=0)
+        if self.face_crop not in (True, False, "auto"):
+            raise ValueError(f"face_crop: expected True, False or 'auto'; got {self.face_crop!r}")
 
     def to_dict(self):
         """A JSON-ready dict of every field."""
@@ -87,6 +92,8 @@ class EmbedConfig:
 
 
 def _keyed(config, weights_digest):
+    if config.face_crop == "auto":
+        raise ValueError("face_crop 'auto' is decided on the data before a key is made")
     return {
         "format_version": FORMAT_VERSION,
         "backbone": config.backbone,

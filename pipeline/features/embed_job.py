@@ -22,14 +22,19 @@ import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.console import Progress
-from pipeline.data.sources import FolderSource, open_source
+from pipeline.data.faces import probe_faces
+from pipeline.data.images import ImageError, decode_image
+from pipeline.data.sources import FolderSource, open_source, read_bytes
 from pipeline.features import cache
 from pipeline.features.accounting import LISTED_FILE, account
 from pipeline.features.backbones import weights_digest
-from pipeline.features.config import FORMAT_VERSION, cache_key, config_key
+from pipeline.features.config import FORMAT_VERSION, EmbedConfig, cache_key, config_key
 from pipeline.features.embed import PROGRESS_DIR, EmbedImages, shared_embedder
 
 __all__ = ["EmbedResult", "build_embed_pipeline", "run_embed"]
+
+#: Images of the data that decide `face_crop="auto"`.
+FACE_PROBE_IMAGES = 64
 
 #: How often the driver reads the progress files: often locally, sparingly on `gs://`.
 _POLL_SECONDS, _POLL_SECONDS_REMOTE = 1.0, 15.0
@@ -56,6 +61,8 @@ class EmbedResult:
 
 @dataclasses.dataclass(frozen=True)
 class _Prepared:
+    config: EmbedConfig
+    face_probe: dict | None
     source: object
     weights: object
     weights_digest: str
@@ -64,8 +71,27 @@ class _Prepared:
     run_dir: str
 
 
+def _decide_face_crop(config, source):
+    """`config` with `face_crop="auto"` decided on a sample of the data, and the probe's figures.
+
+    Only folders are probed (`FolderSource.sample_paths`); TFDS data is not cropped.
+    """
+    if config.face_crop != "auto":
+        return config, None
+    images = []
+    for path in (source.sample_paths(FACE_PROBE_IMAGES) if isinstance(source, FolderSource)
+                 else []):
+        try:
+            images.append(decode_image(read_bytes(path)))
+        except (ImageError, OSError, tf.errors.OpError):
+            pass  # the pipeline skips and lists it
+    probe = probe_faces(images)
+    return dataclasses.replace(config, face_crop=probe["faces"]), probe
+
+
 def _prepare(config):
     source = open_source(config.data, val_fraction=config.val_fraction, seed=config.seed)
+    config, face_probe = _decide_face_crop(config, source)
     embedder = shared_embedder(config.backbone, image_size=config.image_size,
                                weights=config.weights, alpha=config.alpha,
                                weights_dir=config.weights_dir)
@@ -77,7 +103,7 @@ def _prepare(config):
     digest = weights_digest(weights)
     key = config_key(config, weights_digest=digest)
     base = cache.find_base(config.cache_root, key, source.class_names)
-    return _Prepared(source, weights, digest, key, base,
+    return _Prepared(config, face_probe, source, weights, digest, key, base,
                      cache.new_run_dir(config.cache_root, key))
 
 
@@ -179,6 +205,7 @@ def run_embed(config, *, pipeline_options=None, test_pipeline=None, show_progres
     """
     started = time.time()
     prepared = _prepare(config)
+    config = prepared.config  # face_crop decided
     _run_pipeline(config, prepared, pipeline_options, test_pipeline, show_progress)
     folder_classes = (prepared.source.class_names
                       if isinstance(prepared.source, FolderSource) else None)
@@ -217,6 +244,7 @@ def _manifest(config, prepared, run, key, *, seconds):
         "counts": run.counts, "listed": run.listed,
         "skipped": run.skipped, "num_skipped": len(run.skipped),
         "no_face": run.no_face, "num_no_face": len(run.no_face),
+        "face_probe": prepared.face_probe,
         "num_shards": run.num_shards, "shards": run.shards,
         "embedded": run.embedded, "reused": run.reused,
         "base_cache": prepared.base and prepared.base["cache_key"],

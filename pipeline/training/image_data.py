@@ -2,35 +2,62 @@
 import numpy as np
 import tensorflow as tf
 
-from pipeline.data.faces import crop_face
+from pipeline.data.faces import face_box
 from pipeline.data.images import decode_image
 from pipeline.data.sources import FolderSource
 from pipeline.features.config import FORMAT_VERSION
 
-__all__ = ["image_dataset", "split_refs"]
+__all__ = ["face_boxes", "image_dataset", "split_refs"]
 
 
-def _decode_path(path, face_crop):
+_NO_BOX = (-1, -1, -1, -1)
+
+
+def _read(path):
     with tf.io.gfile.GFile(path.decode(), "rb") as handle:
-        image = decode_image(handle.read())
-    return crop_face(image)[0] if face_crop else image
+        return decode_image(handle.read())
+
+
+def _find_box(path):
+    return np.array(face_box(_read(path)) or _NO_BOX, np.int32)
+
+
+def _decode_path(path, box):
+    image = _read(path)
+    if box[0] < 0:
+        return image
+    top, left, bottom, right = box
+    return image[top:bottom, left:right]
+
+
+def face_boxes(paths):
+    """The face box of each image, `(top, left, bottom, right)` or -1s where none is found.
+
+    The detector runs once per image, in parallel, so that training epochs only crop.
+    """
+    data = tf.data.Dataset.from_tensor_slices(list(paths)).map(
+        lambda path: tf.numpy_function(_find_box, [path], tf.int32),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    return np.stack(list(data.as_numpy_iterator())) if paths else np.zeros((0, 4), np.int32)
 
 
 def image_dataset(refs, image_size, *, batch_size, shuffle_seed=None, face_crop=False):
     """A `tf.data.Dataset` of (resized image, label) batches from `ExampleRef`s.
 
-    Decoding is `pipeline.data.images.decode_image` (then `pipeline.data.faces.crop_face` with
-    `face_crop`) and resizing is bilinear without antialias, as in the embed job, so the pixels
-    are the cached ones.
+    Decoding is `pipeline.data.images.decode_image` (then the crop of
+    `pipeline.data.faces.crop_face` with `face_crop`, its boxes found once by `face_boxes`) and
+    resizing is bilinear without antialias, as in the embed job, so the pixels are the cached
+    ones.
     """
     paths = [ref.path for ref in refs]
     labels = np.array([ref.label for ref in refs], np.int64)
-    data = tf.data.Dataset.from_tensor_slices((paths, labels))
+    boxes = face_boxes(paths) if face_crop else np.full((len(refs), 4), -1, np.int32)
+    data = tf.data.Dataset.from_tensor_slices((paths, labels, boxes))
     if shuffle_seed is not None:
         data = data.shuffle(len(refs), seed=shuffle_seed, reshuffle_each_iteration=True)
 
-    def load(path, label):
-        image = tf.numpy_function(_decode_path, [path, face_crop], tf.uint8)
+    def load(path, label, box):
+        image = tf.numpy_function(_decode_path, [path, box], tf.uint8)
         image.set_shape([None, None, 3])
         return tf.image.resize(image, (image_size, image_size)), label
 
