@@ -49,7 +49,7 @@ def build_parser():
     parser.add_argument("--schedule", choices=("constant", "cosine"), default=defaults.schedule,
                         help="cosine: decay the learning rate to 0 over --epochs")
     parser.add_argument("--warmup-epochs", type=int, default=defaults.warmup_epochs,
-                        help="with --schedule cosine: linear warm-up epochs first")
+                        help="linear warm-up epochs first (either schedule)")
     parser.add_argument("--head-learning-rate-scale", type=float,
                         default=defaults.head_learning_rate_scale,
                         help="the dense layer learns at this multiple of --learning-rate "

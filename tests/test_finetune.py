@@ -239,11 +239,19 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
     assert rates[2] > rates[3] > rates[4] and rates[4] == pytest.approx(0.0, abs=1e-9)
 
 
-@pytest.mark.parametrize("options", [{"warmup_epochs": 1},
-                                     {"schedule": "cosine", "epochs": 2, "warmup_epochs": 2}])
-def test_warm_up_needs_the_cosine_schedule_and_fewer_epochs(options):
-    with pytest.raises(ValueError, match="warmup_epochs: expected schedule 'cosine'"):
-        FinetuneConfig(**options)
+def test_constant_rate_warms_up_then_stays():
+    from pipeline.training.end_to_end import learning_rate_schedule
+
+    schedule = learning_rate_schedule(FinetuneConfig(epochs=5, learning_rate=1e-3,
+                                                     warmup_epochs=1), 10)
+    rates = [float(schedule(step)) for step in (0, 5, 10, 30, 50, 80)]
+    assert rates[:2] == [0.0, pytest.approx(5e-4)]
+    assert rates[2:] == [pytest.approx(1e-3)] * 4
+
+
+def test_warm_up_needs_fewer_epochs_than_training():
+    with pytest.raises(ValueError, match="warmup_epochs: expected fewer warm-up epochs"):
+        FinetuneConfig(epochs=2, warmup_epochs=2)
 
 
 def test_layer_scaled_adam_moves_each_layer_at_its_own_rate(tmp_path):

@@ -95,15 +95,18 @@ def set_trainable(model, config):
 
 
 def learning_rate_schedule(config, steps_per_epoch):
-    """The learning rate of `config`: a float, or a `CosineDecay` (with warm-up) over its epochs."""
-    if config.schedule == "constant":
-        return config.learning_rate
+    """The learning rate of `config`: a float, or a `CosineDecay` over its epochs; either after
+    a linear warm-up from 0 over `config.warmup_epochs` (for the constant rate, a `CosineDecay`
+    that does not decay: `alpha=1`)."""
     warmup = config.warmup_epochs * steps_per_epoch
     total = config.epochs * steps_per_epoch
+    if config.schedule == "constant" and not warmup:
+        return config.learning_rate
     if not warmup:
         return keras.optimizers.schedules.CosineDecay(config.learning_rate, total)
-    return keras.optimizers.schedules.CosineDecay(0.0, total - warmup, warmup_steps=warmup,
-                                                  warmup_target=config.learning_rate)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, max(1, total - warmup), warmup_steps=warmup, warmup_target=config.learning_rate,
+        alpha=1.0 if config.schedule == "constant" else 0.0)
 
 
 @keras.saving.register_keras_serializable(package="pipeline")
