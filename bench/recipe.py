@@ -2,7 +2,7 @@
 
     python bench/recipe.py [--sets genki flowers flowers75] [--epochs 20] [--limit N]
         [--backbone mobilenet_v2 --alpha 0.5 --weights PATH] [--image-size N]
-        [--cache-root cache] [--out DIR]
+        [--cache-root cache] [--out DIR] [--previous]
 
 For each data set it runs the three jobs as a user would, with no tuning flags: `jobs.embed`
 (a complete cache under --cache-root is reused, and its seconds are then those of the check),
@@ -15,6 +15,9 @@ validation accuracy of the head and of `model.keras`, which candidate the fine-t
 - `flowers75`: flower_photos with 75 training images per class: a folder of symlinks under
   --out holding the first 75 training images of each class of the `flowers` split (ranked by a
   hash of the id) and every validation image, so both share one validation split.
+
+`--previous` also runs each set with the previous defaults (no face crop, fine-tune Adam 1e-4),
+side by side, as `<set>_previous`.
 
 `--limit N` keeps the first N images (sorted names) of each class of every data set, to bound the
 time of a smoke run. On GENKI-4K it also gives the seconds to 0.90 validation accuracy from a fresh
@@ -34,6 +37,8 @@ from bench.head_ablation import per_class_subset  # noqa: E402
 from pipeline.features import cache  # noqa: E402
 
 SHARED = REPO.parent / "shared"
+#: The flags that give the previous defaults (before face crop by default and Adam 3e-4).
+PREVIOUS = {"embed": ["--no-face-crop"], "finetune": ["--learning-rate", "1e-4"]}
 DATA = {"genki": SHARED / "data" / "genki4k", "flowers": SHARED / "data" / "flower_photos"}
 MOBILENET_V2_05 = (SHARED / "weights" /
                    "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.5_224_no_top.h5")
@@ -77,17 +82,22 @@ def _seconds_to(log_path, threshold, finetune_seconds):
     return None if not reached else finetune_seconds * (reached[0] + 1) / len(accuracies)
 
 
-def run_set(name, data, out, args):
-    """Embeds, trains the head and fine-tunes one data set; returns its figures."""
+def run_set(name, data, out, args, flags=None):
+    """Embeds, trains the head and fine-tunes one data set; returns its figures.
+
+    `flags`: extra `{"embed": [...], "finetune": [...]}` arguments (the previous defaults).
+    """
+    flags = flags or {}
     embed_s, _, cache_dir = run_job("jobs.embed", [
         "--data", data, "--backbone", args.backbone, "--alpha", str(args.alpha), "--weights",
         args.weights, *(["--image-size", str(args.image_size)] if args.image_size else []),
-        "--cache-dir", args.cache_root])
+        "--cache-dir", args.cache_root, *flags.get("embed", [])])
     head_dir, tune_dir = os.path.join(out, name, "head"), os.path.join(out, name, "finetune")
     head_s, _, _ = run_job("jobs.train_head", ["--cache", cache_dir, "--out", head_dir,
                                                "--quiet"])
     tune_s, _, _ = run_job("jobs.finetune", ["--cache", cache_dir, "--head", head_dir,
-                                             "--out", tune_dir, "--epochs", str(args.epochs)])
+                                             "--out", tune_dir, "--epochs", str(args.epochs),
+                                             *flags.get("finetune", [])])
     with open(os.path.join(tune_dir, "report.json")) as handle:
         report = json.load(handle)
     figures = {"head_accuracy": round(report["head_vs_finetuned"]["head_accuracy"], 4),
@@ -95,11 +105,13 @@ def run_set(name, data, out, args):
                    (report["best_finetune_score"] or {}).get("val_accuracy", float("nan")), 4),
                "model_accuracy": round(report["accuracy"], 4), "kept": report["kept"],
                "flip_tta": report.get("flip_tta"),
+               "face_crop": report["embed_config"]["face_crop"],
+               "learning_rate": report["config"]["learning_rate"],
                "kept_epoch": report["kept_epoch"], "finetune_epochs": report["finetune_epochs"],
                "train_images": report["train_images"], "val_images": report["num_examples"],
                "embed_s": round(embed_s, 1), "head_s": round(head_s, 1),
                "finetune_s": round(tune_s, 1), "cache_dir": cache_dir}
-    if name == "genki":
+    if name.startswith("genki"):
         to_90 = _seconds_to(os.path.join(tune_dir, "training_log.csv"), 0.90, tune_s)
         figures["seconds_to_0.90"] = (None if to_90 is None
                                       else round(embed_s + head_s + to_90, 1))
@@ -118,6 +130,8 @@ def main():
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--cache-root", default="cache")
     parser.add_argument("--out", default=None, help="keep the outputs here (default: temporary)")
+    parser.add_argument("--previous", action="store_true",
+                        help="also run the previous defaults (no face crop, Adam 1e-4)")
     args = parser.parse_args()
     out = args.out or tempfile.mkdtemp()
     sources = {name: str(path) for name, path in DATA.items()}
@@ -135,11 +149,13 @@ def main():
             data = per_class_folder(flowers_cache, os.path.join(out, "data", "flowers75"), 75)
         else:
             data = sources[name]
-        results[name] = run_set(name, data, out, args)
-        print(f"{name}: head {results[name]['head_accuracy']:.4f} -> model.keras "
-              f"{results[name]['model_accuracy']:.4f} (kept {results[name]['kept']}, epoch "
-              f"{results[name]['kept_epoch']}), {results[name]['finetune_s']:.0f} s fine-tune",
-              flush=True)
+        runs = {name: None, **({f"{name}_previous": PREVIOUS} if args.previous else {})}
+        for label, flags in runs.items():
+            results[label] = figures = run_set(label, data, out, args, flags)
+            print(f"{label}: head {figures['head_accuracy']:.4f} -> model.keras "
+                  f"{figures['model_accuracy']:.4f} (kept {figures['kept']}, epoch "
+                  f"{figures['kept_epoch']}, face crop {figures['face_crop']}), "
+                  f"{figures['finetune_s']:.0f} s fine-tune", flush=True)
     emit({"sets": results, "epochs": args.epochs, "limit": args.limit,
           "backbone": args.backbone, "alpha": args.alpha, "image_size": args.image_size})
 
