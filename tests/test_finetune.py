@@ -249,9 +249,13 @@ def test_constant_rate_warms_up_then_stays():
     assert rates[2:] == [pytest.approx(1e-3)] * 4
 
 
-def test_warm_up_needs_fewer_epochs_than_training():
-    with pytest.raises(ValueError, match="warmup_epochs: expected fewer warm-up epochs"):
-        FinetuneConfig(epochs=2, warmup_epochs=2)
+def test_warm_up_longer_than_training_warms_up_over_all_of_it():
+    from pipeline.training.end_to_end import learning_rate_schedule
+
+    schedule = learning_rate_schedule(FinetuneConfig(epochs=1, learning_rate=1e-3,
+                                                     warmup_epochs=3), 10)
+    assert [float(schedule(step)) for step in (0, 5, 10)] == [
+        0.0, pytest.approx(5e-4), pytest.approx(1e-3)]
 
 
 def test_layer_scaled_adam_moves_each_layer_at_its_own_rate(tmp_path):

@@ -98,7 +98,7 @@ def learning_rate_schedule(config, steps_per_epoch):
     """The learning rate of `config`: a float, or a `CosineDecay` over its epochs; either after
     a linear warm-up from 0 over `config.warmup_epochs` (for the constant rate, a `CosineDecay`
     that does not decay: `alpha=1`)."""
-    warmup = config.warmup_epochs * steps_per_epoch
+    warmup = min(config.warmup_epochs, config.epochs) * steps_per_epoch
     total = config.epochs * steps_per_epoch
     if config.schedule == "constant" and not warmup:
         return config.learning_rate

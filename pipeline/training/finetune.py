@@ -67,7 +67,7 @@ class FinetuneConfig:
         schedule: `"constant"` (Adam at `learning_rate`) or `"cosine"` (cosine decay to 0 over
             `epochs`). Defaults to `"constant"`.
         warmup_epochs: a linear warm-up from 0 to `learning_rate` over this many epochs
-            first (either schedule). Defaults to `0`.
+            first (either schedule; at most `epochs`). Defaults to `0`.
         head_learning_rate_scale: the dense layer learns at this multiple of `learning_rate`
             (discriminative learning rates: the backbone slower than the head). Defaults to
             `1.0`.
@@ -119,9 +119,6 @@ class FinetuneConfig:
         check_scalar(self.label_smoothing, "label_smoothing", float, min_val=0.0, max_val=1.0,
                      include_max=False)
         check_scalar(self.warmup_epochs, "warmup_epochs", int, min_val=0)
-        if self.warmup_epochs and self.warmup_epochs >= self.epochs:
-            raise ValueError(f"warmup_epochs: expected fewer warm-up epochs than epochs "
-                             f"({self.epochs}); got {self.warmup_epochs}")
         check_scalar(self.train_fraction, "train_fraction", float, min_val=0.0, max_val=1.0,
                      include_min=False)
 
