@@ -67,7 +67,9 @@ class FinetuneConfig:
         schedule: `"constant"` (Adam at `learning_rate`) or `"cosine"` (cosine decay to 0 over
             `epochs`). Defaults to `"constant"`.
         warmup_epochs: a linear warm-up from 0 to `learning_rate` over this many epochs
-            first (either schedule; at most `epochs`). Defaults to `0`.
+            first (either schedule; at most `epochs`). Defaults to `1`: without it, Adam 3e-4
+            first knocks the warm-started head down (GENKI-4K with face crop: 0.64 after epoch
+            1 against the head's 0.78; 0.84 with it), and 0.90 came at epoch 4 instead of 7.
         head_learning_rate_scale: the dense layer learns at this multiple of `learning_rate`
             (discriminative learning rates: the backbone slower than the head). Defaults to
             `1.0`.
@@ -93,7 +95,7 @@ class FinetuneConfig:
     distribute: str = "none"
     train_fraction: float = 1.0
     schedule: str = "constant"
-    warmup_epochs: int = 0
+    warmup_epochs: int = 1
     head_learning_rate_scale: float = 1.0
     label_smoothing: float = 0.0
     ema: bool = True
