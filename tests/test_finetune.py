@@ -231,7 +231,8 @@ def test_a_fine_tune_that_cannot_help_keeps_the_warm_start(easy_trained, tmp_pat
 def test_cosine_schedule_warms_up_then_decays_to_zero():
     from pipeline.training.end_to_end import learning_rate_schedule
 
-    assert learning_rate_schedule(FinetuneConfig(learning_rate=1e-3, warmup_epochs=0), 10) == 1e-3
+    constant = FinetuneConfig(learning_rate=1e-3, warmup_epochs=0)
+    assert learning_rate_schedule(constant, 10) == 1e-3
     schedule = learning_rate_schedule(
         FinetuneConfig(epochs=5, learning_rate=1e-3, schedule="cosine", warmup_epochs=1), 10)
     rates = [float(schedule(step)) for step in (0, 5, 10, 30, 50)]
