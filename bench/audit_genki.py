@@ -38,11 +38,11 @@ MOBILENET_V2_05 = MOBILENET_025.parent / (
 #: (name, `jobs.embed` flags); each later one is audited with `ON_EVERY_EMBEDDING` only.
 EMBEDDINGS = (
     ("MobileNet 0.25", ["--backbone", "mobilenet", "--alpha", "0.25", "--weights",
-                        str(MOBILENET_025)]),
+                        str(MOBILENET_025), "--no-face-crop"]),
     ("MobileNet 0.25, face crop", ["--backbone", "mobilenet", "--alpha", "0.25", "--weights",
                                    str(MOBILENET_025), "--face-crop"]),
     ("MobileNetV2 0.5", ["--backbone", "mobilenet_v2", "--alpha", "0.5", "--weights",
-                         str(MOBILENET_V2_05)]),
+                         str(MOBILENET_V2_05), "--no-face-crop"]),
 )
 
 

@@ -83,7 +83,8 @@ def import_seconds():
 
 def job_run(root, image_size, cache_dir, *runner):
     args = ["--data", root, "--backbone", "mobilenet_v2", "--weights", "none", "--image-size",
-            str(image_size), "--augment-copies", "0", "--cache-dir", cache_dir, *runner]
+            str(image_size), "--augment-copies", "0", "--no-face-crop", "--cache-dir", cache_dir,
+            *runner]
     return run_job("jobs.embed", args)[:2]
 
 

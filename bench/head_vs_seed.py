@@ -80,7 +80,7 @@ def main():
         embed_seconds, _, cache_dir = run_job("jobs.embed", [
             "--data", str(GENKI), "--backbone", "mobilenet", "--alpha", "0.25", "--weights",
             str(MOBILENET_025), "--image-size", str(args.image_size), "--augment-copies", "2",
-            "--cache-dir", os.path.join(tmp, "cache")])
+            "--no-face-crop", "--cache-dir", os.path.join(tmp, "cache")])
         head_seconds, _, _ = run_job("jobs.train_head", ["--cache", cache_dir, "--out",
                                                       os.path.join(tmp, "head"), "--quiet"])
         with open(os.path.join(tmp, "head", "report.json")) as handle:

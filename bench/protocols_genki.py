@@ -18,7 +18,7 @@ from bench.common import GENKI, MOBILENET_025, emit, run_job  # noqa: E402
 
 
 def _cache(args, face_crop):
-    extra = ["--face-crop"] if face_crop else []
+    extra = ["--face-crop"] if face_crop else ["--no-face-crop"]
     seconds, _, cache_dir = run_job("jobs.embed", [
         "--data", str(GENKI), "--backbone", "mobilenet", "--alpha", "0.25", "--weights",
         str(MOBILENET_025), "--image-size", str(args.image_size), "--augment-copies", "2",
