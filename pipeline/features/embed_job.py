@@ -1,13 +1,16 @@
 """Running the embed job: prepare in the driver, run the pipeline, account, publish.
 
-    prepare   open the source (class folders only), build the backbone once (refuse bad
-              weights before any work), find a previous cache with the same config key
+    prepare   open the source (class folders only), decide face crop on a fixed sample of
+              about 64 images when asked to (`face_crop="auto"`, the default), build the
+              backbone once (refuse bad weights before any work), find a previous cache with
+              the same config key
     run       `pipeline.features.embed.EmbedImages` on any runner, with progress followed from files
     account   `pipeline.features.accounting.account`: every listed image has its records or a reason
     publish   the cache key (config + data fingerprint, known now) names the cache; the manifest
               appears last; an identical complete cache already there is simply reused
 
-The driver does nothing per image: its work and the pipeline graph do not grow with the data.
+The driver does nothing per image beyond that fixed sample: its work and the pipeline graph do not
+grow with the data.
 """
 import dataclasses
 import json
