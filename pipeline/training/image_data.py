@@ -2,7 +2,7 @@
 import numpy as np
 import tensorflow as tf
 
-from pipeline.data.faces import face_box
+from pipeline.data.faces import crop_to_box, face_box
 from pipeline.data.images import decode_image
 from pipeline.data.sources import FolderSource
 from pipeline.features.config import FORMAT_VERSION
@@ -23,11 +23,7 @@ def _find_box(path):
 
 
 def _decode_path(path, box):
-    image = _read(path)
-    if box[0] < 0:
-        return image
-    top, left, bottom, right = box
-    return image[top:bottom, left:right]
+    return crop_to_box(_read(path), None if box[0] < 0 else box)
 
 
 def face_boxes(paths):
