@@ -56,6 +56,9 @@ def build_parser():
                         "(discriminative learning rates)")
     parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing,
                         help="smooth the training targets by this much (e.g. 0.1)")
+    parser.add_argument("--mixup", type=float, default=defaults.mixup,
+                        help="mix training images and targets within batches, weights from "
+                        "Beta(A, A) (e.g. 0.2; 0: off)")
     parser.add_argument("--ema", action=argparse.BooleanOptionalAction, default=defaults.ema,
                         help="score and keep each epoch's moving average of the weights (over "
                         "about one epoch of steps) instead of its last weights (default: on)")
@@ -80,7 +83,7 @@ def _config(args):
                           distribute=args.distribute, train_fraction=args.train_fraction,
                           schedule=args.schedule, warmup_epochs=args.warmup_epochs,
                           head_learning_rate_scale=args.head_learning_rate_scale,
-                          label_smoothing=args.label_smoothing,
+                          label_smoothing=args.label_smoothing, mixup=args.mixup,
                           ema=args.ema, tta=args.tta, seed=args.seed)
 
 

@@ -3,7 +3,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pipeline.data.augment import AugmentConfig, CopyAugmenter, build_augmenter, parse_augment
+from pipeline.data.augment import (AugmentConfig, CopyAugmenter, build_augmenter, mixup_batches,
+                                   parse_augment)
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +66,33 @@ def test_all_ops_run(image):
                            "translation=0.1,brightness=0.1,height=0.1,width=0.1")
     copy = CopyAugmenter(config, seed=3)(image, example_id="x", copy=1)
     assert copy.shape == image.shape
+
+
+def _mixed(seed, alpha=0.4):
+    import tensorflow as tf
+
+    images = np.arange(4 * 2 * 2 * 3, dtype=np.float32).reshape(4, 2, 2, 3)
+    targets = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+    batches = tf.data.Dataset.from_tensor_slices((images, targets)).batch(4)
+    [(x, y)] = [(x.numpy(), y.numpy()) for x, y in mixup_batches(batches, alpha=alpha,
+                                                                  seed=seed)]
+    return images, targets, x, y
+
+
+def test_mixup_mixes_each_example_with_its_mirror_by_one_weight():
+    images, targets, x, y = _mixed(seed=7)
+    # example 0 (class 0) is mixed with example 3 (class 0) and 1 (class 1) with 2 (class 2)
+    weight = y[1, 1]
+    assert 0.0 < weight < 1.0 and y[1, 2] == pytest.approx(1 - weight)
+    np.testing.assert_allclose(x[1], weight * images[1] + (1 - weight) * images[2], rtol=1e-5)
+    np.testing.assert_allclose(y.sum(1), 1.0, rtol=1e-6)
+    assert x.shape == images.shape
+
+
+def test_mixup_is_deterministic_per_seed():
+    _, _, x, y = _mixed(seed=7)
+    _, _, x_again, y_again = _mixed(seed=7)
+    _, _, x_other, _ = _mixed(seed=8)
+    np.testing.assert_array_equal(x, x_again)
+    np.testing.assert_array_equal(y, y_again)
+    assert not np.allclose(x, x_other)

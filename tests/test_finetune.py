@@ -308,11 +308,14 @@ def test_label_smoothing_out_of_range_is_refused():
         FinetuneConfig(label_smoothing=1.0)
 
 
-def test_job_fine_tunes_with_label_smoothing_and_a_faster_head(easy_trained, tmp_path):
+@pytest.mark.parametrize("flags, expected", [
+    (["--label-smoothing", "0.1", "--head-learning-rate-scale", "10"],
+     {"label_smoothing": 0.1, "head_learning_rate_scale": 10.0, "mixup": 0.0}),
+    (["--mixup", "0.4"], {"label_smoothing": 0.0, "mixup": 0.4})])
+def test_job_fine_tunes_on_float_targets_and_with_a_faster_head(easy_trained, tmp_path, flags,
+                                                                   expected):
     result, head_dir = easy_trained
     report = finetune.run(["--cache", result.cache_dir, "--head", head_dir, "--out",
-                           str(tmp_path), "--epochs", "1", "--batch-size", "8",
-                           "--label-smoothing", "0.1", "--head-learning-rate-scale", "10"])
-    assert report["config"]["label_smoothing"] == 0.1
-    assert report["config"]["head_learning_rate_scale"] == 10.0
+                           str(tmp_path), "--epochs", "1", "--batch-size", "8", *flags])
+    assert {k: report["config"][k] for k in expected} == expected
     assert np.isfinite(report["best_finetune_score"]["val_loss"])

@@ -11,7 +11,8 @@ import numpy as np
 
 from pipeline.validation import check_choice, check_scalar
 
-__all__ = ["AugmentConfig", "parse_augment", "build_augmenter", "CopyAugmenter", "copy_seed"]
+__all__ = ["AugmentConfig", "parse_augment", "build_augmenter", "CopyAugmenter", "copy_seed",
+           "mixup_batches"]
 
 _FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 
@@ -171,3 +172,26 @@ class CopyAugmenter:
         seeds = np.array([copy_seed(self._seed, example_id, copy, index)
                           for index in range(len(self._layers))], dtype=np.int64)
         return np.asarray(self._apply(image, seeds), dtype=np.float32)
+
+
+def mixup_batches(batches, *, alpha, seed):
+    """Mixes each example of a batched `(x, float targets)` dataset with another of its batch
+    (mixup: Zhang et al., 2018): both by a weight drawn per example from Beta(alpha, alpha).
+
+    The partner is the example at the mirrored position of the batch; the weights are keyed by
+    `(seed, batch index)`, so a shuffled input gives new pairs each epoch, deterministically.
+    """
+    import tensorflow as tf
+
+    def mix(index, pair):
+        x, y = pair
+        n = tf.shape(x)[0]
+        key = tf.stack([tf.cast(seed, tf.int64), index])
+        g1 = tf.random.stateless_gamma([n, 1], key, alpha)
+        g2 = tf.random.stateless_gamma([n, 1], key + 1, alpha)
+        weight = g1 / (g1 + g2)
+        x_weight = tf.reshape(weight, tf.concat([[n], tf.ones([tf.rank(x) - 1], tf.int32)], 0))
+        return (x_weight * x + (1 - x_weight) * tf.reverse(x, [0]),
+                weight * y + (1 - weight) * tf.reverse(y, [0]))
+
+    return batches.enumerate().map(mix, num_parallel_calls=tf.data.AUTOTUNE)

@@ -137,13 +137,14 @@ class LayerScaledAdam(keras.optimizers.Adam):
 
 
 def compile_model(model, *, num_classes, learning_rate, ema_momentum=None, head_scale=1.0,
-                  label_smoothing=0.0):
+                  label_smoothing=0.0, float_targets=False):
     """Compiles with Adam (`learning_rate`: a float or a schedule; with `ema_momentum`, Adam also
     keeps a moving average of the weights; the dense layer's rate is `head_scale` times the
-    backbone's) and the head's loss (logits) and an `accuracy` metric. With `label_smoothing`,
-    the loss takes float targets (`soft_targets`) smoothed by that much."""
-    loss, metric = (soft_loss_and_metric(num_classes, label_smoothing) if label_smoothing
-                    else loss_and_metric(num_classes))
+    backbone's) and the head's loss (logits) and an `accuracy` metric. With `float_targets` or
+    `label_smoothing`, the loss takes float targets (`soft_targets`: smoothed by that much, or
+    mixed)."""
+    loss, metric = (soft_loss_and_metric(num_classes, label_smoothing)
+                    if label_smoothing or float_targets else loss_and_metric(num_classes))
     optimizer = LayerScaledAdam(learning_rate, use_ema=ema_momentum is not None,
                                 ema_momentum=ema_momentum or 0.99,
                                 layer_scales={"head_logits": head_scale} if head_scale != 1.0
@@ -153,7 +154,7 @@ def compile_model(model, *, num_classes, learning_rate, ema_momentum=None, head_
 
 def soft_targets(dataset, num_classes):
     """A dataset of (images, labels) with float targets: (n, 1) for two classes, one-hot
-    otherwise, as the loss of `compile_model(..., label_smoothing=...)` takes them."""
+    otherwise, as the loss of `compile_model(..., float_targets=True)` takes them."""
     import tensorflow as tf
 
     if num_classes == 2:

@@ -18,6 +18,7 @@ import pickle
 
 import numpy as np
 
+from pipeline.data.augment import mixup_batches
 from pipeline.validation import check_choice, check_scalar
 
 __all__ = ["HEADS", "HeadConfig", "TrainedHead", "train_head", "load_head", "fraction_subset",
@@ -227,25 +228,12 @@ def soft_loss_and_metric(num_classes, label_smoothing=0.0):
 
 
 def _mixup_batches(x, y, *, batch_size, alpha, seed):
-    """Shuffled batches in which each example is mixed with another of its batch (mixup).
-
-    The mixing weight is drawn per example from Beta(alpha, alpha), keyed by (seed, batch index).
-    """
+    """Shuffled batches in which each example is mixed with another of its batch (mixup)."""
     import tensorflow as tf
-
-    def mix(index, pair):
-        bx, by = pair
-        n = tf.shape(bx)[0]
-        key = tf.stack([tf.cast(seed, tf.int64), index])
-        g1 = tf.random.stateless_gamma([n, 1], key, alpha)
-        g2 = tf.random.stateless_gamma([n, 1], key + 1, alpha)
-        lam = g1 / (g1 + g2)
-        return lam * bx + (1 - lam) * tf.reverse(bx, [0]), lam * by + (1 - lam) * tf.reverse(
-            by, [0])
 
     data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
         len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
-    return data.enumerate().map(mix).prefetch(tf.data.AUTOTUNE)
+    return mixup_batches(data, alpha=alpha, seed=seed).prefetch(tf.data.AUTOTUNE)
 
 
 def _standardizer(train_x):
