@@ -14,9 +14,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from jobs import add_verbose_flag, configure_output
 from pipeline.data.augment import parse_augment
 from pipeline.data.faces import FACE_SHARE
+from pipeline.data.images import LARGE_IMAGE_SCALE
 from pipeline.features.backbones import BACKBONES
 from pipeline.features.config import EmbedConfig
-from pipeline.features.embed_job import FACE_PROBE_IMAGES, run_embed
+from pipeline.features.embed_job import DATA_PROBE_IMAGES, run_embed
 
 EXAMPLE = """example (real ImageNet weights offline, from a folder of Keras weight files):
   python -m jobs.embed --data ../shared/data/flower_photos --weights-dir ../shared/weights \\
@@ -71,7 +72,9 @@ def build_parser():
                         help="folder of Keras weight files under their Keras names (local or "
                         "gs://), searched first")
     parser.add_argument("--image-size", type=int, default=None,
-                        help="input side in pixels (default: the backbone's own)")
+                        help="input side in pixels (default: the backbone's own, or "
+                        f"{LARGE_IMAGE_SCALE}x it to a multiple of 32 where the median shorter "
+                        f"side of {DATA_PROBE_IMAGES} sampled images is larger than that)")
     parser.add_argument("--augment", type=parse_augment, default="default",
                         help='"default" (flip, rotation 0.1, zoom 0.1, contrast 0.1), "none", or '
                         'ops such as "flip=horizontal,rotation=0.2,brightness=0.1"')
@@ -81,7 +84,7 @@ def build_parser():
     parser.add_argument("--face-crop", action=argparse.BooleanOptionalAction, default=None,
                         help="crop the largest face (OpenCV Haar cascade) before resizing "
                         "(default: when faces are found in at least "
-                        f"{FACE_SHARE * 100:.0f}%% of {FACE_PROBE_IMAGES} sampled images)")
+                        f"{FACE_SHARE * 100:.0f}%% of {DATA_PROBE_IMAGES} sampled images)")
     parser.add_argument("--cache-dir", default="cache", help="cache root (default: cache)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-shards", type=int, default=0, help="0: the runner decides")
@@ -96,7 +99,7 @@ def config_from_args(args):
     return EmbedConfig(
         data=args.data, backbone=backbone, alpha=alpha, weights=args.weights,
         weights_dir=args.weights_dir,
-        image_size=args.image_size, augment=args.augment, augment_copies=args.augment_copies,
+        image_size="auto" if args.image_size is None else args.image_size, augment=args.augment, augment_copies=args.augment_copies,
         val_fraction=args.val_fraction, seed=args.seed,
         face_crop="auto" if args.face_crop is None else args.face_crop,
         cache_root=args.cache_dir,
@@ -127,6 +130,10 @@ def summary(result):
         f" (faces found in {probe['with_face']} of {probe['sampled']} sampled images)"
         if probe else "") + (f", no face in {manifest['num_no_face']} images (kept whole)"
                              if face_crop else ""))
+    size, sized = manifest["config"]["image_size"], manifest.get("size_probe")
+    lines.append(f"  image size: {size} px" + (
+        f" (median shorter side {sized['median_short_side']:.0f} px of {sized['sampled']} "
+        f"sampled images; the backbone's own is {sized['native_size']})" if sized else ""))
     lines.append(f"  skipped: {manifest['num_skipped']}"
                  + "".join(f"\n    {s['path'] or s['id']}: {s['reason']}"
                            for s in manifest["skipped"][:20]))

@@ -33,15 +33,22 @@ def test_key_ignores_what_does_not_change_embeddings(change):
     assert _key(dataclasses.replace(BASE, **change)) == _key(BASE)
 
 
-def test_face_crop_auto_is_decided_before_a_key_is_made():
-    with pytest.raises(ValueError, match="face_crop 'auto' is decided on the data"):
-        _key(dataclasses.replace(BASE, face_crop="auto"))
+@pytest.mark.parametrize("field", ["face_crop", "image_size"])
+def test_auto_fields_are_decided_before_a_key_is_made(field):
+    with pytest.raises(ValueError, match=f"{field} 'auto' is decided on the data"):
+        _key(dataclasses.replace(BASE, **{field: "auto"}))
+
+
+def test_bad_auto_fields_are_refused():
     with pytest.raises(ValueError, match="face_crop: expected True, False or 'auto'"):
         dataclasses.replace(BASE, face_crop="yes")
+    with pytest.raises(ValueError, match="image_size"):
+        dataclasses.replace(BASE, image_size="big")
 
 
-def test_image_size_defaults_to_the_backbone_size():
-    assert EmbedConfig(data="d", backbone="efficientnet_b2").image_size == 260
+def test_image_size_is_auto_by_default_and_none_is_the_backbone_size():
+    assert EmbedConfig(data="d").image_size == "auto"
+    assert EmbedConfig(data="d", backbone="efficientnet_b2", image_size=None).image_size == 260
 
 
 def test_dict_round_trip():

@@ -111,3 +111,32 @@ def test_a_class_with_only_unreadable_files_is_refused(faces_copy, tmp_path):
     with pytest.raises(ValueError, match="class folder 'smiling' holds no readable image"):
         _run(faces_copy, tmp_path / "cache", "--augment-copies", "0")
     _assert_nothing_published(tmp_path / "cache")
+
+
+def test_image_size_by_default_follows_the_data(tmp_path):
+    from PIL import Image
+
+    def folder(name, side):
+        for label in ("a", "b"):
+            os.makedirs(tmp_path / name / label)
+            for index in range(3):
+                Image.new("RGB", (side + 40, side), (index * 80, 0, 0)).save(
+                    tmp_path / name / label / f"{index}.png")
+        return str(tmp_path / name)
+
+    def run(data, *flags):
+        return embed.run(["--data", data, "--backbone", "mobilenet_v2", "--alpha", "0.35",
+                          "--weights", "none", "--augment-copies", "0", "--no-face-crop",
+                          "--cache-dir", str(tmp_path / "cache"), *IN_MEMORY, *flags])
+
+    large, small = run(folder("large", 240)), run(folder("small", 64))
+    assert large.manifest["config"]["image_size"] == 288
+    assert large.manifest["size_probe"] == {"sampled": 6, "median_short_side": 240.0,
+                                            "native_size": 224, "image_size": 288}
+    assert small.manifest["config"]["image_size"] == 224
+    assert "image size: 288 px (median shorter side 240 px of 6 sampled images; the " \
+           "backbone's own is 224)" in embed.summary(large)
+    forced = run(str(tmp_path / "large"), "--image-size", "224")
+    assert forced.manifest["size_probe"] is None
+    assert forced.manifest["config"]["image_size"] == 224
+    assert forced.manifest["cache_key"] != large.manifest["cache_key"]

@@ -60,3 +60,18 @@ def test_load_image_resizes_like_keras():
     keras_way = tf.image.resize(tf.io.decode_png(data, channels=3), (16, 16)).numpy()
     assert ours.shape == (16, 16, 3) and ours.dtype == np.float32
     np.testing.assert_allclose(ours, keras_way, atol=1e-4)
+
+
+@pytest.mark.parametrize("shapes, native, expected", [
+    ([(240, 320), (333, 500), (180, 240)], 224, 288),  # median shorter side 240 > 224
+    ([(192, 180), (180, 192), (400, 400)], 224, 224),  # median 192: the backbone's own
+    ([(224, 300)] * 3, 224, 224),  # not larger
+    ([(400, 400)], 299, 384),  # 1.25 x 299, to a multiple of 32
+    ([], 224, 224),  # nothing sampled (TFDS data)
+])
+def test_image_size_follows_the_median_shorter_side(shapes, native, expected):
+    from pipeline.data.images import probe_image_size
+
+    probe = probe_image_size([np.zeros((*shape, 3), np.uint8) for shape in shapes], native)
+    assert probe["image_size"] == expected
+    assert probe["sampled"] == len(shapes) and probe["native_size"] == native

@@ -32,7 +32,11 @@ class EmbedConfig:
         weights_dir: a folder of Keras weight files under their own names (local or `gs://`),
             searched before Keras's cache; where to look, so not part of the key (the weights
             file's content is). Defaults to `None`.
-        image_size: input side; None means the backbone's own size.
+        image_size: input side in pixels; None means the backbone's own size. `"auto"`
+            decides before any work, on a sample of the data: the backbone's own size, or 1.25x
+            it (to a multiple of 32) where the images' median shorter side is larger than it
+            (`pipeline.data.images.probe_image_size`; TFDS data keeps the backbone's own); the
+            cache's config holds the decision. Defaults to `"auto"`.
         augment: the augmentation recipe. Defaults to the seeds' recipe.
         augment_copies: augmented copies per training image (K). Defaults to `2`.
         val_fraction: fraction of folder examples hashed into validation. Defaults to `0.2`.
@@ -53,7 +57,7 @@ class EmbedConfig:
     alpha: float | None = 0.5
     weights: str | None = "imagenet"
     weights_dir: str | None = None
-    image_size: int | None = None
+    image_size: int | str | None = "auto"
     augment: AugmentConfig = AugmentConfig()
     augment_copies: int = 2
     val_fraction: float = 0.2
@@ -67,7 +71,10 @@ class EmbedConfig:
         spec = get_spec(self.backbone)
         if self.image_size is None:
             object.__setattr__(self, "image_size", spec.default_size)
-        check_scalar(self.image_size, "image_size", int, min_val=32, max_val=1024)
+        if isinstance(self.image_size, str) and self.image_size != "auto":
+            raise ValueError(f"image_size: expected pixels or 'auto'; got {self.image_size!r}")
+        if self.image_size != "auto":
+            check_scalar(self.image_size, "image_size", int, min_val=32, max_val=1024)
         if self.alpha is not None:
             check_scalar(self.alpha, "alpha", (int, float), min_val=0.0, include_min=False)
         check_scalar(self.augment_copies, "augment_copies", int, min_val=0, max_val=100)
@@ -92,8 +99,9 @@ class EmbedConfig:
 
 
 def _keyed(config, weights_digest):
-    if config.face_crop == "auto":
-        raise ValueError("face_crop 'auto' is decided on the data before a key is made")
+    for name in ("face_crop", "image_size"):
+        if getattr(config, name) == "auto":
+            raise ValueError(f"{name} 'auto' is decided on the data before a key is made")
     return {
         "format_version": FORMAT_VERSION,
         "backbone": config.backbone,

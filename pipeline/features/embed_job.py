@@ -1,7 +1,7 @@
 """Running the embed job: prepare in the driver, run the pipeline, account, publish.
 
-    prepare   open the source (class folders only), decide face crop on a fixed sample of
-              about 64 images when asked to (`face_crop="auto"`, the default), build the
+    prepare   open the source (class folders only), decide face crop and the input size on a
+              fixed sample of about 64 images when asked to (`"auto"`, the defaults), build the
               backbone once (refuse bad weights before any work), find a previous cache with
               the same config key
     run       `pipeline.features.embed.EmbedImages` on any runner, with progress followed from files
@@ -25,19 +25,19 @@ import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.console import Progress
-from pipeline.data.faces import probe_faces
-from pipeline.data.images import ImageError, decode_image
+from pipeline.data.faces import crop_face, probe_faces
+from pipeline.data.images import ImageError, decode_image, probe_image_size
 from pipeline.data.sources import FolderSource, open_source, read_bytes
 from pipeline.features import cache
 from pipeline.features.accounting import LISTED_FILE, account
-from pipeline.features.backbones import weights_digest
+from pipeline.features.backbones import get_spec, weights_digest
 from pipeline.features.config import FORMAT_VERSION, EmbedConfig, cache_key, config_key
 from pipeline.features.embed import PROGRESS_DIR, EmbedImages, shared_embedder
 
 __all__ = ["EmbedResult", "build_embed_pipeline", "run_embed"]
 
-#: Images of the data that decide `face_crop="auto"`.
-FACE_PROBE_IMAGES = 64
+#: Images of the data that decide `face_crop="auto"` and `image_size="auto"`.
+DATA_PROBE_IMAGES = 64
 
 #: How often the driver reads the progress files: often locally, sparingly on `gs://`.
 _POLL_SECONDS, _POLL_SECONDS_REMOTE = 1.0, 15.0
@@ -66,6 +66,7 @@ class EmbedResult:
 class _Prepared:
     config: EmbedConfig
     face_probe: dict | None
+    size_probe: dict | None
     source: object
     weights: object
     weights_digest: str
@@ -74,27 +75,40 @@ class _Prepared:
     run_dir: str
 
 
-def _decide_face_crop(config, source):
-    """`config` with `face_crop="auto"` decided on a sample of the data, and the probe's figures.
+def _decide_on_data(config, source):
+    """`config` with `face_crop` and `image_size` `"auto"` decided on a sample of the data.
 
-    Only folders are probed (`FolderSource.sample_paths`); TFDS data is not cropped.
+    Only folders are sampled (`FolderSource.sample_paths`): TFDS data is not cropped and keeps
+    the backbone's own size. The image size is decided on the images as they will be resized
+    (face crops where face crop is on).
+
+    Returns:
+        `(config, face_probe, size_probe)`, a probe None where its field was not `"auto"`.
     """
-    if config.face_crop != "auto":
-        return config, None
+    if "auto" not in (config.face_crop, config.image_size):
+        return config, None, None
     images = []
-    for path in (source.sample_paths(FACE_PROBE_IMAGES) if isinstance(source, FolderSource)
+    for path in (source.sample_paths(DATA_PROBE_IMAGES) if isinstance(source, FolderSource)
                  else []):
         try:
             images.append(decode_image(read_bytes(path)))
         except (ImageError, OSError, tf.errors.OpError):
             pass  # the pipeline skips and lists it
-    probe = probe_faces(images)
-    return dataclasses.replace(config, face_crop=probe["faces"]), probe
+    face_probe = size_probe = None
+    if config.face_crop == "auto":
+        face_probe = probe_faces(images)
+        config = dataclasses.replace(config, face_crop=face_probe["faces"])
+    if config.image_size == "auto":
+        size_probe = probe_image_size([crop_face(image) for image in images]
+                                      if config.face_crop else images,
+                                      get_spec(config.backbone).default_size)
+        config = dataclasses.replace(config, image_size=size_probe["image_size"])
+    return config, face_probe, size_probe
 
 
 def _prepare(config):
     source = open_source(config.data, val_fraction=config.val_fraction, seed=config.seed)
-    config, face_probe = _decide_face_crop(config, source)
+    config, face_probe, size_probe = _decide_on_data(config, source)
     embedder = shared_embedder(config.backbone, image_size=config.image_size,
                                weights=config.weights, alpha=config.alpha,
                                weights_dir=config.weights_dir)
@@ -106,7 +120,7 @@ def _prepare(config):
     digest = weights_digest(weights)
     key = config_key(config, weights_digest=digest)
     base = cache.find_base(config.cache_root, key, source.class_names)
-    return _Prepared(config, face_probe, source, weights, digest, key, base,
+    return _Prepared(config, face_probe, size_probe, source, weights, digest, key, base,
                      cache.new_run_dir(config.cache_root, key))
 
 
@@ -248,6 +262,7 @@ def _manifest(config, prepared, run, key, *, seconds):
         "skipped": run.skipped, "num_skipped": len(run.skipped),
         "no_face": run.no_face, "num_no_face": len(run.no_face),
         "face_probe": prepared.face_probe,
+        "size_probe": prepared.size_probe,
         "num_shards": run.num_shards, "shards": run.shards,
         "embedded": run.embedded, "reused": run.reused,
         "base_cache": prepared.base and prepared.base["cache_key"],
