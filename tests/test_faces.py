@@ -75,6 +75,7 @@ def test_face_crop_by_default_follows_the_data(genki_subset, faces, tmp_path):
     assert genki["config"]["face_crop"] is True
     probe = genki["face_probe"]
     assert probe["sampled"] == 40 and probe["with_face"] >= 0.75 * 40 and probe["faces"]
+    assert genki["size_probe"] is None  # --image-size 48 (TINY) decided it
     drawn = run(faces)  # the drawn faces: the cascade finds few of them
     assert drawn["config"]["face_crop"] is False and not drawn["face_probe"]["faces"]
     assert drawn["face_probe"]["with_face"] < 0.75 * drawn["face_probe"]["sampled"]
@@ -88,3 +89,18 @@ def test_a_face_probe_of_no_images_finds_no_faces():
     from pipeline.data.faces import probe_faces
 
     assert probe_faces([]) == {"sampled": 0, "with_face": 0, "share": 0.75, "faces": False}
+
+
+def test_the_input_size_is_decided_on_the_face_crops(genki_subset):
+    from pipeline.data.sources import open_source
+    from pipeline.features.config import EmbedConfig
+    from pipeline.features.embed_job import _decide_on_data
+
+    config = EmbedConfig(data=genki_subset, weights=None)
+    decided, face_probe, size_probe = _decide_on_data(config, open_source(genki_subset))
+    whole = [min(decode_image(open(os.path.join(genki_subset, name, file), "rb").read()).shape[:2])
+             for name in ("not_smiling", "smiling")
+             for file in os.listdir(os.path.join(genki_subset, name))]
+    assert face_probe["faces"] and decided.face_crop is True
+    assert size_probe["sampled"] == 40 and size_probe["median_short_side"] < np.median(whole)
+    assert decided.image_size == size_probe["image_size"] == 224

@@ -99,7 +99,7 @@ def _decide_on_data(config, source):
         face_probe = probe_faces(images)
         config = dataclasses.replace(config, face_crop=face_probe["faces"])
     if config.image_size == "auto":
-        size_probe = probe_image_size([crop_face(image) for image in images]
+        size_probe = probe_image_size([crop_face(image)[0] for image in images]
                                       if config.face_crop else images,
                                       get_spec(config.backbone).default_size)
         config = dataclasses.replace(config, image_size=size_probe["image_size"])
