@@ -80,7 +80,7 @@ def _mixed(seed, alpha=0.4):
 
 
 def test_mixup_mixes_each_example_with_its_mirror_by_one_weight():
-    images, targets, x, y = _mixed(seed=7)
+    images, _, x, y = _mixed(seed=7)
     # example 0 (class 0) is mixed with example 3 (class 0) and 1 (class 1) with 2 (class 2)
     weight = y[1, 1]
     assert 0.0 < weight < 1.0 and y[1, 2] == pytest.approx(1 - weight)

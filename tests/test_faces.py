@@ -1,6 +1,7 @@
 import os
 
 import numpy as np
+from PIL import Image
 
 from jobs import embed
 from pipeline.data.faces import crop_face
@@ -98,7 +99,7 @@ def test_the_input_size_is_decided_on_the_face_crops(genki_subset):
 
     config = EmbedConfig(data=genki_subset, weights=None)
     decided, face_probe, size_probe = _decide_on_data(config, open_source(genki_subset))
-    whole = [min(decode_image(open(os.path.join(genki_subset, name, file), "rb").read()).shape[:2])
+    whole = [min(Image.open(os.path.join(genki_subset, name, file)).size)
              for name in ("not_smiling", "smiling")
              for file in os.listdir(os.path.join(genki_subset, name))]
     assert face_probe["faces"] and decided.face_crop is True
