@@ -16,8 +16,8 @@ validation accuracy of the head and of `model.keras`, which candidate the fine-t
   --out holding the first 75 training images of each class of the `flowers` split (ranked by a
   hash of the id) and every validation image, so both share one validation split.
 
-`--previous` also runs each set with the previous defaults (no face crop, fine-tune Adam 1e-4),
-side by side, as `<set>_previous`.
+`--previous` also runs each set with the first round's defaults (no face crop, the backbone's own
+input size, fine-tune Adam 1e-4 without warm-up), side by side, as `<set>_previous`.
 
 `--limit N` keeps the first N images (sorted names) of each class of every data set, to bound the
 time of a smoke run. On GENKI-4K it also gives the seconds to 0.90 validation accuracy from a fresh
@@ -35,10 +35,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import REPO, emit, run_job  # noqa: E402
 from bench.head_ablation import per_class_subset  # noqa: E402
 from pipeline.features import cache  # noqa: E402
+from pipeline.features.backbones import get_spec  # noqa: E402
 
 SHARED = REPO.parent / "shared"
-#: The flags that give the previous defaults (before face crop by default and Adam 3e-4).
-PREVIOUS = {"embed": ["--no-face-crop"], "finetune": ["--learning-rate", "1e-4"]}
+#: The flags that give the first round's defaults (before face crop by default, Adam 3e-4 with a
+#: warm-up epoch and the input size decided on the data); `--image-size` gets the backbone's own.
+PREVIOUS = {"embed": ["--no-face-crop", "--image-size"],
+            "finetune": ["--learning-rate", "1e-4", "--warmup-epochs", "0"]}
 DATA = {"genki": SHARED / "data" / "genki4k", "flowers": SHARED / "data" / "flower_photos"}
 MOBILENET_V2_05 = (SHARED / "weights" /
                    "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.5_224_no_top.h5")
@@ -106,6 +109,7 @@ def run_set(name, data, out, args, flags=None):
                "model_accuracy": round(report["accuracy"], 4), "kept": report["kept"],
                "flip_tta": report.get("flip_tta"),
                "face_crop": report["embed_config"]["face_crop"],
+               "image_size": report["embed_config"]["image_size"],
                "learning_rate": report["config"]["learning_rate"],
                "kept_epoch": report["kept_epoch"], "finetune_epochs": report["finetune_epochs"],
                "train_images": report["train_images"], "val_images": report["num_examples"],
@@ -131,7 +135,8 @@ def main():
     parser.add_argument("--cache-root", default="cache")
     parser.add_argument("--out", default=None, help="keep the outputs here (default: temporary)")
     parser.add_argument("--previous", action="store_true",
-                        help="also run the previous defaults (no face crop, Adam 1e-4)")
+                        help="also run the first round's defaults (no face crop, the "
+                        "backbone's own size, Adam 1e-4 without warm-up)")
     args = parser.parse_args()
     out = args.out or tempfile.mkdtemp()
     sources = {name: str(path) for name, path in DATA.items()}
@@ -149,12 +154,15 @@ def main():
             data = per_class_folder(flowers_cache, os.path.join(out, "data", "flowers75"), 75)
         else:
             data = sources[name]
-        runs = {name: None, **({f"{name}_previous": PREVIOUS} if args.previous else {})}
+        previous = {**PREVIOUS, "embed": [*PREVIOUS["embed"],
+                                           str(args.image_size or get_spec(args.backbone).default_size)]}
+        runs = {name: None, **({f"{name}_previous": previous} if args.previous else {})}
         for label, flags in runs.items():
             results[label] = figures = run_set(label, data, out, args, flags)
             print(f"{label}: head {figures['head_accuracy']:.4f} -> model.keras "
                   f"{figures['model_accuracy']:.4f} (kept {figures['kept']}, epoch "
-                  f"{figures['kept_epoch']}, face crop {figures['face_crop']}), "
+                  f"{figures['kept_epoch']}, face crop {figures['face_crop']}, "
+                  f"{figures['image_size']} px), "
                   f"{figures['finetune_s']:.0f} s fine-tune", flush=True)
     emit({"sets": results, "epochs": args.epochs, "limit": args.limit,
           "backbone": args.backbone, "alpha": args.alpha, "image_size": args.image_size})
