@@ -99,7 +99,8 @@ def config_from_args(args):
     return EmbedConfig(
         data=args.data, backbone=backbone, alpha=alpha, weights=args.weights,
         weights_dir=args.weights_dir,
-        image_size="auto" if args.image_size is None else args.image_size, augment=args.augment, augment_copies=args.augment_copies,
+        image_size="auto" if args.image_size is None else args.image_size,
+        augment=args.augment, augment_copies=args.augment_copies,
         val_fraction=args.val_fraction, seed=args.seed,
         face_crop="auto" if args.face_crop is None else args.face_crop,
         cache_root=args.cache_dir,

@@ -222,7 +222,7 @@ def run_embed(config, *, pipeline_options=None, test_pipeline=None, show_progres
     """
     started = time.time()
     prepared = _prepare(config)
-    config = prepared.config  # face_crop decided
+    config = prepared.config  # face_crop and image_size decided
     _run_pipeline(config, prepared, pipeline_options, test_pipeline, show_progress)
     folder_classes = (prepared.source.class_names
                       if isinstance(prepared.source, FolderSource) else None)
