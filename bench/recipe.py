@@ -143,6 +143,8 @@ def main():
     if args.limit:
         sources = {name: limited(path, os.path.join(out, "data", name), args.limit)
                    for name, path in sources.items()}
+    previous = {**PREVIOUS, "embed": [*PREVIOUS["embed"], str(
+        args.image_size or get_spec(args.backbone).default_size)]}
     results = {}
     for name in args.sets:
         if name == "flowers75":
@@ -154,8 +156,6 @@ def main():
             data = per_class_folder(flowers_cache, os.path.join(out, "data", "flowers75"), 75)
         else:
             data = sources[name]
-        previous = {**PREVIOUS, "embed": [*PREVIOUS["embed"],
-                                           str(args.image_size or get_spec(args.backbone).default_size)]}
         runs = {name: None, **({f"{name}_previous": previous} if args.previous else {})}
         for label, flags in runs.items():
             results[label] = figures = run_set(label, data, out, args, flags)

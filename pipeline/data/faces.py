@@ -85,19 +85,19 @@ def crop_face(image, *, margin=FACE_MARGIN):
     return crop_to_box(image, box), box is not None
 
 
-def probe_faces(images, *, share=FACE_SHARE):
+def probe_faces(boxes, *, share=FACE_SHARE):
     """Whether a sample of a data set's images is one of faces.
 
     Args:
-        images: decoded RGB uint8 images (a sample of the data set).
+        boxes: `face_box` of each image of the sample (None where no face was found).
         share: the least share of images with a detected face. Defaults to `FACE_SHARE`.
 
     Returns:
         `{"sampled", "with_face", "share", "faces"}`: counts, the threshold, and the verdict.
     """
-    found = sum(face_box(image) is not None for image in images)
-    return {"sampled": len(images), "with_face": found, "share": share,
-            "faces": bool(images) and bool(found >= share * len(images))}
+    found = sum(box is not None for box in boxes)
+    return {"sampled": len(boxes), "with_face": found, "share": share,
+            "faces": bool(boxes) and bool(found >= share * len(boxes))}
 
 
 def face_crop_spec():

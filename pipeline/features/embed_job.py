@@ -25,7 +25,7 @@ import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.console import Progress
-from pipeline.data.faces import crop_face, probe_faces
+from pipeline.data.faces import crop_to_box, face_box, probe_faces
 from pipeline.data.images import ImageError, decode_image, probe_image_size
 from pipeline.data.sources import FolderSource, open_source, read_bytes
 from pipeline.features import cache
@@ -94,12 +94,14 @@ def _decide_on_data(config, source):
             images.append(decode_image(read_bytes(path)))
         except (ImageError, OSError, tf.errors.OpError):
             pass  # the pipeline skips and lists it
+    # The detector runs once per image, for the face probe and for the crops the size probe reads.
+    boxes = [face_box(image) for image in images] if config.face_crop is not False else None
     face_probe = size_probe = None
     if config.face_crop == "auto":
-        face_probe = probe_faces(images)
+        face_probe = probe_faces(boxes)
         config = dataclasses.replace(config, face_crop=face_probe["faces"])
     if config.image_size == "auto":
-        size_probe = probe_image_size([crop_face(image)[0] for image in images]
+        size_probe = probe_image_size(list(map(crop_to_box, images, boxes))
                                       if config.face_crop else images,
                                       get_spec(config.backbone).default_size)
         config = dataclasses.replace(config, image_size=size_probe["image_size"])
