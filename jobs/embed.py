@@ -9,9 +9,8 @@ import argparse
 import sys
 from argparse import RawDescriptionHelpFormatter
 
-from apache_beam.options.pipeline_options import PipelineOptions
-
 from jobs import add_verbose_flag, configure_output
+from pipeline.batch.runner import pipeline_options
 from pipeline.data.augment import parse_augment
 from pipeline.data.faces import FACE_SHARE
 from pipeline.data.images import LARGE_IMAGE_SCALE
@@ -24,31 +23,6 @@ EXAMPLE = """example (real ImageNet weights offline, from a folder of Keras weig
     --cache-dir cache
   (default backbone MobileNetV2 alpha 0.5 at 224 px; the last line printed is the cache folder)
 """
-
-#: Local default: Beam's portable FnApiRunner in this process, TensorFlow using every core
-#: (measured fastest on one machine: bench/embed_throughput.py); never a Prism download.
-DEFAULT_RUNNER_ARGS = ["--runner=FnApiRunner", "--direct_running_mode=in_memory",
-                       "--direct_num_workers=1"]
-
-
-#: Runners Beam does not know by their short name.
-RUNNER_ALIASES = {"DaskRunner": "apache_beam.runners.dask.dask_runner.DaskRunner"}
-
-
-def _beam_args(beam_args):
-    """Beam's arguments with the local default runner and short runner names expanded."""
-    if not any(arg.startswith("--runner") for arg in beam_args):
-        return DEFAULT_RUNNER_ARGS + beam_args
-    expanded, args = [], list(beam_args)
-    while args:
-        arg = args.pop(0)
-        if arg == "--runner" and args:
-            arg = f"--runner={args.pop(0)}"
-        if arg.startswith("--runner="):
-            arg = "--runner=" + RUNNER_ALIASES.get(arg.split("=", 1)[1], arg.split("=", 1)[1])
-        expanded.append(arg)
-    return expanded
-
 
 def _weights(value):
     return None if value.lower() == "none" else value
@@ -111,7 +85,7 @@ def run(argv=None, test_pipeline=None, show_progress=False):
     """Parses `argv` and runs the job; returns the `EmbedResult`."""
     args, beam_args = build_parser().parse_known_args(argv)
     config = config_from_args(args)
-    return run_embed(config, pipeline_options=PipelineOptions(_beam_args(beam_args)),
+    return run_embed(config, pipeline_options=pipeline_options(beam_args),
                      test_pipeline=test_pipeline, show_progress=show_progress)
 
 

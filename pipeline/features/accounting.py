@@ -1,31 +1,20 @@
 """Accounting for an embed run: every listed image has its records or a reason, or nothing is
 published.
 
-The embed pipeline leaves files, not metrics (no runner is trusted to report them): the number of
-images listed (`_listed.json`) and one index per shard. `account()` reads them in the driver and
-checks, before any manifest exists, that the shards together received every listed image, that
-each image has its clean record plus K copies for training images (or an entry in `skipped`),
-and that every shard file is there at the size its index says. A shortfall raises
-`IncompleteRunError` with one line naming how many are missing and from which step.
+`account()` runs the pass's checks (`pipeline.batch.accounting.read_indexes`: every listed image
+reached a shard, each shard holds it or a reason, its file is whole) with the cache's own rule
+for records (the clean record plus K copies for training images), checks that every class keeps
+an image, and sums the shards up for the manifest.
 """
 import collections
 import dataclasses
 import json
-import posixpath
 
-import tensorflow as tf
-
+from pipeline.batch.accounting import IncompleteRunError, read_indexes, sorted_items
 from pipeline.data.fingerprint import combine_hashes
-from pipeline.features import shards
 from pipeline.features.records import records_per_image
 
 __all__ = ["IncompleteRunError", "RunAccount", "account"]
-
-LISTED_FILE = "_listed.json"
-
-
-class IncompleteRunError(ValueError):
-    """A run whose outputs do not account for every listed image (one-line message)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,34 +44,6 @@ class RunAccount:
     embedded: int
     reused: int
     embedding_dim: int
-
-
-def _read_listed(run_dir):
-    path = posixpath.join(run_dir, LISTED_FILE)
-    if not tf.io.gfile.exists(path):
-        raise IncompleteRunError("embed run incomplete: step CountListed wrote no count "
-                                 "(the pipeline did not run to its end); nothing was published")
-    with tf.io.gfile.GFile(path) as handle:
-        return json.load(handle)
-
-
-def _check_index(index, augment_copies, run_dir):
-    name = index["file"]
-    accounted = len(index["entries"]) + len(index["skipped"])
-    if accounted != index["listed"]:
-        raise IncompleteRunError(f"embed run incomplete: {index['listed'] - accounted} of "
-                                 f"{index['listed']} images sent to {name} are neither embedded "
-                                 "nor skipped (step EmbedShard); nothing was published")
-    expected = sum(records_per_image(entry["split"], augment_copies)
-                   for entry in index["entries"])
-    if index["records"] != expected:
-        raise IncompleteRunError(f"embed run incomplete: {expected - index['records']} of "
-                                 f"{expected} records missing from {name} (step EmbedShard); "
-                                 "nothing was published")
-    path = posixpath.join(run_dir, name)
-    if not tf.io.gfile.exists(path) or tf.io.gfile.stat(path).length != index["bytes"]:
-        raise IncompleteRunError(f"embed run incomplete: {name} is missing or not the size its "
-                                 "index says (step EmbedShard); nothing was published")
 
 
 def _nest_counts(indexes):
@@ -118,26 +79,16 @@ def account(run_dir, *, augment_copies, class_names):
         IncompleteRunError: a missing count or index, missing images or records, a missing or
             truncated shard file, or a class left with no readable image.
     """
-    listed = _read_listed(run_dir)
-    total, num_shards = listed["listed"], listed["num_shards"]
-    indexes, missing = [], []
-    for shard in range(num_shards):
-        index = shards.read_index(posixpath.join(run_dir, shards.index_name(shard, num_shards)))
-        (missing if index is None else indexes).append(shard if index is None else index)
-    accounted = sum(index["listed"] for index in indexes)
-    if accounted != total:
-        raise IncompleteRunError(
-            f"embed run incomplete: {total - accounted} of {total} listed images are missing "
-            f"after step EmbedShard (no index from {len(missing)} of {num_shards} shards); "
-            "nothing was published")
-    for index in indexes:
-        _check_index(index, augment_copies, run_dir)
+    listed, indexes = read_indexes(
+        run_dir, job="embed", step="EmbedShard",
+        expected_records=lambda index: sum(records_per_image(entry["split"], augment_copies)
+                                           for entry in index["entries"]))
     if class_names:
         _check_classes(indexes, class_names)
     return RunAccount(
-        listed=total, num_shards=num_shards, counts=_nest_counts(indexes),
-        skipped=_sorted(item for index in indexes for item in index["skipped"]),
-        no_face=_sorted(item for index in indexes for item in index["no_face"]),
+        listed=listed["listed"], num_shards=listed["num_shards"], counts=_nest_counts(indexes),
+        skipped=sorted_items(item for index in indexes for item in index["skipped"]),
+        no_face=sorted_items(item for index in indexes for item in index["no_face"]),
         shards=[{key: index[key] for key in ("file", "sha256", "bytes", "records")}
                 for index in indexes],
         fingerprint=combine_hashes(int(index["fingerprint"], 16) for index in indexes),
@@ -152,9 +103,3 @@ def _check_classes(indexes, class_names):
     if empty:
         raise ValueError(f"data: class folder {empty[0]!r} holds no readable image "
                          f"({len(empty)} such class(es)); nothing was published")
-
-
-def _sorted(items):
-    keep = ("id", "path", "reason")
-    return sorted(({k: item[k] for k in keep if k in item} for item in items),
-                  key=lambda item: item["id"])

@@ -1,27 +1,25 @@
-"""Finding, finishing and reading a feature cache.
+"""Reading a feature cache.
 
 A cache is a folder `<cache root>/<cache key>/` holding TFRecord shards of
 `pipeline.features.records` examples (`embeddings-SSSSS-of-NNNNN.tfrecord`), their indexes
-(`index-SSSSS-of-NNNNN.json`, see `pipeline.features.shards`) and `manifest.json`. A run writes
-into `<cache root>/.runs/<config key>-<id>/` and, once its accounting is checked, is published
-under its cache key with the manifest last: a folder without a manifest is an interrupted run and
-is never read as complete.
+(`index-SSSSS-of-NNNNN.json`, see `pipeline.batch.layout`) and `manifest.json`. The embed job
+writes it into `<cache root>/.runs/<config key>-<id>/` and publishes it under its cache key with
+the manifest last (`pipeline.batch.outputs`): a folder without a manifest is an interrupted run
+and is never read as complete.
 """
 import collections
-import hashlib
 import json
 import posixpath
-import uuid
 
 import numpy as np
 import tensorflow as tf
 
+from pipeline.batch.outputs import MANIFEST, RUNS_DIR
 from pipeline.features.records import from_example
+from pipeline.files import file_sha256
 
-__all__ = ["MANIFEST", "CacheError", "FeatureSplit", "read_manifest", "new_run_dir",
-           "find_base", "publish", "load_split", "as_dataset", "write_json_atomic"]
-
-MANIFEST = "manifest.json"
+__all__ = ["MANIFEST", "RUNS_DIR", "CacheError", "FeatureSplit", "read_manifest", "load_split",
+           "as_dataset"]
 
 
 class CacheError(ValueError):
@@ -39,14 +37,6 @@ Attributes:
     copies: int64 array (n,); 0 is the clean image.
     digests: str array (n,); sha256 of each image's encoded content.
 """
-
-
-def write_json_atomic(path, value):
-    """Writes JSON to `path` through a temporary file and a rename, so readers never see half."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    with tf.io.gfile.GFile(tmp, "w") as handle:
-        handle.write(json.dumps(value, indent=2, sort_keys=True))
-    tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def read_manifest(cache_dir):
@@ -68,89 +58,6 @@ def read_manifest(cache_dir):
             raise CacheError(f"cache {cache_dir!r}: {MANIFEST} is not valid JSON ({err})") from err
 
 
-RUNS_DIR = ".runs"
-
-
-def _is_remote(path):
-    return "://" in path
-
-
-def new_run_dir(cache_root, config_key):
-    """A fresh folder for one run, `<root>/.runs/<config key>-<id>/`, never read as a cache.
-
-    Folders that earlier runs of the same config key left behind (killed, or failed their
-    accounting) are deleted first.
-    """
-    runs = posixpath.join(cache_root, RUNS_DIR)
-    if tf.io.gfile.isdir(runs):
-        for name in tf.io.gfile.listdir(runs):
-            if name.rstrip("/").startswith(f"{config_key}-"):
-                tf.io.gfile.rmtree(posixpath.join(runs, name.rstrip("/")))
-    run_dir = posixpath.join(runs, f"{config_key}-{uuid.uuid4().hex[:12]}")
-    tf.io.gfile.makedirs(run_dir)
-    return run_dir
-
-
-def find_base(cache_root, config_key, class_names):
-    """The newest complete cache under `cache_root` with this config key and these classes.
-
-    Its records can be copied for unchanged images. Returns `{"dir", "num_shards", "cache_key"}`
-    or None.
-    """
-    if not tf.io.gfile.isdir(cache_root):
-        return None
-    best = None
-    for name in sorted(tf.io.gfile.listdir(cache_root)):
-        cache_dir = posixpath.join(cache_root, name.rstrip("/"))
-        if name.startswith(".") or not tf.io.gfile.exists(posixpath.join(cache_dir, MANIFEST)):
-            continue
-        try:
-            manifest = read_manifest(cache_dir)
-        except CacheError:
-            continue
-        if (manifest.get("config_key") == config_key
-                and manifest.get("class_names") == list(class_names)
-                and (best is None or manifest["created"] > best[0])):
-            best = (manifest["created"], {"dir": cache_dir, "num_shards": manifest["num_shards"],
-                                          "cache_key": manifest["cache_key"]})
-    return best and best[1]
-
-
-def publish(run_dir, cache_dir, manifest):
-    """Publishes a checked run as the cache `cache_dir`: the manifest is the last thing to appear.
-
-    Locally the run folder (manifest written inside it) is renamed into place at once; on a
-    remote file system its files are copied, the manifest last. A partial folder left at
-    `cache_dir` by an interrupted run is cleared first.
-
-    Returns:
-        The manifest.
-    """
-    if tf.io.gfile.exists(posixpath.join(cache_dir, MANIFEST)):
-        raise CacheError(f"cache {cache_dir!r} is complete; refusing to overwrite it")
-    if tf.io.gfile.isdir(cache_dir):
-        tf.io.gfile.rmtree(cache_dir)
-    if _is_remote(cache_dir):
-        tf.io.gfile.makedirs(cache_dir)
-        for name in sorted(tf.io.gfile.listdir(run_dir)):
-            tf.io.gfile.copy(posixpath.join(run_dir, name), posixpath.join(cache_dir, name),
-                             overwrite=True)
-        write_json_atomic(posixpath.join(cache_dir, MANIFEST), manifest)
-        tf.io.gfile.rmtree(run_dir)
-    else:
-        write_json_atomic(posixpath.join(run_dir, MANIFEST), manifest)
-        tf.io.gfile.rename(run_dir, cache_dir)
-    return manifest
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with tf.io.gfile.GFile(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read_records(paths):
     for serialized in tf.data.TFRecordDataset(paths).as_numpy_iterator():
         yield from_example(serialized)
@@ -161,7 +68,7 @@ def _verify(cache_dir, manifest):
         path = posixpath.join(cache_dir, shard["file"])
         if not tf.io.gfile.exists(path):
             raise CacheError(f"cache {cache_dir!r}: shard {shard['file']} is missing")
-        if _sha256(path) != shard["sha256"]:
+        if file_sha256(path) != shard["sha256"]:
             raise CacheError(f"cache {cache_dir!r}: shard {shard['file']} is corrupt "
                              "(checksum mismatch); delete the cache folder and embed again")
 

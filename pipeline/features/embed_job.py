@@ -13,7 +13,6 @@ The driver does nothing per image beyond that fixed sample: its work and the pip
 grow with the data.
 """
 import dataclasses
-import json
 import platform
 import posixpath
 import threading
@@ -22,25 +21,25 @@ import time
 import apache_beam as beam
 import numpy as np
 import tensorflow as tf
-from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.console import Progress
+from pipeline.batch import outputs
+from pipeline.batch.accounting import LISTED_FILE
+from pipeline.batch.runner import pipeline_options as pipeline_options_of
+from pipeline.batch.runner import run_pipeline
+from pipeline.batch.spine import PROGRESS_DIR
 from pipeline.data.faces import crop_to_box, face_box, probe_faces
 from pipeline.data.images import ImageError, decode_image, probe_image_size
 from pipeline.data.sources import FolderSource, open_source, read_bytes
 from pipeline.features import cache
-from pipeline.features.accounting import LISTED_FILE, account
+from pipeline.features.accounting import account
 from pipeline.features.backbones import get_spec, weights_digest
 from pipeline.features.config import FORMAT_VERSION, EmbedConfig, cache_key, config_key
-from pipeline.features.embed import PROGRESS_DIR, EmbedImages, shared_embedder
+from pipeline.features.embed import EmbedImages, shared_embedder
 
 __all__ = ["EmbedResult", "build_embed_pipeline", "run_embed"]
 
 #: Images of the data that decide `face_crop="auto"` and `image_size="auto"`.
 DATA_PROBE_IMAGES = 64
-
-#: How often the driver reads the progress files: often locally, sparingly on `gs://`.
-_POLL_SECONDS, _POLL_SECONDS_REMOTE = 1.0, 15.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,9 +120,10 @@ def _prepare(config):
     weights = embedder.weights_used
     digest = weights_digest(weights)
     key = config_key(config, weights_digest=digest)
-    base = cache.find_base(config.cache_root, key, source.class_names)
+    base = outputs.find_base(config.cache_root, key, accept=lambda manifest: (
+        manifest.get("class_names") == list(source.class_names)))
     return _Prepared(config, face_probe, size_probe, source, weights, digest, key, base,
-                     cache.new_run_dir(config.cache_root, key))
+                     outputs.new_run_dir(config.cache_root, key))
 
 
 def build_embed_pipeline(pipeline, config, *, source, weights, weights_digest, run_dir,
@@ -132,72 +132,18 @@ def build_embed_pipeline(pipeline, config, *, source, weights, weights_digest, r
 
     Nothing here depends on the number of images: the graph is the same for ten or ten million.
     """
-    tf.io.gfile.makedirs(posixpath.join(run_dir, PROGRESS_DIR))
     return (pipeline
             | source.list_examples()
             | "EmbedImages" >> EmbedImages(config, weights=weights, weights_digest=weights_digest,
                                            run_dir=run_dir, base=base))
 
 
-class _Follower(threading.Thread):
-    """Follows a run's progress files while the pipeline runs, whatever the runner."""
-
-    def __init__(self, run_dir, progress):
-        super().__init__(daemon=True)
-        self._run_dir, self._progress = run_dir, progress
-        self._done = threading.Event()
-
-    def run(self):
-        interval = _POLL_SECONDS_REMOTE if "://" in self._run_dir else _POLL_SECONDS
-        while not self._done.wait(interval):
-            self.poll()
-
-    def poll(self):
-        total = _read_json(posixpath.join(self._run_dir, LISTED_FILE)).get("listed")
-        folder = posixpath.join(self._run_dir, PROGRESS_DIR)
-        if total is None:
-            return  # still listing
-        done = sum(_read_json(posixpath.join(folder, name)).get("done", 0)
-                   for name in _listdir(folder))
-        self._progress.set(done, total=total)
-
-    def stop(self):
-        self._done.set()
-        self.join()
-        self.poll()
-
-
-def _read_json(path):
-    try:
-        with tf.io.gfile.GFile(path) as handle:
-            return json.load(handle)
-    except (tf.errors.OpError, OSError, ValueError):
-        return {}  # not written yet, or caught mid-write
-
-
-def _listdir(folder):
-    try:
-        return tf.io.gfile.listdir(folder)
-    except tf.errors.OpError:
-        return []
-
-
 def _run_pipeline(config, prepared, pipeline_options, test_pipeline, show_progress):
-    pipeline = test_pipeline or beam.Pipeline(options=pipeline_options or PipelineOptions())
+    pipeline = test_pipeline or beam.Pipeline(options=pipeline_options or pipeline_options_of())
     build_embed_pipeline(pipeline, config, source=prepared.source, weights=prepared.weights,
                          weights_digest=prepared.weights_digest, run_dir=prepared.run_dir,
                          base=prepared.base)
-    with Progress(desc="embed", disable=not show_progress) as progress:
-        follower = _Follower(prepared.run_dir, progress)
-        follower.start()
-        try:
-            result = pipeline.run()
-            result.wait_until_finish()
-        finally:
-            follower.stop()
-    client = getattr(result, "client", None)  # the DaskRunner leaves its Dask client open
-    if client is not None:
-        client.close()
+    run_pipeline(pipeline, prepared.run_dir, desc="embed", show_progress=show_progress)
 
 
 def run_embed(config, *, pipeline_options=None, test_pipeline=None, show_progress=False):
@@ -237,7 +183,7 @@ def run_embed(config, *, pipeline_options=None, test_pipeline=None, show_progres
         manifest = cache.read_manifest(cache_dir)
     except cache.CacheError:
         _drop_scratch(prepared.run_dir)
-        manifest = cache.publish(prepared.run_dir, cache_dir, _manifest(
+        manifest = outputs.publish(prepared.run_dir, cache_dir, _manifest(
             config, prepared, run, key, seconds=time.time() - started))
         return EmbedResult(cache_dir, manifest, reused=False, embedded=run.embedded,
                            reused_images=run.reused)
@@ -267,7 +213,7 @@ def _manifest(config, prepared, run, key, *, seconds):
         "size_probe": prepared.size_probe,
         "num_shards": run.num_shards, "shards": run.shards,
         "embedded": run.embedded, "reused": run.reused,
-        "base_cache": prepared.base and prepared.base["cache_key"],
+        "base_cache": prepared.base and prepared.base["key"],
         "counters": {"listed": run.listed, "skipped": len(run.skipped),
                      "embedded": run.embedded, "reused": run.reused},
         "weights_used": prepared.weights, "weights_digest": prepared.weights_digest,

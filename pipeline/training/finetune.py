@@ -22,7 +22,7 @@ import tensorflow as tf
 from pipeline import reports
 from pipeline.data.augment import mixup_batches
 from pipeline.features import cache
-from pipeline.features.cache import write_json_atomic
+from pipeline.files import write_json_atomic
 from pipeline.training.ema import ema_momentum
 from pipeline.training.end_to_end import (MODEL_FILE, MODEL_INFO, backbone_of, build_model,
                                           compile_model, learning_rate_schedule, probabilities,

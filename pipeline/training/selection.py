@@ -13,7 +13,7 @@ import os
 import keras
 import numpy as np
 
-from pipeline.features.cache import write_json_atomic
+from pipeline.files import write_json_atomic
 from pipeline.training.heads import loss_and_metric
 
 __all__ = ["validation_score", "beats", "KeepBest", "kept_summary"]
