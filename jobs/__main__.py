@@ -10,7 +10,8 @@ JOBS = (
     ("evaluate", "a model on new data: a time-stamped report, runs.csv and a trend (cron-ready)"),
     ("experiment", "the seeds' four models from one cache, compared in one table"),
     ("audit", "label issues, near-duplicates, leaks and outliers of a cache (cleanlab)"),
-    ("export", "SavedModel and TFLite (float32, int8) with labels, for serving"),
+    ("export", "SavedModel and TFLite (float32, int8) with labels, for serving; heads too"),
+    ("predict", "a trained model over new images on any Beam runner: Parquet, CSV and a page"),
 )
 
 

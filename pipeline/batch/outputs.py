@@ -6,6 +6,7 @@ accounting is checked, is published under its key: a folder without a manifest i
 run and is never read as complete.
 """
 import json
+import platform
 import posixpath
 import uuid
 
@@ -13,7 +14,7 @@ import tensorflow as tf
 
 from pipeline.files import write_json_atomic
 
-__all__ = ["MANIFEST", "RUNS_DIR", "new_run_dir", "find_base", "publish"]
+__all__ = ["MANIFEST", "RUNS_DIR", "new_run_dir", "find_base", "publish", "versions"]
 
 MANIFEST = "manifest.json"
 RUNS_DIR = ".runs"
@@ -104,3 +105,15 @@ def _copy_tree(source, target):
                        posixpath.join(target, name.rstrip("/")))
     else:
         tf.io.gfile.copy(source, target, overwrite=True)
+
+
+def versions():
+    """The versions of what computed an output, for its manifest."""
+    import apache_beam as beam
+    import keras
+    import numpy as np
+    import sklearn
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "apache_beam": beam.__version__,
+            "numpy": np.__version__, "scikit_learn": sklearn.__version__}

@@ -16,7 +16,8 @@ from pipeline.batch.accounting import LISTED_FILE
 from pipeline.batch.spine import PROGRESS_DIR
 from pipeline.console import Progress
 
-__all__ = ["DEFAULT_RUNNER_ARGS", "RUNNER_ALIASES", "beam_args", "pipeline_options", "run_pipeline"]
+__all__ = ["DEFAULT_RUNNER_ARGS", "RUNNER_ALIASES", "beam_args", "pipeline_options", "run_pipeline",
+           "drop_scratch"]
 
 #: Local default: Beam's portable FnApiRunner in this process, TensorFlow using every core
 #: (measured fastest on one machine: bench/embed_throughput.py); never a Prism download.
@@ -113,3 +114,9 @@ def run_pipeline(pipeline, run_dir, *, desc, show_progress=False):
     client = getattr(result, "client", None)  # the DaskRunner leaves its Dask client open
     if client is not None:
         client.close()
+
+
+def drop_scratch(run_dir):
+    """Removes what only the running pass needed (progress files, the listing count)."""
+    tf.io.gfile.rmtree(posixpath.join(run_dir, PROGRESS_DIR))
+    tf.io.gfile.remove(posixpath.join(run_dir, LISTED_FILE))

@@ -13,7 +13,6 @@ The driver does nothing per image beyond that fixed sample: its work and the pip
 grow with the data.
 """
 import dataclasses
-import platform
 import posixpath
 import threading
 import time
@@ -23,10 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.batch import outputs
-from pipeline.batch.accounting import LISTED_FILE
+from pipeline.batch.runner import drop_scratch, run_pipeline
 from pipeline.batch.runner import pipeline_options as pipeline_options_of
-from pipeline.batch.runner import run_pipeline
-from pipeline.batch.spine import PROGRESS_DIR
 from pipeline.data.faces import crop_to_box, face_box, probe_faces
 from pipeline.data.images import ImageError, decode_image, probe_image_size
 from pipeline.data.sources import FolderSource, open_source, read_bytes
@@ -182,7 +179,7 @@ def run_embed(config, *, pipeline_options=None, test_pipeline=None, show_progres
     try:
         manifest = cache.read_manifest(cache_dir)
     except cache.CacheError:
-        _drop_scratch(prepared.run_dir)
+        drop_scratch(prepared.run_dir)
         manifest = outputs.publish(prepared.run_dir, cache_dir, _manifest(
             config, prepared, run, key, seconds=time.time() - started))
         return EmbedResult(cache_dir, manifest, reused=False, embedded=run.embedded,
@@ -190,12 +187,6 @@ def run_embed(config, *, pipeline_options=None, test_pipeline=None, show_progres
     tf.io.gfile.rmtree(prepared.run_dir)
     return EmbedResult(cache_dir, manifest, reused=True, embedded=run.embedded,
                        reused_images=run.reused)
-
-
-def _drop_scratch(run_dir):
-    """Removes what only the running job needed (progress files, the listing count)."""
-    tf.io.gfile.rmtree(posixpath.join(run_dir, PROGRESS_DIR))
-    tf.io.gfile.remove(posixpath.join(run_dir, LISTED_FILE))
 
 
 def _manifest(config, prepared, run, key, *, seconds):
@@ -217,15 +208,6 @@ def _manifest(config, prepared, run, key, *, seconds):
         "counters": {"listed": run.listed, "skipped": len(run.skipped),
                      "embedded": run.embedded, "reused": run.reused},
         "weights_used": prepared.weights, "weights_digest": prepared.weights_digest,
-        "versions": _versions(), "seconds": round(seconds, 3),
+        "versions": outputs.versions(), "seconds": round(seconds, 3),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-
-
-def _versions():
-    import keras
-    import sklearn
-
-    return {"python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "apache_beam": beam.__version__,
-            "numpy": np.__version__, "scikit_learn": sklearn.__version__}

@@ -1,0 +1,1 @@
+"""Batch prediction: apply a trained model to new images on any Beam runner."""

@@ -1,0 +1,188 @@
+"""What a batch job reads: a folder in any layout, a glob, a list of paths, or a TFDS split.
+
+`open_inputs(data, class_names)` runs in the driver and looks only at the top of the data (the
+folder's first level, a list's header line, the TFDS split's metadata); its `list_examples()`
+lists the images *inside the pipeline* as `(ref, bytes or None)` pairs, as
+`pipeline.data.sources` does for the embed job, so neither the driver's work nor the graph grows
+with the number of images.
+
+    DIR                 every image below DIR, recursively; ids are paths relative to DIR
+    'DIR/2026-*/*.jpg'  a glob (local or gs://); ids relative to the part before the first
+                        wildcard
+    LIST.txt|LIST.csv   one path or URI per line (a CSV: its `path` column, or its first, and a
+                        `label` column where there is one); ids are the paths as written,
+                        relative ones resolved against the list's folder
+    tfds:NAME[:SPLIT]   a TFDS split (default `test`); ids are TFDS ids
+
+A true label is recorded where it is known: a TFDS label, a list's `label` column, or the first
+folder level below DIR when every folder there is one of the model's classes (or always, with
+`labels_from_folders=True`).
+"""
+import csv
+import io
+import os
+import posixpath
+import re
+
+import apache_beam as beam
+import tensorflow as tf
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.data.images import IMAGE_EXTENSIONS
+from pipeline.data.sources import TFDS_PREFIX, ExampleRef, TfdsSource
+
+__all__ = ["open_inputs", "FileInputs", "ListInputs", "TfdsInputs"]
+
+_WILDCARD = re.compile(r"[*?\[]")
+_LIST_EXTENSIONS = (".txt", ".csv")
+
+
+def _ref(example_id, path, true_label, class_names):
+    label = class_names.index(true_label) if true_label in class_names else -1
+    return ExampleRef(id=example_id, label=label, label_name=true_label or "", split="",
+                      path=path)
+
+
+class FileInputs:
+    """Images matched below a root: a folder (every image, recursively) or a glob.
+
+    Args:
+        pattern: what to match (`ROOT/**` for a folder).
+        root: ids are paths relative to it.
+        labels: whether the first folder level below the root is the true label.
+        class_names: the model's classes.
+    """
+
+    def __init__(self, pattern, root, *, labels, class_names):
+        self.pattern, self.root, self.labels = pattern, root, labels
+        self.class_names = list(class_names)
+
+    def describe(self):
+        return {"kind": "files", "pattern": self.pattern, "labels_from_folders": self.labels}
+
+    def refs(self, pattern):
+        (result,) = FileSystems.match([pattern])
+        for path in sorted(meta.path for meta in result.metadata_list):
+            if not path.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            example_id = posixpath.relpath(path, self.root)
+            true_label = example_id.split("/")[0] if self.labels and "/" in example_id else ""
+            yield _ref(example_id, path, true_label, self.class_names)
+
+    def list_examples(self):
+        return "ListFiles" >> (beam.Create([self.pattern])
+                               | "MatchFiles" >> beam.FlatMap(self.refs)
+                               | "NoBytesYet" >> beam.Map(lambda ref: (ref, None)))
+
+
+class ListInputs:
+    """Paths or URIs listed in a text or CSV file, read on the workers.
+
+    Args:
+        path: the list file.
+        class_names: the model's classes.
+    """
+
+    def __init__(self, path, *, class_names):
+        self.path, self.class_names = path, list(class_names)
+        self.folder = posixpath.dirname(path)
+        with tf.io.gfile.GFile(path) as handle:
+            first = handle.readline().strip()
+        self.is_csv = path.lower().endswith(".csv")
+        header = next(csv.reader([first])) if self.is_csv and first else []
+        self.has_header = "path" in header
+        self.path_column = header.index("path") if self.has_header else 0
+        self.label_column = header.index("label") if "label" in header else None
+
+    def describe(self):
+        return {"kind": "list", "path": self.path, "csv": self.is_csv}
+
+    def parse(self, line):
+        """`(ref, None)` for one line of the list (none for a blank line)."""
+        if not line.strip():
+            return
+        fields = next(csv.reader(io.StringIO(line))) if self.is_csv else [line.strip()]
+        path = fields[self.path_column].strip()
+        true_label = (fields[self.label_column].strip()
+                      if self.label_column is not None and len(fields) > self.label_column
+                      else "")
+        full = path if "://" in path or path.startswith("/") else posixpath.join(
+            self.folder, path)
+        yield _ref(path, full, true_label, self.class_names), None
+
+    def list_examples(self):
+        return "ListFiles" >> (beam.io.ReadFromText(self.path,
+                                                    skip_header_lines=int(self.has_header))
+                               | "ParseLines" >> beam.FlatMap(self.parse))
+
+
+class TfdsInputs:
+    """One split of a TFDS data set, read one file shard per task; bytes travel with refs.
+
+    Args:
+        name: the TFDS name.
+        split: the TFDS split (`test`, `train`, `validation`).
+        class_names: the model's classes.
+    """
+
+    def __init__(self, name, split, *, class_names):
+        self.source = TfdsSource(name)
+        self.split, self.class_names = split, list(class_names)
+        self.tasks = [task for task in self.source.tasks if task[0] == split]
+        if not self.tasks:
+            raise ValueError(f"data tfds:{name}:{split}: no such split")
+
+    def describe(self):
+        return {"kind": "tfds", "name": self.source.name, "split": self.split}
+
+    def examples(self, task):
+        for ref, data in self.source.examples(task):
+            yield _ref(ref.id, "", ref.label_name, self.class_names), data
+
+    def list_examples(self):
+        return "ReadTfds" >> (beam.Create(self.tasks)
+                              | "ReadShard" >> beam.FlatMap(self.examples))
+
+
+def _folder_labels(root, class_names):
+    """Whether every first-level folder of `root` is one of the model's classes."""
+    names = [name.rstrip("/") for name in tf.io.gfile.listdir(root)
+             if tf.io.gfile.isdir(posixpath.join(root, name))]
+    return bool(names) and set(names) <= set(class_names)
+
+
+def open_inputs(data, class_names, *, labels_from_folders=None):
+    """Opens what a batch job reads (see the module docstring).
+
+    Args:
+        data: a folder, a glob, a `.txt`/`.csv` list, or `tfds:NAME[:SPLIT]`.
+        class_names: the model's classes (true labels are matched against them).
+        labels_from_folders: take the first folder level as the true label: True, False, or
+            None to decide by the folder names. Defaults to `None`.
+
+    Raises:
+        ValueError: no such folder or list, or a glob without a folder to start from.
+    """
+    if data.startswith(TFDS_PREFIX):
+        name, _, split = data[len(TFDS_PREFIX):].partition(":")
+        return TfdsInputs(name, split or "test", class_names=class_names)
+    if _WILDCARD.search(data):
+        root = data[:_WILDCARD.search(data).start()].rpartition("/")[0]
+        if not root or not tf.io.gfile.isdir(root):
+            raise ValueError(f"data {data!r}: the folder the pattern starts from "
+                             f"({root or '(none)'}) does not exist")
+        root = root if "://" in root else os.path.abspath(root)
+        pattern = data if "://" in data else os.path.abspath(data)
+        return FileInputs(pattern, root, labels=bool(labels_from_folders),
+                          class_names=class_names)
+    if tf.io.gfile.isdir(data):
+        root = data.rstrip("/") if "://" in data else os.path.abspath(data)
+        labels = (_folder_labels(root, class_names) if labels_from_folders is None
+                  else labels_from_folders)
+        return FileInputs(posixpath.join(root, "**"), root, labels=labels,
+                          class_names=class_names)
+    if data.lower().endswith(_LIST_EXTENSIONS) and tf.io.gfile.exists(data):
+        return ListInputs(data if "://" in data else os.path.abspath(data),
+                          class_names=class_names)
+    raise ValueError(f"data {data!r}: expected a folder, a glob, a .txt or .csv list of paths, "
+                     "or tfds:NAME[:SPLIT]")

@@ -1,0 +1,238 @@
+"""Running the predict job: open the model and the data, run the pass, account, publish.
+
+    prepare   `open_model` (kind, classes, preparation, digest) and `open_inputs` in the driver;
+              an earlier output of the same model, preparation and options under `out` is the
+              base whose rows are copied for unchanged images
+    run       `PredictImages` on any runner, with progress followed from files
+    account   every listed image has its row or a `skipped` entry (`pipeline.batch.accounting`)
+    publish   `OUT/<run key>/`: the shards, `predictions.csv` (up to `CSV_MAX_ROWS` rows),
+              `index.html`, and `manifest.json` last; the run key is the config key and the
+              data's fingerprint, so a rerun over unchanged data is the same output
+
+The driver reads only the shards' indexes (and the rows once, to merge the CSV): the graph and
+the driver's work per image stay flat.
+"""
+import base64
+import csv
+import dataclasses
+import hashlib
+import json
+import posixpath
+import time
+
+import apache_beam as beam
+import tensorflow as tf
+
+from pipeline.batch import outputs
+from pipeline.batch.accounting import read_indexes, sorted_items
+from pipeline.batch.runner import drop_scratch, run_pipeline
+from pipeline.batch.runner import pipeline_options as default_options
+from pipeline.data.fingerprint import combine_hashes
+from pipeline.prediction.inputs import open_inputs
+from pipeline.prediction.models import open_model
+from pipeline.prediction.page import write_predict_page
+from pipeline.prediction.shard import HISTOGRAM_BINS, PredictImages, read_rows
+from pipeline.validation import check_scalar
+
+__all__ = ["PredictConfig", "PredictResult", "CSV_FILE", "CSV_MAX_ROWS", "run_predict"]
+
+FORMAT_VERSION = 1
+CSV_FILE, CSV_MAX_ROWS = "predictions.csv", 1_000_000
+#: Lowest-confidence images on the page.
+PAGE_LOWEST = 48
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictConfig:
+    """What to predict, and how.
+
+    Attributes:
+        model: a fine-tuned `model.keras` (or its folder), a head folder, or a `jobs.export`
+            folder.
+        data: a folder (any layout), a glob, a `.txt`/`.csv` list, or `tfds:NAME[:SPLIT]`.
+        out: the output root; each run is `OUT/<run key>/`. Defaults to `"predictions"`.
+        top_k: labels in each row's top-k. Defaults to `5`.
+        with_embeddings: also write each image's pooled embedding. Defaults to `False`.
+        labels_from_folders: the first folder level is the true label: True, False, or None
+            (where every folder there is one of the model's classes). Defaults to `None`.
+        batch_size: images per forward pass. Defaults to `32`.
+        num_shards: the shard count; 0: one per 1,000 images. Defaults to `0`.
+    """
+
+    model: str
+    data: str
+    out: str = "predictions"
+    top_k: int = 5
+    with_embeddings: bool = False
+    labels_from_folders: bool | None = None
+    batch_size: int = 32
+    num_shards: int = 0
+
+    def __post_init__(self):
+        check_scalar(self.top_k, "top_k", int, min_val=1)
+        check_scalar(self.batch_size, "batch_size", int, min_val=1)
+        check_scalar(self.num_shards, "num_shards", int, min_val=0)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictResult:
+    """What `run_predict` did.
+
+    Attributes:
+        out_dir: the output folder.
+        manifest: its manifest dict.
+        reused: True when the same model, options and data had been predicted before, and that
+            output was kept as is.
+        predicted: images that went through the model in this run.
+        reused_images: images whose rows were copied from an earlier output in this run.
+    """
+
+    out_dir: str
+    manifest: dict
+    reused: bool
+    predicted: int = 0
+    reused_images: int = 0
+
+
+def _config_key(config, spec):
+    """The key of everything but the data: same key, same rows for the same image."""
+    key = json.dumps([FORMAT_VERSION, spec.digest, spec.preparation(), config.top_k,
+                      config.with_embeddings, config.batch_size], sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def build_predict_pipeline(pipeline, inputs, spec, config, *, run_dir, base=None):
+    """Adds the predict job's steps to `pipeline`; the graph does not grow with the data."""
+    return (pipeline
+            | inputs.list_examples()
+            | "PredictImages" >> PredictImages(
+                spec, run_dir=run_dir, top_k=config.top_k,
+                with_embeddings=config.with_embeddings, batch_size=config.batch_size,
+                num_shards=config.num_shards, base=base))
+
+
+def _summary(listed, indexes, class_names):
+    per_class = dict.fromkeys(class_names, 0)
+    histogram = [0] * HISTOGRAM_BINS
+    lowest = []
+    for index in indexes:
+        for name, n in index["per_class"].items():
+            per_class[name] += n
+        histogram = [a + b for a, b in zip(histogram, index["histogram"])]
+        lowest.extend(index["lowest"])
+    lowest.sort(key=lambda row: (row["probability"], row["id"]))
+    return {
+        "listed": listed["listed"], "num_shards": listed["num_shards"],
+        "predicted": sum(index["predicted"] for index in indexes),
+        "reused": sum(index["reused"] for index in indexes),
+        "labelled": sum(index["labelled"] for index in indexes),
+        "rows": sum(index["records"] for index in indexes),
+        "skipped": sorted_items(item for index in indexes for item in index["skipped"]),
+        "no_face": sorted_items(item for index in indexes for item in index["no_face"]),
+        "shards": [{key: index[key] for key in ("file", "sha256", "bytes", "records")}
+                   for index in indexes],
+        "fingerprint": combine_hashes(int(index["fingerprint"], 16) for index in indexes),
+        "per_class": per_class, "histogram": histogram, "lowest": lowest[:PAGE_LOWEST]}
+
+
+def _write_csv(run_dir, shards, class_names):
+    """Merges the shards' rows into one CSV (shard by shard: memory holds one shard)."""
+    path = posixpath.join(run_dir, CSV_FILE)
+    with tf.io.gfile.GFile(path, "w") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "path", "digest", "label", "probability", "true_label",
+                         "top_k_labels", "top_k_probabilities"]
+                        + [f"probability:{name}" for name in class_names])
+        for shard in shards:
+            for row in read_rows(posixpath.join(run_dir, shard["file"])):
+                writer.writerow([row["id"], row["path"], row["digest"], row["label"],
+                                 f"{row['probability']:.6f}", row["true_label"] or "",
+                                 "|".join(row["top_k_labels"]),
+                                 "|".join(f"{p:.6f}" for p in row["top_k_probabilities"])]
+                                + [f"{p:.6f}" for p in row["probabilities"]])
+    return CSV_FILE
+
+
+def _write_page(run_dir, summary, spec, config):
+    counts = {key: summary[key] for key in ("listed", "predicted", "reused")}
+    counts["skipped"] = len(summary["skipped"])
+    lowest = [{**row, "thumbnail": row["thumbnail"] and base64.b64decode(row["thumbnail"])}
+              for row in summary["lowest"]]
+    write_predict_page(run_dir, title=f"Predictions: {posixpath.basename(spec.path)} on "
+                       f"{posixpath.basename(config.data.rstrip('/')) or config.data}",
+                       class_names=list(spec.class_names), per_class=summary["per_class"],
+                       histogram=summary["histogram"], lowest=lowest, counts=counts,
+                       skipped=summary["skipped"])
+
+
+def _manifest(config, spec, inputs, summary, *, config_key, run_key, base, csv_file, seconds):
+    kept = ("listed", "predicted", "reused", "labelled", "num_shards", "shards", "skipped",
+            "no_face", "per_class", "histogram")
+    return {
+        "format_version": FORMAT_VERSION, "run_key": run_key, "config_key": config_key,
+        "config": config.to_dict(),
+        "model": {"kind": spec.kind, "path": spec.path, "digest": spec.digest,
+                  "preparation": spec.preparation()},
+        "source": {**inputs.describe(), "data": config.data,
+                   "fingerprint": summary["fingerprint"]},
+        "class_names": list(spec.class_names), **{key: summary[key] for key in kept},
+        "num_skipped": len(summary["skipped"]), "num_no_face": len(summary["no_face"]),
+        "counts": {"listed": summary["listed"], "predicted": summary["predicted"],
+                   "reused": summary["reused"], "skipped": len(summary["skipped"]),
+                   "rows": summary["rows"]},
+        "files": {"csv": csv_file, "page": "index.html"},
+        "base_output": base and base["key"], "versions": outputs.versions(),
+        "seconds": round(seconds, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def run_predict(config, *, pipeline_options=None, test_pipeline=None, show_progress=False):
+    """Predicts every image of `config.data` with `config.model` into `OUT/<run key>/`.
+
+    Args:
+        config: a `PredictConfig`.
+        pipeline_options: Beam `PipelineOptions`. Defaults to the local FnApiRunner.
+        test_pipeline: a pipeline to build on instead of a new one (a test seam).
+        show_progress: show progress while the pipeline runs. Defaults to `False`.
+
+    Returns:
+        A `PredictResult`.
+
+    Raises:
+        ValueError: an unknown model or data (one line), or a run that does not account for
+            every listed image (`IncompleteRunError`; nothing published).
+    """
+    started = time.time()
+    spec = open_model(config.model)
+    if config.with_embeddings and not spec.has_embeddings:
+        raise ValueError(f"model {config.model!r}: a SavedModel export has no embeddings; "
+                         "predict with its model.keras or head folder for --with-embeddings")
+    inputs = open_inputs(config.data, spec.class_names,
+                         labels_from_folders=config.labels_from_folders)
+    config_key = _config_key(config, spec)
+    base = outputs.find_base(config.out, config_key)
+    run_dir = outputs.new_run_dir(config.out, config_key)
+    pipeline = test_pipeline or beam.Pipeline(options=pipeline_options or default_options())
+    build_predict_pipeline(pipeline, inputs, spec, config, run_dir=run_dir, base=base)
+    run_pipeline(pipeline, run_dir, desc="predict", show_progress=show_progress)
+    listed, indexes = read_indexes(run_dir, job="predict", step="PredictShard")
+    summary = _summary(listed, indexes, spec.class_names)
+    run_key = hashlib.sha256(f"{config_key}:{summary['fingerprint']}".encode()).hexdigest()[:16]
+    out_dir = posixpath.join(config.out, run_key)
+    if tf.io.gfile.exists(posixpath.join(out_dir, outputs.MANIFEST)):
+        tf.io.gfile.rmtree(run_dir)
+        with tf.io.gfile.GFile(posixpath.join(out_dir, outputs.MANIFEST)) as handle:
+            return PredictResult(out_dir, json.load(handle), reused=True,
+                                 predicted=summary["predicted"],
+                                 reused_images=summary["reused"])
+    drop_scratch(run_dir)
+    csv_file = (_write_csv(run_dir, summary["shards"], spec.class_names)
+                if summary["rows"] <= CSV_MAX_ROWS else None)
+    _write_page(run_dir, summary, spec, config)
+    manifest = outputs.publish(run_dir, out_dir, _manifest(
+        config, spec, inputs, summary, config_key=config_key, run_key=run_key, base=base,
+        csv_file=csv_file, seconds=time.time() - started))
+    return PredictResult(out_dir, manifest, reused=False, predicted=summary["predicted"],
+                         reused_images=summary["reused"])

@@ -1,0 +1,226 @@
+"""The models a batch job applies: a fine-tuned `model.keras`, a head with its cache's backbone,
+or a SavedModel folder from `jobs.export`, each with the preparation it was validated with.
+
+`open_model(path)` runs in the driver: it recognises the kind, reads the class names and how
+images must be prepared (input size, face crop, mirror averaging), and digests the model's files,
+refusing anything else in one line. The `ModelSpec` it returns is small and travels to the
+workers, which call `load_predictor(spec)` once per process: images in, probabilities (and,
+where the model has them, pooled embeddings) out.
+"""
+import dataclasses
+import hashlib
+import json
+import os
+import posixpath
+import threading
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["ModelSpec", "open_model", "load_predictor", "KINDS"]
+
+#: What `open_model` recognises.
+KINDS = ("finetuned", "head", "saved_model")
+_PREDICTORS, _LOCK = {}, threading.Lock()
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A model as the driver found it.
+
+    Attributes:
+        kind: one of `KINDS`.
+        path: the model's file or folder.
+        class_names: the model's classes, in the order of its probabilities.
+        image_size: the input side in pixels.
+        face_crop: whether images are cropped to the largest face first.
+        mirror: whether the model averages over the image and its mirror (it does it itself).
+        digest: sha256 of the model's files (and, for a head, its backbone's weights).
+        has_embeddings: whether the model can return pooled embeddings.
+    """
+
+    kind: str
+    path: str
+    class_names: tuple
+    image_size: int
+    face_crop: bool
+    mirror: bool
+    digest: str
+    has_embeddings: bool
+
+    def preparation(self):
+        """How images are prepared for this model (part of the prediction key)."""
+        return {"image_size": self.image_size, "face_crop": self.face_crop,
+                "mirror": self.mirror, "decode": "pipeline.data.images.prepare_image"}
+
+
+def _digest_files(paths, *extra):
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(os.path.basename(path).encode() + b"\0")
+        with tf.io.gfile.GFile(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    for value in extra:
+        digest.update(str(value).encode() + b"\0")
+    return digest.hexdigest()
+
+
+def _tree_files(folder):
+    return sorted(os.path.join(root, name) for root, _, names in os.walk(folder)
+                  for name in names)
+
+
+def _open_finetuned(path):
+    from pipeline.training.end_to_end import MODEL_INFO
+
+    info_path = os.path.join(os.path.dirname(path), MODEL_INFO)
+    if not os.path.isfile(info_path):
+        raise ValueError(f"model {path!r}: no {MODEL_INFO} beside it (both are written by "
+                         "jobs.finetune)")
+    with open(info_path) as handle:
+        info = json.load(handle)
+    from pipeline.training.end_to_end import load_finetuned
+    from pipeline.training.tta import has_flip_tta
+
+    model, _ = load_finetuned(path)  # read once here: refuse a broken file before any work
+    return ModelSpec("finetuned", path, tuple(info["class_names"]), int(info["image_size"]),
+                     bool(info["embed_config"].get("face_crop")), has_flip_tta(model),
+                     _digest_files([path, info_path]), has_embeddings=True)
+
+
+def _open_head(folder):
+    from pipeline.features import cache
+
+    with open(os.path.join(folder, "head.json")) as handle:
+        meta = json.load(handle)
+    try:
+        manifest = cache.read_manifest(meta["cache_dir"])
+    except (KeyError, cache.CacheError) as err:
+        raise ValueError(f"model {folder!r}: its cache cannot be read ({err})") from err
+    config = manifest["config"]
+    files = [os.path.join(folder, name) for name in sorted(os.listdir(folder))
+             if name.startswith("head.")]
+    return ModelSpec("head", folder, tuple(manifest["class_names"]), int(config["image_size"]),
+                     bool(config.get("face_crop")), False,
+                     _digest_files(files, manifest["weights_digest"], manifest["config_key"]),
+                     has_embeddings=True)
+
+
+def _open_saved_model(folder):
+    from pipeline.evaluation.export import EXPORT_INFO, FACE_CROP, LABELS, SAVED_MODEL
+
+    saved = os.path.join(folder, SAVED_MODEL)
+    with open(os.path.join(folder, LABELS)) as handle:
+        names = tuple(line.rstrip("\n") for line in handle if line.strip())
+    info_path = os.path.join(folder, EXPORT_INFO)
+    info = {}
+    if os.path.isfile(info_path):
+        with open(info_path) as handle:
+            info = json.load(handle)
+    signature = tf.saved_model.load(saved).signatures["serving_images"]
+    side = int(signature.structured_input_signature[1]["images"].shape[1])
+    return ModelSpec("saved_model", folder, names, int(info.get("image_size", side)),
+                     os.path.isfile(os.path.join(folder, FACE_CROP)),
+                     bool(info.get("mirror", False)), _digest_files(_tree_files(saved)),
+                     has_embeddings=False)
+
+
+def open_model(path):
+    """Recognises and describes the model at `path` (in the driver).
+
+    Args:
+        path: a fine-tuned `model.keras` (or its folder), a head folder (`head.json`), or a
+            folder written by `jobs.export` (`saved_model/` and `labels.txt`).
+
+    Returns:
+        A `ModelSpec`.
+
+    Raises:
+        ValueError: the path holds none of these, or its files cannot be read.
+    """
+    path = path.rstrip("/") or path
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "model.keras")):
+        path = os.path.join(path, "model.keras")
+    try:
+        if path.endswith(".keras") and os.path.isfile(path):
+            return _open_finetuned(path)
+        if os.path.isfile(os.path.join(path, "head.json")):
+            return _open_head(path)
+        if os.path.isdir(posixpath.join(path, "saved_model")) and os.path.isfile(
+                os.path.join(path, "labels.txt")):
+            return _open_saved_model(path)
+    except (OSError, KeyError, json.JSONDecodeError) as err:
+        raise ValueError(f"model {path!r}: cannot be read ({err})") from err
+    raise ValueError(f"model {path!r}: expected a model.keras from jobs.finetune, a head folder "
+                     "from jobs.train_head, or a folder from jobs.export")
+
+
+class _Finetuned:
+    def __init__(self, spec, with_embeddings):
+        import keras
+
+        from pipeline.training.end_to_end import load_finetuned
+        from pipeline.training.heads import logits_to_proba
+        from pipeline.training.tta import trained_model
+
+        model, _ = load_finetuned(spec.path)
+        outputs = [model.output]
+        if with_embeddings:
+            trained = trained_model(model)
+            pooled = keras.Model(trained.inputs, trained.get_layer("head_dropout").input)
+            outputs.append(pooled(model.inputs[0]))
+        both = keras.Model(model.inputs, outputs)
+        side, classes = spec.image_size, len(spec.class_names)
+        self._forward = tf.function(lambda images: both(images, training=False),
+                                    input_signature=[tf.TensorSpec((None, side, side, 3),
+                                                                   tf.float32)])
+        self._proba = lambda logits: logits_to_proba(logits, classes)
+
+    def __call__(self, images):
+        out = self._forward(tf.convert_to_tensor(images, tf.float32))
+        logits, pooled = (out[0], out[1]) if isinstance(out, (list, tuple)) else (out, None)
+        return self._proba(np.asarray(logits)), None if pooled is None else np.asarray(pooled)
+
+
+class _Head:
+    def __init__(self, spec, with_embeddings):
+        from pipeline.features import cache
+        from pipeline.features.backbones import manifest_weights
+        from pipeline.features.embed import shared_embedder
+        from pipeline.training.heads import load_head
+
+        self._head = load_head(spec.path)
+        manifest = cache.read_manifest(self._head.meta["cache_dir"])
+        config = manifest["config"]
+        self._embedder = shared_embedder(config["backbone"], image_size=config["image_size"],
+                                         weights=manifest_weights(manifest),
+                                         alpha=config["alpha"])
+
+    def __call__(self, images):
+        embeddings = self._embedder(images)
+        return self._head.predict_proba(embeddings), embeddings
+
+
+class _SavedModel:
+    def __init__(self, spec, with_embeddings):
+        self._serve = tf.saved_model.load(os.path.join(spec.path, "saved_model")).signatures[
+            "serving_images"]
+
+    def __call__(self, images):
+        out = self._serve(images=tf.convert_to_tensor(images, tf.float32))
+        return out["probabilities"].numpy(), None
+
+
+def load_predictor(spec, *, with_embeddings=False):
+    """The process's one predictor for `spec`: `predictor(images) -> (proba, embeddings)`.
+
+    `images` are float32 (n, size, size, 3) in [0, 255] as `prepare_image` makes them; `proba`
+    is float (n, classes); `embeddings` is float32 (n, dim), or None where the model has none.
+    """
+    key = (spec.digest, spec.path, with_embeddings)
+    with _LOCK:
+        if key not in _PREDICTORS:
+            kind = {"finetuned": _Finetuned, "head": _Head, "saved_model": _SavedModel}
+            _PREDICTORS[key] = kind[spec.kind](spec, with_embeddings)
+        return _PREDICTORS[key]

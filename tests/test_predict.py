@@ -1,0 +1,219 @@
+"""The predict job: parity with evaluation and export, every kind of input, accounting, reuse."""
+import hashlib
+import json
+import os
+import shutil
+
+import apache_beam as beam
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from jobs import embed, export, finetune, predict, train_head
+from pipeline.batch import accounting
+from pipeline.data.images import load_image
+from pipeline.evaluation.evaluate import open_model as open_eval_model
+from pipeline.prediction import shard as predict_shard
+from pipeline.prediction.inputs import open_inputs
+from pipeline.prediction.job import PredictConfig, build_predict_pipeline
+from pipeline.prediction.models import open_model
+from pipeline.training.end_to_end import load_finetuned
+from pipeline.training.tta import with_flip_tta
+from tests.conftest import IN_MEMORY, TINY
+
+
+@pytest.fixture(scope="module")
+def models(faces, tmp_path_factory):
+    """A head, a fine-tuned face-crop model, the same with mirror averaging, and an export."""
+    root = tmp_path_factory.mktemp("predict")
+    plain = embed.run(["--data", faces, "--cache-dir", str(root / "cache"), *TINY,
+                       "--augment-copies", "0", "--no-face-crop", *IN_MEMORY])
+    train_head.run(["--cache", plain.cache_dir, "--out", str(root / "head"), "--quiet",
+                    "--epochs", "3"])
+    cropped = embed.run(["--data", faces, "--cache-dir", str(root / "cache"), *TINY,
+                         "--augment-copies", "0", "--face-crop", *IN_MEMORY])
+    train_head.run(["--cache", cropped.cache_dir, "--out", str(root / "head_crop"), "--quiet",
+                    "--epochs", "3"])
+    finetune.run(["--cache", cropped.cache_dir, "--head", str(root / "head_crop"), "--out",
+                  str(root / "tuned"), "--epochs", "1", "--batch-size", "8"])
+    os.makedirs(root / "mirror")
+    model, _ = load_finetuned(str(root / "tuned" / "model.keras"))
+    with_flip_tta(model).save(root / "mirror" / "model.keras")
+    shutil.copy(root / "tuned" / "model.json", root / "mirror" / "model.json")
+    export.run(["--model", str(root / "mirror" / "model.keras"), "--out",
+                str(root / "exported")])
+    return {"head": str(root / "head"), "face_crop": str(root / "tuned" / "model.keras"),
+            "mirror": str(root / "mirror" / "model.keras"), "exported": str(root / "exported")}
+
+
+def _predict(model, data, out, *extra):
+    return predict.run(["--model", model, "--data", str(data), "--out", str(out), *extra,
+                        *IN_MEMORY])
+
+
+def _rows(result):
+    rows = {}
+    for shard in result.manifest["shards"]:
+        table = pq.read_table(os.path.join(result.out_dir, shard["file"]))
+        rows.update((row["id"], row) for row in table.to_pylist())
+    return rows
+
+
+def _in_process(model_path, faces, ids, store):
+    """Probabilities of the in-process evaluation's model on the same images."""
+    model = open_eval_model(model_path, store_dir=str(store))
+    images, digests = [], []
+    for example_id in ids:
+        data = open(os.path.join(faces, example_id), "rb").read()
+        images.append(load_image(data, model.image_size, face_crop=model.face_crop))
+        digests.append(hashlib.sha256(data).hexdigest())
+    return model.predict(np.stack(images), digests)
+
+
+@pytest.mark.parametrize("kind", ["head", "face_crop", "mirror"])
+def test_probabilities_equal_the_in_process_evaluation(models, faces, tmp_path, kind):
+    result = _predict(models[kind], faces, tmp_path / "out", "--num-shards", "2")
+    rows = _rows(result)
+    ids = sorted(rows)
+    assert len(ids) == 24 and result.manifest["counts"]["predicted"] == 24
+    ours = np.array([rows[i]["probabilities"] for i in ids])
+    np.testing.assert_allclose(ours, _in_process(models[kind], faces, ids, tmp_path / "s"),
+                               atol=1e-5)
+    assert result.manifest["model"]["preparation"]["face_crop"] == (kind != "head")
+    assert result.manifest["model"]["preparation"]["mirror"] == (kind == "mirror")
+
+
+def test_the_exported_saved_model_predicts_the_same(models, faces, tmp_path):
+    keras_rows = _rows(_predict(models["mirror"], faces, tmp_path / "a"))
+    saved = _predict(models["exported"], faces, tmp_path / "b")
+    assert saved.manifest["model"]["kind"] == "saved_model"
+    assert saved.manifest["model"]["preparation"]["face_crop"]
+    assert saved.manifest["model"]["preparation"]["mirror"]  # export.json says so
+    saved_rows = _rows(saved)
+    assert sorted(saved_rows) == sorted(keras_rows)
+    for example_id, row in saved_rows.items():
+        np.testing.assert_allclose(row["probabilities"], keras_rows[example_id]["probabilities"],
+                                   atol=1e-5)
+
+
+def test_rows_hold_the_contract_columns_and_the_csv_and_page(models, faces, tmp_path):
+    result = _predict(models["head"], faces, tmp_path, "--top-k", "1", "--with-embeddings")
+    row = next(iter(_rows(result).values()))
+    assert {"id", "path", "digest", "label", "probability", "top_k_labels",
+            "top_k_probabilities", "probabilities", "true_label", "embedding"} <= set(row)
+    assert len(row["top_k_labels"]) == 1 and row["label"] == row["top_k_labels"][0]
+    assert row["true_label"] == row["id"].split("/")[0]  # class folders are the model's
+    assert len(row["embedding"]) > 0 and abs(sum(row["probabilities"]) - 1) < 1e-5
+    import pandas
+
+    table = pandas.read_csv(os.path.join(result.out_dir, "predictions.csv"))
+    assert len(table) == 24 and set(table["label"]) <= {"neutral", "smiling"}
+    page = open(os.path.join(result.out_dir, "index.html")).read()
+    assert "Lowest confidence" in page and str(tmp_path) not in page
+    manifest = result.manifest
+    assert manifest["model"]["digest"] and manifest["source"]["fingerprint"]
+    assert manifest["labelled"] == 24 and sum(manifest["per_class"].values()) == 24
+    assert not os.listdir(tmp_path / ".runs")
+
+
+def test_unlabeled_flat_and_nested_folders_and_a_file_list(models, faces, tmp_path):
+    flat, nested = tmp_path / "flat", tmp_path / "nested" / "2026-12-01" / "cam"
+    flat.mkdir()
+    nested.mkdir(parents=True)
+    for name in sorted(os.listdir(os.path.join(faces, "smiling")))[:5]:
+        shutil.copy(os.path.join(faces, "smiling", name), flat / name)
+        shutil.copy(os.path.join(faces, "smiling", name), nested / name)
+    (flat / "notes.png").write_bytes(b"not an image")
+    (flat / "readme.txt").write_text("not listed: not an image extension")
+    result = _predict(models["head"], flat, tmp_path / "o1")
+    assert result.manifest["counts"] == {"listed": 6, "predicted": 5, "reused": 0,
+                                         "skipped": 1, "rows": 5}
+    assert result.manifest["skipped"][0]["reason"] == "not an image file (unrecognised format)"
+    assert {row["true_label"] for row in _rows(result).values()} == {None}
+    deep = _rows(_predict(models["head"], tmp_path / "nested", tmp_path / "o2"))
+    assert all(i.startswith("2026-12-01/cam/") for i in deep)
+    listing = tmp_path / "list.csv"
+    listing.write_text("path,label\n" + "".join(f"flat/{name},smiling\n" for name in
+                                                 sorted(os.listdir(flat))
+                                                 if name.endswith(".jpg")))
+    listed = _rows(_predict(models["head"], listing, tmp_path / "o3"))
+    assert len(listed) == 5 and {row["true_label"] for row in listed.values()} == {"smiling"}
+    glob = _rows(_predict(models["head"], f"{tmp_path}/nested/*/cam/*.jpg", tmp_path / "o4"))
+    assert sorted(glob) == sorted(deep)
+
+
+def test_a_tfds_split_with_mock_data(tmp_path):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=4):
+        cache = embed.run(["--data", "tfds:beans", "--cache-dir", str(tmp_path / "cache"),
+                           *TINY, "--augment-copies", "0", *IN_MEMORY])
+        train_head.run(["--cache", cache.cache_dir, "--out", str(tmp_path / "head"), "--quiet",
+                        "--head", "logistic"])
+        result = _predict(str(tmp_path / "head"), "tfds:beans:test", tmp_path / "out")
+    rows = _rows(result)
+    assert len(rows) == 4 and all(i.startswith("beans-test") for i in rows)
+    assert all(row["true_label"] in ("angular_leaf_spot", "bean_rust", "healthy")
+               for row in rows.values())
+
+
+def test_an_incremental_rerun_predicts_only_added_and_changed_images(models, faces_copy,
+                                                                     tmp_path):
+    first = _predict(models["head"], faces_copy, tmp_path, "--num-shards", "2")
+    again = _predict(models["head"], faces_copy, tmp_path, "--num-shards", "2")
+    assert again.reused and (again.predicted, again.reused_images) == (0, 24)
+    for index in range(5):
+        shutil.copy(faces_copy / "smiling" / f"smiling_{index:04d}.jpg",
+                    faces_copy / "neutral" / f"added_{index}.jpg")
+    shutil.copy(faces_copy / "smiling" / "smiling_0005.jpg",
+                faces_copy / "neutral" / "neutral_0000.jpg")
+    second = _predict(models["head"], faces_copy, tmp_path, "--num-shards", "2")
+    assert second.out_dir != first.out_dir
+    assert (second.manifest["predicted"], second.manifest["reused"]) == (6, 23)
+    scratch = _predict(models["head"], faces_copy, tmp_path / "scratch", "--num-shards", "2")
+    assert scratch.manifest["predicted"] == 29
+    assert scratch.manifest["shards"] == second.manifest["shards"]  # byte-identical Parquet
+
+
+def test_a_dropped_row_fails_the_job_and_publishes_nothing(models, faces, tmp_path,
+                                                           monkeypatch):
+    write = predict_shard.PredictShardFn.write
+
+    def drop_last(self, state):
+        state.results.pop()
+        return write(self, state)
+
+    monkeypatch.setattr(predict_shard.PredictShardFn, "write", drop_last)
+    with pytest.raises(accounting.IncompleteRunError,
+                       match=r"predict run incomplete: 1 of 24 records missing from "
+                             r"predictions-00000-of-00001.parquet \(step PredictShard\)"):
+        _predict(models["head"], faces, tmp_path)
+    assert not [name for name in os.listdir(tmp_path) if not name.startswith(".")]
+
+
+def test_bad_models_and_data_are_refused_in_one_line(models, faces, tmp_path):
+    with pytest.raises(ValueError, match="expected a model.keras from jobs.finetune, a head"):
+        _predict(str(tmp_path), faces, tmp_path / "out")
+    with pytest.raises(ValueError, match="expected a folder, a glob, a .txt or .csv list"):
+        _predict(models["head"], tmp_path / "missing", tmp_path / "out")
+    with pytest.raises(ValueError, match="SavedModel export has no embeddings"):
+        _predict(models["exported"], faces, tmp_path / "out", "--with-embeddings")
+
+
+def _graph_bytes(model, root, run_dir):
+    spec = open_model(model)
+    pipeline = beam.Pipeline()
+    build_predict_pipeline(pipeline, open_inputs(str(root), spec.class_names), spec,
+                           PredictConfig(model=model, data=str(root)), run_dir=str(run_dir))
+    return len(pipeline.to_runner_api().SerializeToString())
+
+
+def test_the_pipeline_graph_does_not_grow_with_the_number_of_images(models, tmp_path):
+    sizes = []
+    for count in (1_000, 100_000):
+        folder = tmp_path / f"n{count}"
+        folder.mkdir()
+        for index in range(count):
+            (folder / f"{index:06d}.jpg").touch()
+        sizes.append(_graph_bytes(models["head"], folder, tmp_path / f"r{count}"))
+    assert sizes[1] < 1_000_000 and abs(sizes[1] - sizes[0]) <= 0.1 * sizes[0]
