@@ -1,5 +1,6 @@
-"""One embed job, three Beam runners: the FnApiRunner, Dask (a real scheduler and two worker
-processes on 127.0.0.1) and the PortableRunner (Beam's local job service) write the same cache."""
+"""One embed job and one predict job, three Beam runners: the FnApiRunner, Dask (a real scheduler
+and two worker processes on 127.0.0.1) and the PortableRunner (Beam's local job service) write
+the same cache and the same predictions."""
 import contextlib
 import os
 import shutil
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from jobs import embed
+from jobs import embed, predict, train_head
 from tests.conftest import IN_MEMORY, REPO, TINY
 
 DASK = os.path.join(os.path.dirname(sys.executable), "dask")
@@ -59,7 +60,8 @@ def dask_scheduler():
     with _processes([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port),
                      "--no-dashboard"]) as (scheduler,):
         _wait_for_port(port, scheduler)
-        worker = [DASK, "worker", address, "--nthreads", "1", "--no-dashboard"]
+        worker = [DASK, "worker", address, "--nthreads", "1", "--no-dashboard",
+                  "--host", "127.0.0.1"]
         with _processes(worker, worker):
             from distributed import Client
 
@@ -135,3 +137,29 @@ def test_fnapi_dask_and_portable_runners_write_identical_caches(
     assert fnapi["num_skipped"] == 3 and fnapi["listed"] == fnapi["embedded"] + 3
     assert _summary(dask, exact) == _summary(fnapi, exact)
     assert _summary(portable, exact) == _summary(fnapi, exact)
+
+
+def _predict(head, folder, out, *runner):
+    return predict.run(["--model", head, "--data", str(folder), "--out", str(out),
+                        "--num-shards", "3", *runner]).manifest
+
+
+def test_fnapi_dask_and_portable_runners_write_identical_predictions(
+        mixed_folder, backbone_args, dask_scheduler, job_service, tmp_path):
+    args, exact = backbone_args
+    cache_dir = embed.run(["--data", str(mixed_folder), "--cache-dir", str(tmp_path / "cache"),
+                           *args, "--augment-copies", "0", *IN_MEMORY]).cache_dir
+    train_head.run(["--cache", cache_dir, "--out", str(tmp_path / "head"), "--quiet",
+                    "--epochs", "3"])
+    head = str(tmp_path / "head")
+    runs = [_predict(head, mixed_folder, tmp_path / "fnapi", *IN_MEMORY),
+            _predict(head, mixed_folder, tmp_path / "dask", "--runner=DaskRunner",
+                     f"--dask_client_address={dask_scheduler}"),
+            _predict(head, mixed_folder, tmp_path / "portable", "--runner=PortableRunner",
+                     f"--job_endpoint={job_service}", "--environment_type=LOOPBACK")]
+    kept = ("run_key", "counts", "skipped", "per_class", "histogram")
+    summaries = [{**{key: run[key] for key in kept},
+                  "shards": [{k: v for k, v in shard.items() if exact or k != "sha256"}
+                             for shard in run["shards"]]} for run in runs]
+    assert runs[0]["num_skipped"] == 3 and runs[0]["counts"]["rows"] == runs[0]["listed"] - 3
+    assert summaries[1] == summaries[0] and summaries[2] == summaries[0]
