@@ -1,6 +1,5 @@
 """The predict job: parity with evaluation and export, every kind of input, accounting, reuse."""
 import hashlib
-import json
 import os
 import shutil
 

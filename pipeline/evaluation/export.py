@@ -35,6 +35,7 @@ import tensorflow as tf
 from pipeline.data.faces import face_crop_spec
 from pipeline.features.backbones import Preprocess, build_backbone, manifest_weights
 from pipeline.features.cache import read_manifest
+from pipeline.prediction.models import EXPORT_INFO, FACE_CROP, LABELS, SAVED_MODEL
 from pipeline.training.end_to_end import MODEL_FILE, load_finetuned
 from pipeline.training.heads import load_head
 from pipeline.training.tta import has_flip_tta
@@ -42,9 +43,7 @@ from pipeline.training.tta import has_flip_tta
 __all__ = ["export_model", "tflite_probabilities", "SAVED_MODEL", "TFLITE", "TFLITE_INT8", "LABELS",
            "FACE_CROP", "EXPORT_INFO"]
 
-SAVED_MODEL, TFLITE, TFLITE_INT8, LABELS = ("saved_model", "model.tflite", "model_int8.tflite",
-                                            "labels.txt")
-FACE_CROP, EXPORT_INFO = "face_crop.json", "export.json"
+TFLITE, TFLITE_INT8 = "model.tflite", "model_int8.tflite"
 _HEAD_META = "head.json"
 
 

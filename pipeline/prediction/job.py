@@ -32,6 +32,7 @@ from pipeline.prediction.inputs import open_inputs
 from pipeline.prediction.models import open_model
 from pipeline.prediction.page import write_predict_page
 from pipeline.prediction.shard import HISTOGRAM_BINS, PredictImages, read_rows
+from pipeline.reports.runs import display_name
 from pipeline.validation import check_scalar
 
 __all__ = ["PredictConfig", "PredictResult", "CSV_FILE", "CSV_MAX_ROWS", "run_predict"]
@@ -161,8 +162,8 @@ def _write_page(run_dir, summary, spec, config):
     counts["skipped"] = len(summary["skipped"])
     lowest = [{**row, "thumbnail": row["thumbnail"] and base64.b64decode(row["thumbnail"])}
               for row in summary["lowest"]]
-    write_predict_page(run_dir, title=f"Predictions: {posixpath.basename(spec.path)} on "
-                       f"{posixpath.basename(config.data.rstrip('/')) or config.data}",
+    write_predict_page(run_dir, title=f"Predictions: {display_name(spec.path)} on "
+                       f"{display_name(config.data)}",
                        class_names=list(spec.class_names), per_class=summary["per_class"],
                        histogram=summary["histogram"], lowest=lowest, counts=counts,
                        skipped=summary["skipped"])

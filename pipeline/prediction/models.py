@@ -17,10 +17,15 @@ import threading
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["ModelSpec", "open_model", "load_predictor", "KINDS"]
+__all__ = ["ModelSpec", "open_model", "load_predictor", "KINDS", "SAVED_MODEL", "LABELS",
+           "FACE_CROP", "EXPORT_INFO"]
 
 #: What `open_model` recognises.
 KINDS = ("finetuned", "head", "saved_model")
+#: The files of a `jobs.export` folder that a batch job reads (`pipeline.evaluation.export`
+#: writes them).
+SAVED_MODEL, LABELS, FACE_CROP, EXPORT_INFO = ("saved_model", "labels.txt", "face_crop.json",
+                                               "export.json")
 _PREDICTORS, _LOCK = {}, threading.Lock()
 
 
@@ -108,8 +113,6 @@ def _open_head(folder):
 
 
 def _open_saved_model(folder):
-    from pipeline.evaluation.export import EXPORT_INFO, FACE_CROP, LABELS, SAVED_MODEL
-
     saved = os.path.join(folder, SAVED_MODEL)
     with open(os.path.join(folder, LABELS)) as handle:
         names = tuple(line.rstrip("\n") for line in handle if line.strip())
@@ -147,8 +150,8 @@ def open_model(path):
             return _open_finetuned(path)
         if os.path.isfile(os.path.join(path, "head.json")):
             return _open_head(path)
-        if os.path.isdir(posixpath.join(path, "saved_model")) and os.path.isfile(
-                os.path.join(path, "labels.txt")):
+        if os.path.isdir(posixpath.join(path, SAVED_MODEL)) and os.path.isfile(
+                os.path.join(path, LABELS)):
             return _open_saved_model(path)
     except (OSError, KeyError, json.JSONDecodeError) as err:
         raise ValueError(f"model {path!r}: cannot be read ({err})") from err
@@ -204,7 +207,7 @@ class _Head:
 
 class _SavedModel:
     def __init__(self, spec, with_embeddings):
-        self._serve = tf.saved_model.load(os.path.join(spec.path, "saved_model")).signatures[
+        self._serve = tf.saved_model.load(os.path.join(spec.path, SAVED_MODEL)).signatures[
             "serving_images"]
 
     def __call__(self, images):
