@@ -195,6 +195,9 @@ def test_bad_models_and_data_are_refused_in_one_line(models, faces, tmp_path):
         _predict(str(tmp_path), faces, tmp_path / "out")
     with pytest.raises(ValueError, match="expected a folder, a glob, a .txt or .csv list"):
         _predict(models["head"], tmp_path / "missing", tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty'.*: no images found"):
+        _predict(models["head"], tmp_path / "empty", tmp_path / "out")
     with pytest.raises(ValueError, match="SavedModel export has no embeddings"):
         _predict(models["exported"], faces, tmp_path / "out", "--with-embeddings")
 

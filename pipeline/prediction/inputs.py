@@ -35,6 +35,8 @@ __all__ = ["open_inputs", "FileInputs", "ListInputs", "TfdsInputs"]
 
 _WILDCARD = re.compile(r"[*?\[]")
 _LIST_EXTENSIONS = (".txt", ".csv")
+#: How many files the driver looks at, at most, to check that a folder or glob holds an image.
+_PEEK = 1000
 
 
 def _ref(example_id, path, true_label, class_names):
@@ -59,6 +61,13 @@ class FileInputs:
 
     def describe(self):
         return {"kind": "files", "pattern": self.pattern, "labels_from_folders": self.labels}
+
+    def check_not_empty(self, data):
+        """Refuses a pattern that matches no image, looking at no more than `_PEEK` files."""
+        (result,) = FileSystems.match([self.pattern], limits=[_PEEK])
+        paths = [meta.path for meta in result.metadata_list]
+        if len(paths) < _PEEK and not any(p.lower().endswith(IMAGE_EXTENSIONS) for p in paths):
+            raise ValueError(f"data {data!r}: no images found ({', '.join(IMAGE_EXTENSIONS)})")
 
     def refs(self, pattern):
         (result,) = FileSystems.match([pattern])
@@ -161,7 +170,8 @@ def open_inputs(data, class_names, *, labels_from_folders=None):
             None to decide by the folder names. Defaults to `None`.
 
     Raises:
-        ValueError: no such folder or list, or a glob without a folder to start from.
+        ValueError: no such folder or list, a glob without a folder to start from, or a
+            folder or glob without images.
     """
     if data.startswith(TFDS_PREFIX):
         name, _, split = data[len(TFDS_PREFIX):].partition(":")
@@ -173,14 +183,18 @@ def open_inputs(data, class_names, *, labels_from_folders=None):
                              f"({root or '(none)'}) does not exist")
         root = root if "://" in root else os.path.abspath(root)
         pattern = data if "://" in data else os.path.abspath(data)
-        return FileInputs(pattern, root, labels=bool(labels_from_folders),
-                          class_names=class_names)
+        inputs = FileInputs(pattern, root, labels=bool(labels_from_folders),
+                            class_names=class_names)
+        inputs.check_not_empty(data)
+        return inputs
     if tf.io.gfile.isdir(data):
         root = data.rstrip("/") if "://" in data else os.path.abspath(data)
         labels = (_folder_labels(root, class_names) if labels_from_folders is None
                   else labels_from_folders)
-        return FileInputs(posixpath.join(root, "**"), root, labels=labels,
-                          class_names=class_names)
+        inputs = FileInputs(posixpath.join(root, "**"), root, labels=labels,
+                            class_names=class_names)
+        inputs.check_not_empty(data)
+        return inputs
     if data.lower().endswith(_LIST_EXTENSIONS) and tf.io.gfile.exists(data):
         return ListInputs(data if "://" in data else os.path.abspath(data),
                           class_names=class_names)

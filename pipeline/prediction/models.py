@@ -191,18 +191,23 @@ class _Head:
         from pipeline.features import cache
         from pipeline.features.backbones import manifest_weights
         from pipeline.features.embed import shared_embedder
-        from pipeline.training.heads import load_head
+        from pipeline.training.heads import load_head, logits_to_proba
 
-        self._head = load_head(spec.path)
-        manifest = cache.read_manifest(self._head.meta["cache_dir"])
+        head = load_head(spec.path)
+        manifest = cache.read_manifest(head.meta["cache_dir"])
         config = manifest["config"]
         self._embedder = shared_embedder(config["backbone"], image_size=config["image_size"],
                                          weights=manifest_weights(manifest),
                                          alpha=config["alpha"])
+        self._proba = head.predict_proba
+        if head.kind == "dense":  # a direct call: `Model.predict` costs more than the backbone
+            forward = tf.function(lambda embeddings: head.model(embeddings, training=False))
+            self._proba = lambda embeddings: logits_to_proba(forward(embeddings).numpy(),
+                                                             head.num_classes)
 
     def __call__(self, images):
         embeddings = self._embedder(images)
-        return self._head.predict_proba(embeddings), embeddings
+        return self._proba(embeddings), embeddings
 
 
 class _SavedModel:
