@@ -36,7 +36,7 @@ def _images(faces):
 
 def _export_info(source, model, backbone):
     return {"source": source, "model": model, "class_names": ["neutral", "smiling"],
-            "image_size": 48, "face_crop": False, "backbone": backbone}
+            "image_size": 48, "face_crop": False, "backbone": backbone, "mirror": False}
 
 
 def test_saved_model_and_tflite_match_the_keras_model(tuned, faces):
