@@ -7,8 +7,9 @@ run with the full report under `--reports-dir`, and updates `runs.csv`, `trend.p
 `index.html` there. With `--fail-under X` it exits with status 1, after writing everything, when
 accuracy is below X, so that a scheduler can alert; a drop of more than
 `--regression-threshold` (default 0.01) since the previous run on the same data is flagged on the
-index page, in `runs.csv` and printed. The last line printed is the run's
-`index.html`.
+index page, in `runs.csv` and printed. The images are scored by the predict job's Beam pass:
+arguments this parser does not know go to Beam (`--runner DaskRunner --dask_client_address ...`,
+`--runner DataflowRunner ...`). The last line printed is the run's `index.html`.
 """
 import argparse
 import os
@@ -16,6 +17,7 @@ import sys
 from argparse import RawDescriptionHelpFormatter
 
 from jobs import add_verbose_flag, configure_output
+from pipeline.batch.runner import pipeline_options
 from pipeline.evaluation.evaluate import evaluate
 
 EXAMPLE = """example (a weekly run that fails below 0.85 accuracy):
@@ -29,7 +31,8 @@ def build_parser():
                                      description=__doc__.split("\n")[0],
                                      epilog=EXAMPLE, formatter_class=RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True,
-                        help="model.keras from jobs.finetune, or a head folder")
+                        help="model.keras from jobs.finetune, a head folder, or a folder from "
+                        "jobs.export")
     parser.add_argument("--data", required=True,
                         help="class folder, tfds:NAME[:SPLIT], or a cache folder[:SPLIT]")
     parser.add_argument("--reports-dir", default="reports")
@@ -43,12 +46,13 @@ def build_parser():
     return add_verbose_flag(parser)
 
 
-def run(argv=None):
+def run(argv=None, show_progress=False):
     """Parses `argv` and evaluates; returns `(report, exit status)`."""
-    args = build_parser().parse_args(argv)
+    args, beam_args = build_parser().parse_known_args(argv)
     report = evaluate(args.model, args.data, args.reports_dir, top_n=args.top_n,
                       regression_threshold=args.regression_threshold,
-                      fail_under=args.fail_under)
+                      fail_under=args.fail_under, pipeline_options=pipeline_options(beam_args),
+                      show_progress=show_progress)
     failed = args.fail_under is not None and report["accuracy"] < args.fail_under
     return report, (1 if failed else 0)
 
@@ -56,7 +60,7 @@ def run(argv=None):
 def main(argv=None):
     configure_output(build_parser().parse_known_args(argv)[0].verbose)
     try:
-        report, status = run(argv)
+        report, status = run(argv, show_progress=True)
     except ValueError as err:
         sys.exit(f"error: {err}")
     print(f"accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f} on "

@@ -118,3 +118,52 @@ def test_unknown_model_and_unknown_classes_are_refused(head_and_data, tmp_path):
     (other / "neutral").rename(other / "frowning")
     with pytest.raises(ValueError, match="classes \\['frowning'\\] are not among"):
         evaluate.run(["--model", head, "--data", str(other), "--reports-dir", str(tmp_path)])
+
+
+def test_figures_from_the_shards_summaries_equal_the_figures_of_every_row(head_and_data,
+                                                                          tmp_path):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from pipeline.reports import compute_metrics
+
+    head, faces, _ = head_and_data
+    report, _ = evaluate.run(["--model", head, "--data", faces, "--reports-dir", str(tmp_path)])
+    rows = [row for name in sorted(os.listdir(report["predictions_dir"]))
+            if name.endswith(".parquet")
+            for row in pq.read_table(os.path.join(report["predictions_dir"], name)).to_pylist()]
+    names = report["class_names"]
+    y = np.array([names.index(row["true_label"]) for row in rows])
+    exact = compute_metrics(y, np.array([row["probabilities"] for row in rows]), names)
+    assert report["confusion_matrix"] == exact["confusion_matrix"]
+    for key in ("num_examples", "accuracy", "macro_f1", "weighted_f1", "majority_baseline"):
+        assert report[key] == pytest.approx(exact[key], abs=1e-12), key
+    for name, figures in exact["per_class"].items():
+        assert report["per_class"][name] == pytest.approx(figures, abs=1e-12), name
+    for ours, theirs in zip(report["thresholds"], exact["thresholds"]):
+        assert ours == pytest.approx(theirs, abs=1e-12)
+    assert report["ece"] == pytest.approx(exact["ece"], abs=1e-9)
+    assert abs(report["roc_auc"] - exact["roc_auc"]) < 0.002
+
+
+def test_the_evaluation_graph_does_not_grow_with_the_number_of_images(head_and_data, tmp_path):
+    import apache_beam as beam
+
+    from pipeline.evaluation.evaluate import eval_inputs
+    from pipeline.prediction.job import PredictConfig, build_predict_pipeline
+    from pipeline.prediction.models import open_model
+
+    head, _, _ = head_and_data
+    spec, sizes = open_model(head), []
+    for count in (1_000, 100_000):
+        for label in ("neutral", "smiling"):
+            folder = tmp_path / f"n{count}" / label
+            folder.mkdir(parents=True)
+            for index in range(count // 2):
+                (folder / f"{index:06d}.jpg").touch()
+        inputs, _ = eval_inputs(str(tmp_path / f"n{count}"), list(spec.class_names), tmp_path)
+        pipeline = beam.Pipeline()
+        build_predict_pipeline(pipeline, inputs, spec, PredictConfig(model=head, data=""),
+                               run_dir=str(tmp_path / f"r{count}"))
+        sizes.append(len(pipeline.to_runner_api().SerializeToString()))
+    assert abs(sizes[1] - sizes[0]) <= 0.1 * sizes[0]

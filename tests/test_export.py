@@ -10,9 +10,9 @@ import tensorflow as tf
 
 from jobs import embed, export, finetune, train_head
 from pipeline.data.images import load_image
-from pipeline.evaluation.evaluate import open_model
 from pipeline.evaluation.export import _logistic_as_dense, tflite_probabilities
 from pipeline.features import cache
+from pipeline.prediction.models import load_predictor, open_model
 from pipeline.training.heads import load_head, logits_to_proba
 from tests.conftest import IN_MEMORY, TINY
 
@@ -114,9 +114,9 @@ def test_exported_heads_match_the_head_on_its_cache_embeddings(heads, kind, tmp_
     assert np.abs(served["probabilities"].numpy() - expected).max() < 1e-4
     assert served["class_names"].numpy()[0].tolist() == [b"neutral", b"smiling"]
     assert np.abs(tflite_probabilities(paths["tflite"], images) - expected).max() < 1e-4
-    evaluated = open_model(head_dir, store_dir=str(tmp_path / "store")).predict(
+    predicted, _, _ = load_predictor(open_model(head_dir))(
         images, [hashlib.sha256(data).hexdigest() for data in encoded])
-    assert np.abs(served["probabilities"].numpy() - evaluated).max() < 1e-4
+    assert np.abs(served["probabilities"].numpy() - predicted).max() < 1e-4
     info = json.loads(pathlib.Path(paths["export"]).read_text())
     assert info == _export_info("head", head_dir, "mobilenet")
     assert sorted(os.listdir(tmp_path / "exported")) == ["export.json", "labels.txt",

@@ -1,5 +1,4 @@
 """The predict job: parity with evaluation and export, every kind of input, accounting, reuse."""
-import hashlib
 import os
 import shutil
 
@@ -11,12 +10,14 @@ import pytest
 from jobs import embed, export, finetune, predict, train_head
 from pipeline.batch import accounting
 from pipeline.data.images import load_image
-from pipeline.evaluation.evaluate import open_model as open_eval_model
+from pipeline.features import cache
+from pipeline.features.backbones import Embedder, manifest_weights
 from pipeline.prediction import shard as predict_shard
 from pipeline.prediction.inputs import open_inputs
 from pipeline.prediction.job import PredictConfig, build_predict_pipeline
 from pipeline.prediction.models import open_model
 from pipeline.training.end_to_end import load_finetuned
+from pipeline.training.heads import load_head, logits_to_proba
 from pipeline.training.tta import with_flip_tta
 from tests.conftest import IN_MEMORY, TINY
 
@@ -58,26 +59,30 @@ def _rows(result):
     return rows
 
 
-def _in_process(model_path, faces, ids, store):
-    """Probabilities of the in-process evaluation's model on the same images."""
-    model = open_eval_model(model_path, store_dir=str(store))
-    images, digests = [], []
-    for example_id in ids:
-        data = open(os.path.join(faces, example_id), "rb").read()
-        images.append(load_image(data, model.image_size, face_crop=model.face_crop))
-        digests.append(hashlib.sha256(data).hexdigest())
-    return model.predict(np.stack(images), digests)
+def _in_process(model_path, faces, ids):
+    """The model applied directly in this process (no Beam) to the same images, prepared as the
+    model was validated: the reference the job must match."""
+    spec = open_model(model_path)
+    images = np.stack([load_image(open(os.path.join(faces, i), "rb").read(), spec.image_size,
+                                  face_crop=spec.face_crop) for i in ids])
+    if spec.kind == "head":
+        manifest = cache.read_manifest(spec.cache_dir)
+        config = manifest["config"]
+        embedder = Embedder(config["backbone"], image_size=config["image_size"],
+                            weights=manifest_weights(manifest), alpha=config["alpha"])
+        return load_head(model_path).predict_proba(embedder(images))
+    model, _ = load_finetuned(model_path)
+    return logits_to_proba(model.predict(images, verbose=0), len(spec.class_names))
 
 
 @pytest.mark.parametrize("kind", ["head", "face_crop", "mirror"])
-def test_probabilities_equal_the_in_process_evaluation(models, faces, tmp_path, kind):
+def test_probabilities_equal_the_model_applied_in_process(models, faces, tmp_path, kind):
     result = _predict(models[kind], faces, tmp_path / "out", "--num-shards", "2")
     rows = _rows(result)
     ids = sorted(rows)
     assert len(ids) == 24 and result.manifest["counts"]["predicted"] == 24
     ours = np.array([rows[i]["probabilities"] for i in ids])
-    np.testing.assert_allclose(ours, _in_process(models[kind], faces, ids, tmp_path / "s"),
-                               atol=1e-5)
+    np.testing.assert_allclose(ours, _in_process(models[kind], faces, ids), atol=1e-5)
     assert result.manifest["model"]["preparation"]["face_crop"] == (kind != "head")
     assert result.manifest["model"]["preparation"]["mirror"] == (kind == "mirror")
 

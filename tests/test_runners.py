@@ -1,6 +1,6 @@
-"""One embed job and one predict job, three Beam runners: the FnApiRunner, Dask (a real scheduler
-and two worker processes on 127.0.0.1) and the PortableRunner (Beam's local job service) write
-the same cache and the same predictions."""
+"""One embed job, one predict job and one evaluation on several Beam runners: the FnApiRunner,
+Dask (a real scheduler and two worker processes on 127.0.0.1) and the PortableRunner (Beam's
+local job service) write the same cache, the same predictions and the same report."""
 import contextlib
 import os
 import shutil
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from jobs import embed, predict, train_head
+from jobs import embed, evaluate, predict, train_head
 from tests.conftest import IN_MEMORY, REPO, TINY
 
 DASK = os.path.join(os.path.dirname(sys.executable), "dask")
@@ -163,3 +163,21 @@ def test_fnapi_dask_and_portable_runners_write_identical_predictions(
                              for shard in run["shards"]]} for run in runs]
     assert runs[0]["num_skipped"] == 3 and runs[0]["counts"]["rows"] == runs[0]["listed"] - 3
     assert summaries[1] == summaries[0] and summaries[2] == summaries[0]
+
+
+def test_a_distributed_evaluation_gives_the_local_figures(mixed_folder, backbone_args,
+                                                          dask_scheduler, tmp_path):
+    args, _ = backbone_args
+    cache_dir = embed.run(["--data", str(mixed_folder), "--cache-dir", str(tmp_path / "cache"),
+                           *args, "--augment-copies", "0", *IN_MEMORY]).cache_dir
+    train_head.run(["--cache", cache_dir, "--out", str(tmp_path / "head"), "--quiet",
+                    "--epochs", "3"])
+    common = ["--model", str(tmp_path / "head"), "--data", str(mixed_folder)]
+    local, _ = evaluate.run([*common, "--reports-dir", str(tmp_path / "local"), *IN_MEMORY])
+    dask, _ = evaluate.run([*common, "--reports-dir", str(tmp_path / "dask"),
+                            "--runner=DaskRunner", f"--dask_client_address={dask_scheduler}"])
+    kept = ("num_examples", "num_skipped", "accuracy", "macro_f1", "roc_auc", "ece",
+            "confusion_matrix", "per_class", "data_fingerprint")
+    assert {key: dask[key] for key in kept} == {key: local[key] for key in kept}
+    assert local["num_skipped"] == 3
+    assert [row["id"] for row in dask["most_wrong"]] == [row["id"] for row in local["most_wrong"]]

@@ -52,8 +52,13 @@ def _check_index(index, run_dir, *, job, step, expected_records):
                                  f"index says (step {step}); nothing was published")
 
 
-def read_indexes(run_dir, *, job, step, expected_records=lambda index: len(index["entries"])):
+def read_indexes(run_dir, *, job, step, expected_records=lambda index: len(index["entries"]),
+                 reduce=None):
     """Checks that a run's shards account for every listed image; returns their indexes.
+
+    The driver holds one full index at a time: each is checked, its per-image `entries` are
+    replaced by the class names they hold (`label_names`), and `reduce` may shrink it further,
+    so that the driver's memory follows the number of shards, not of images.
 
     Args:
         run_dir: the run's folder.
@@ -61,10 +66,12 @@ def read_indexes(run_dir, *, job, step, expected_records=lambda index: len(index
         step: the name of the per-shard step, for messages.
         expected_records: the records a shard's index must report, from its entries. Defaults
             to one per image.
+        reduce: `index -> index` applied to each checked index (e.g. folding its summaries into
+            a running total). Defaults to None.
 
     Returns:
         `(listed, indexes)`: `{"listed", "num_shards"}` as `AssignShards` wrote it, and the
-        indexes of the shards that received images, in shard order.
+        reduced indexes of the shards that received images, in shard order.
 
     Raises:
         IncompleteRunError: a missing count or index, missing images or records, or a missing
@@ -72,21 +79,21 @@ def read_indexes(run_dir, *, job, step, expected_records=lambda index: len(index
     """
     listed = read_listed(run_dir, job=job)
     total, num_shards = listed["listed"], listed["num_shards"]
-    indexes, missing = [], 0
-    for shard in range(num_shards):
-        index = layout.read_index(posixpath.join(run_dir, layout.index_name(shard, num_shards)))
-        if index is None:
-            missing += 1
-        else:
-            indexes.append(index)
-    accounted = sum(index["listed"] for index in indexes)
+    paths = [posixpath.join(run_dir, layout.index_name(shard, num_shards))
+             for shard in range(num_shards)]
+    present = [path for path in paths if tf.io.gfile.exists(path)]
+    accounted = sum(layout.read_index(path)["listed"] for path in present)
     if accounted != total:
         raise IncompleteRunError(
             f"{job} run incomplete: {total - accounted} of {total} listed images are missing "
-            f"after step {step} (no index from {missing} of {num_shards} shards); "
-            "nothing was published")
-    for index in indexes:
+            f"after step {step} (no index from {num_shards - len(present)} of {num_shards} "
+            "shards); nothing was published")
+    indexes = []
+    for path in present:
+        index = layout.read_index(path)
         _check_index(index, run_dir, job=job, step=step, expected_records=expected_records)
+        index["label_names"] = sorted({entry["label_name"] for entry in index.pop("entries")})
+        indexes.append(reduce(index) if reduce else index)
     return listed, indexes
 
 

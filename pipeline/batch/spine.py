@@ -69,6 +69,7 @@ class ShardState:
         pending: what waits for the model (the step's own items).
         results: what the step will write (the step's own items).
         computed, reused: images run through the model, and images copied from a base.
+        counters: the step's own counts, written into the index as they are.
     """
 
     def __init__(self, shard, num_shards, listed):
@@ -76,6 +77,7 @@ class ShardState:
         self.entries, self.skipped, self.no_face = [], [], []
         self.pending, self.results = [], []
         self.computed = self.reused = 0
+        self.counters = collections.Counter()
 
     def add_entry(self, ref):
         self.entries.append({"id": ref.id, "label_name": ref.label_name, "split": ref.split,
@@ -218,7 +220,8 @@ class ShardFn(beam.DoFn):
             "shard": state.shard, "num_shards": state.num_shards, "listed": state.listed,
             "entries": state.entries, "skipped": state.skipped, "no_face": state.no_face,
             self.computed_key: state.computed, "reused": state.reused,
-            "fingerprint": state.fingerprint(), **written, **self.index_extras(state)}
+            "fingerprint": state.fingerprint(), **state.counters, **written,
+            **self.index_extras(state)}
         self.layout.write_index(posixpath.join(
             self._run_dir, self.layout.index_name(state.shard, state.num_shards)), index)
 

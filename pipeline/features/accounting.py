@@ -98,7 +98,7 @@ def account(run_dir, *, augment_copies, class_names):
 
 
 def _check_classes(indexes, class_names):
-    found = {entry["label_name"] for index in indexes for entry in index["entries"]}
+    found = {name for index in indexes for name in index["label_names"]}
     empty = [name for name in class_names if name not in found]
     if empty:
         raise ValueError(f"data: class folder {empty[0]!r} holds no readable image "

@@ -9,9 +9,9 @@ with the number of images.
     DIR                 every image below DIR, recursively; ids are paths relative to DIR
     'DIR/2026-*/*.jpg'  a glob (local or gs://); ids relative to the part before the first
                         wildcard
-    LIST.txt|LIST.csv   one path or URI per line (a CSV: its `path` column, or its first, and a
-                        `label` column where there is one); ids are the paths as written,
-                        relative ones resolved against the list's folder
+    LIST.txt|LIST.csv   one path or URI per line (a CSV: its `path` column, or its first, and
+                        `label` and `id` columns where there are); ids are the `id` column or
+                        the paths as written, relative ones resolved against the list's folder
     tfds:NAME[:SPLIT]   a TFDS split (default `test`); ids are TFDS ids
 
 A true label is recorded where it is known: a TFDS label, a list's `label` column, or the first
@@ -102,6 +102,7 @@ class ListInputs:
         self.has_header = "path" in header
         self.path_column = header.index("path") if self.has_header else 0
         self.label_column = header.index("label") if "label" in header else None
+        self.id_column = header.index("id") if "id" in header else None
 
     def describe(self):
         return {"kind": "list", "path": self.path, "csv": self.is_csv}
@@ -117,7 +118,8 @@ class ListInputs:
                       else "")
         full = path if "://" in path or path.startswith("/") else posixpath.join(
             self.folder, path)
-        yield _ref(path, full, true_label, self.class_names), None
+        example_id = fields[self.id_column].strip() if self.id_column is not None else path
+        yield _ref(example_id, full, true_label, self.class_names), None
 
     def list_examples(self):
         return "ListFiles" >> (beam.io.ReadFromText(self.path,

@@ -33,6 +33,7 @@ from pipeline.prediction.models import open_model
 from pipeline.prediction.page import write_predict_page
 from pipeline.prediction.shard import HISTOGRAM_BINS, PredictImages, read_rows
 from pipeline.reports.runs import display_name
+from pipeline.reports.summaries import merge_summaries
 from pipeline.validation import check_scalar
 
 __all__ = ["PredictConfig", "PredictResult", "CSV_FILE", "CSV_MAX_ROWS", "run_predict"]
@@ -58,6 +59,11 @@ class PredictConfig:
             (where every folder there is one of the model's classes). Defaults to `None`.
         batch_size: images per forward pass. Defaults to `32`.
         num_shards: the shard count; 0: one per 1,000 images. Defaults to `0`.
+        cached_embeddings: a head takes the embeddings its cache holds for an image's content
+            instead of running its backbone (evaluation on the cache's own images). Defaults
+            to `False`.
+        most_wrong: the most confident mistakes kept for the evaluation report, where true
+            labels are known. Defaults to `50`.
     """
 
     model: str
@@ -68,11 +74,14 @@ class PredictConfig:
     labels_from_folders: bool | None = None
     batch_size: int = 32
     num_shards: int = 0
+    cached_embeddings: bool = False
+    most_wrong: int = 50
 
     def __post_init__(self):
         check_scalar(self.top_k, "top_k", int, min_val=1)
         check_scalar(self.batch_size, "batch_size", int, min_val=1)
         check_scalar(self.num_shards, "num_shards", int, min_val=0)
+        check_scalar(self.most_wrong, "most_wrong", int, min_val=0)
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -89,6 +98,7 @@ class PredictResult:
             output was kept as is.
         predicted: images that went through the model in this run.
         reused_images: images whose rows were copied from an earlier output in this run.
+        summary: this run's shards added up (see `run_predict`).
     """
 
     out_dir: str
@@ -96,12 +106,14 @@ class PredictResult:
     reused: bool
     predicted: int = 0
     reused_images: int = 0
+    summary: dict = None
 
 
 def _config_key(config, spec):
     """The key of everything but the data: same key, same rows for the same image."""
     key = json.dumps([FORMAT_VERSION, spec.digest, spec.preparation(), config.top_k,
-                      config.with_embeddings, config.batch_size], sort_keys=True)
+                      config.with_embeddings, config.batch_size, config.cached_embeddings,
+                      config.most_wrong], sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -112,23 +124,42 @@ def build_predict_pipeline(pipeline, inputs, spec, config, *, run_dir, base=None
             | "PredictImages" >> PredictImages(
                 spec, run_dir=run_dir, top_k=config.top_k,
                 with_embeddings=config.with_embeddings, batch_size=config.batch_size,
-                num_shards=config.num_shards, base=base))
+                num_shards=config.num_shards, base=base,
+                cached_embeddings=config.cached_embeddings, most_wrong=config.most_wrong))
 
 
-def _summary(listed, indexes, class_names):
-    per_class = dict.fromkeys(class_names, 0)
-    histogram = [0] * HISTOGRAM_BINS
-    lowest = []
-    for index in indexes:
-        for name, n in index["per_class"].items():
-            per_class[name] += n
-        histogram = [a + b for a, b in zip(histogram, index["histogram"])]
-        lowest.extend(index["lowest"])
-    lowest.sort(key=lambda row: (row["probability"], row["id"]))
+class _Totals:
+    """The shards' indexes added up one at a time (`read_indexes`'s `reduce`): only the page's
+    and the evaluation's bounded lists are kept, so the driver does not grow with the data."""
+
+    def __init__(self, class_names, most_wrong):
+        self.per_class = dict.fromkeys(class_names, 0)
+        self.histogram = [0] * HISTOGRAM_BINS
+        self.lowest, self.wrong, self.evaluation = [], [], None
+        self._most_wrong = most_wrong
+
+    def add(self, index):
+        for name, n in index.pop("per_class").items():
+            self.per_class[name] += n
+        self.histogram = [a + b for a, b in zip(self.histogram, index.pop("histogram"))]
+        self.lowest = sorted(self.lowest + index.pop("lowest"),
+                             key=lambda row: (row["probability"], row["id"]))[:PAGE_LOWEST]
+        evaluation = index.pop("evaluation")
+        if evaluation:
+            self.evaluation = merge_summaries([s for s in (self.evaluation,
+                                                           evaluation["summary"]) if s])
+            self.wrong = sorted(self.wrong + evaluation["most_wrong"],
+                                key=lambda row: (-row["confidence"], row["id"]))[
+                :self._most_wrong]
+        return index
+
+
+def _summary(listed, indexes, totals):
     return {
         "listed": listed["listed"], "num_shards": listed["num_shards"],
         "predicted": sum(index["predicted"] for index in indexes),
         "reused": sum(index["reused"] for index in indexes),
+        "embedded": sum(index.get("embedded", 0) for index in indexes),
         "labelled": sum(index["labelled"] for index in indexes),
         "rows": sum(index["records"] for index in indexes),
         "skipped": sorted_items(item for index in indexes for item in index["skipped"]),
@@ -136,7 +167,8 @@ def _summary(listed, indexes, class_names):
         "shards": [{key: index[key] for key in ("file", "sha256", "bytes", "records")}
                    for index in indexes],
         "fingerprint": combine_hashes(int(index["fingerprint"], 16) for index in indexes),
-        "per_class": per_class, "histogram": histogram, "lowest": lowest[:PAGE_LOWEST]}
+        "per_class": totals.per_class, "histogram": totals.histogram, "lowest": totals.lowest,
+        "evaluation": totals.evaluation, "most_wrong": totals.wrong}
 
 
 def _write_csv(run_dir, shards, class_names):
@@ -169,9 +201,10 @@ def _write_page(run_dir, summary, spec, config):
                        skipped=summary["skipped"])
 
 
-def _manifest(config, spec, inputs, summary, *, config_key, run_key, base, csv_file, seconds):
-    kept = ("listed", "predicted", "reused", "labelled", "num_shards", "shards", "skipped",
-            "no_face", "per_class", "histogram")
+def _manifest(config, spec, inputs, summary, *, config_key, run_key, base, csv_file, page,
+              seconds):
+    kept = ("listed", "predicted", "reused", "embedded", "labelled", "num_shards", "shards",
+            "skipped", "no_face", "per_class", "histogram")
     return {
         "format_version": FORMAT_VERSION, "run_key": run_key, "config_key": config_key,
         "config": config.to_dict(),
@@ -184,22 +217,27 @@ def _manifest(config, spec, inputs, summary, *, config_key, run_key, base, csv_f
         "counts": {"listed": summary["listed"], "predicted": summary["predicted"],
                    "reused": summary["reused"], "skipped": len(summary["skipped"]),
                    "rows": summary["rows"]},
-        "files": {"csv": csv_file, "page": "index.html"},
+        "files": {"csv": csv_file, "page": "index.html" if page else None},
         "base_output": base and base["key"], "versions": outputs.versions(),
         "seconds": round(seconds, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-def run_predict(config, *, pipeline_options=None, test_pipeline=None, show_progress=False):
+def run_predict(config, *, inputs=None, pipeline_options=None, test_pipeline=None,
+                show_progress=False, page=True):
     """Predicts every image of `config.data` with `config.model` into `OUT/<run key>/`.
 
     Args:
         config: a `PredictConfig`.
+        inputs: what to read, opened already (`open_inputs`, or a list of its kind); defaults
+            to `open_inputs(config.data, ...)`.
         pipeline_options: Beam `PipelineOptions`. Defaults to the local FnApiRunner.
         test_pipeline: a pipeline to build on instead of a new one (a test seam).
         show_progress: show progress while the pipeline runs. Defaults to `False`.
+        page: write `index.html`. Defaults to `True`.
 
     Returns:
-        A `PredictResult`.
+        A `PredictResult`; its `summary` holds the added-up indexes (counts, the page's lists,
+        and where true labels are known the evaluation summary and most confident mistakes).
 
     Raises:
         ValueError: an unknown model or data (one line), or a run that does not account for
@@ -210,16 +248,18 @@ def run_predict(config, *, pipeline_options=None, test_pipeline=None, show_progr
     if config.with_embeddings and not spec.has_embeddings:
         raise ValueError(f"model {config.model!r}: a SavedModel export has no embeddings; "
                          "predict with its model.keras or head folder for --with-embeddings")
-    inputs = open_inputs(config.data, spec.class_names,
-                         labels_from_folders=config.labels_from_folders)
+    inputs = inputs or open_inputs(config.data, spec.class_names,
+                                   labels_from_folders=config.labels_from_folders)
     config_key = _config_key(config, spec)
     base = outputs.find_base(config.out, config_key)
     run_dir = outputs.new_run_dir(config.out, config_key)
     pipeline = test_pipeline or beam.Pipeline(options=pipeline_options or default_options())
     build_predict_pipeline(pipeline, inputs, spec, config, run_dir=run_dir, base=base)
     run_pipeline(pipeline, run_dir, desc="predict", show_progress=show_progress)
-    listed, indexes = read_indexes(run_dir, job="predict", step="PredictShard")
-    summary = _summary(listed, indexes, spec.class_names)
+    totals = _Totals(spec.class_names, config.most_wrong)
+    listed, indexes = read_indexes(run_dir, job="predict", step="PredictShard",
+                                   reduce=totals.add)
+    summary = _summary(listed, indexes, totals)
     run_key = hashlib.sha256(f"{config_key}:{summary['fingerprint']}".encode()).hexdigest()[:16]
     out_dir = posixpath.join(config.out, run_key)
     if tf.io.gfile.exists(posixpath.join(out_dir, outputs.MANIFEST)):
@@ -227,13 +267,14 @@ def run_predict(config, *, pipeline_options=None, test_pipeline=None, show_progr
         with tf.io.gfile.GFile(posixpath.join(out_dir, outputs.MANIFEST)) as handle:
             return PredictResult(out_dir, json.load(handle), reused=True,
                                  predicted=summary["predicted"],
-                                 reused_images=summary["reused"])
+                                 reused_images=summary["reused"], summary=summary)
     drop_scratch(run_dir)
     csv_file = (_write_csv(run_dir, summary["shards"], spec.class_names)
                 if summary["rows"] <= CSV_MAX_ROWS else None)
-    _write_page(run_dir, summary, spec, config)
+    if page:
+        _write_page(run_dir, summary, spec, config)
     manifest = outputs.publish(run_dir, out_dir, _manifest(
         config, spec, inputs, summary, config_key=config_key, run_key=run_key, base=base,
-        csv_file=csv_file, seconds=time.time() - started))
+        csv_file=csv_file, page=page, seconds=time.time() - started))
     return PredictResult(out_dir, manifest, reused=False, predicted=summary["predicted"],
-                         reused_images=summary["reused"])
+                         reused_images=summary["reused"], summary=summary)

@@ -42,6 +42,7 @@ class ModelSpec:
         mirror: whether the model averages over the image and its mirror (it does it itself).
         digest: sha256 of the model's files (and, for a head, its backbone's weights).
         has_embeddings: whether the model can return pooled embeddings.
+        cache_dir: a head's feature cache, or None.
     """
 
     kind: str
@@ -52,6 +53,7 @@ class ModelSpec:
     mirror: bool
     digest: str
     has_embeddings: bool
+    cache_dir: str | None = None
 
     def preparation(self):
         """How images are prepared for this model (part of the prediction key)."""
@@ -109,7 +111,7 @@ def _open_head(folder):
     return ModelSpec("head", folder, tuple(manifest["class_names"]), int(config["image_size"]),
                      bool(config.get("face_crop")), False,
                      _digest_files(files, manifest["weights_digest"], manifest["config_key"]),
-                     has_embeddings=True)
+                     has_embeddings=True, cache_dir=meta["cache_dir"])
 
 
 def _open_saved_model(folder):
@@ -160,7 +162,7 @@ def open_model(path):
 
 
 class _Finetuned:
-    def __init__(self, spec, with_embeddings):
+    def __init__(self, spec, with_embeddings, cached_embeddings=False):
         import keras
 
         from pipeline.training.end_to_end import load_finetuned
@@ -180,14 +182,18 @@ class _Finetuned:
                                                                    tf.float32)])
         self._proba = lambda logits: logits_to_proba(logits, classes)
 
-    def __call__(self, images):
+    def __call__(self, images, digests):
         out = self._forward(tf.convert_to_tensor(images, tf.float32))
         logits, pooled = (out[0], out[1]) if isinstance(out, (list, tuple)) else (out, None)
-        return self._proba(np.asarray(logits)), None if pooled is None else np.asarray(pooled)
+        return (self._proba(np.asarray(logits)), None if pooled is None else np.asarray(pooled),
+                len(digests))
 
 
 class _Head:
-    def __init__(self, spec, with_embeddings):
+    """The cache's backbone, then the head; with `cached_embeddings`, the cache's own clean
+    embeddings (by content digest) stand in for the backbone on images the cache holds."""
+
+    def __init__(self, spec, with_embeddings, cached_embeddings=False):
         from pipeline.features import cache
         from pipeline.features.backbones import manifest_weights
         from pipeline.features.embed import shared_embedder
@@ -204,31 +210,49 @@ class _Head:
             forward = tf.function(lambda embeddings: head.model(embeddings, training=False))
             self._proba = lambda embeddings: logits_to_proba(forward(embeddings).numpy(),
                                                              head.num_classes)
+        self._store = {}
+        for split in manifest["counts"] if cached_embeddings else ():
+            data = cache.load_split(head.meta["cache_dir"], split, clean_only=True, verify=False)
+            self._store.update(zip(data.digests.tolist(), data.embeddings))
 
-    def __call__(self, images):
-        embeddings = self._embedder(images)
-        return self._proba(embeddings), embeddings
+    def __call__(self, images, digests):
+        missing = [i for i, digest in enumerate(digests) if digest not in self._store]
+        if len(missing) == len(digests):
+            embeddings = self._embedder(images)
+        else:  # only the missing images, padded to the same batch (the same figures)
+            batch = np.zeros_like(images)
+            batch[:len(missing)] = images[missing]
+            embeddings = np.zeros((len(images), self._embedder.embedding_dim), np.float32)
+            embeddings[missing] = self._embedder(batch)[:len(missing)]
+            for i, digest in enumerate(digests):
+                if digest in self._store:
+                    embeddings[i] = self._store[digest]
+        return self._proba(embeddings), embeddings, len(missing)
 
 
 class _SavedModel:
-    def __init__(self, spec, with_embeddings):
+    def __init__(self, spec, with_embeddings, cached_embeddings=False):
         self._serve = tf.saved_model.load(os.path.join(spec.path, SAVED_MODEL)).signatures[
             "serving_images"]
 
-    def __call__(self, images):
+    def __call__(self, images, digests):
         out = self._serve(images=tf.convert_to_tensor(images, tf.float32))
-        return out["probabilities"].numpy(), None
+        return out["probabilities"].numpy(), None, len(digests)
 
 
-def load_predictor(spec, *, with_embeddings=False):
-    """The process's one predictor for `spec`: `predictor(images) -> (proba, embeddings)`.
+def load_predictor(spec, *, with_embeddings=False, cached_embeddings=False):
+    """The process's one predictor for these arguments, built on first use.
 
-    `images` are float32 (n, size, size, 3) in [0, 255] as `prepare_image` makes them; `proba`
-    is float (n, classes); `embeddings` is float32 (n, dim), or None where the model has none.
+    `predictor(images, digests) -> (proba, embeddings, computed)`: `images` are a float32 batch
+    (n, size, size, 3) in [0, 255] as `prepare_image` makes them, whose first `len(digests)`
+    rows are real (the rest padding); `proba` is float (n, classes); `embeddings` float32
+    (n, dim), or None where the model has none; `computed` how many real rows went through a
+    backbone (fewer than `len(digests)` only for a head with `cached_embeddings`, whose cache
+    held some of the images).
     """
-    key = (spec.digest, spec.path, with_embeddings)
+    key = (spec.digest, spec.path, with_embeddings, cached_embeddings)
     with _LOCK:
         if key not in _PREDICTORS:
             kind = {"finetuned": _Finetuned, "head": _Head, "saved_model": _SavedModel}
-            _PREDICTORS[key] = kind[spec.kind](spec, with_embeddings)
+            _PREDICTORS[key] = kind[spec.kind](spec, with_embeddings, cached_embeddings)
         return _PREDICTORS[key]

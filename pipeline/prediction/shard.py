@@ -29,8 +29,10 @@ from pipeline.data.images import ImageError, decode_image, prepare_image
 from pipeline.data.sources import read_bytes
 from pipeline.files import write_bytes_atomic
 from pipeline.prediction.models import load_predictor
+from pipeline.reports.summaries import shard_summary
 
-__all__ = ["COLUMNS", "HISTOGRAM_BINS", "LOWEST_PER_SHARD", "shard_name", "read_rows",
+__all__ = ["COLUMNS", "HISTOGRAM_BINS", "LOWEST_PER_SHARD", "MOST_WRONG_PER_SHARD", "shard_name",
+           "read_rows",
            "PredictShardFn", "PredictImages"]
 
 SHARD_PREFIX = "predictions"
@@ -38,7 +40,7 @@ SHARD_PREFIX = "predictions"
 COLUMNS = ("id", "path", "digest", "label", "label_index", "probability", "top_k_labels",
            "top_k_probabilities", "probabilities", "true_label", "face_found", "embedding")
 #: Bins of the confidence histogram over [0, 1], and the lowest-confidence images per shard.
-HISTOGRAM_BINS, LOWEST_PER_SHARD = 20, 48
+HISTOGRAM_BINS, LOWEST_PER_SHARD, MOST_WRONG_PER_SHARD = 20, 48, 50
 _THUMB_SIDE = 128
 
 
@@ -95,18 +97,25 @@ class PredictShardFn(ShardFn):
         batch_size: images per forward pass.
         base: an earlier output of the same config whose rows are reused for unchanged images
             (see `ShardFn`). Defaults to `None`.
+        cached_embeddings: a head takes the embeddings its cache holds for an image's content
+            instead of running the backbone (`load_predictor`). Defaults to `False`.
+        most_wrong: the most confident mistakes kept per shard, with thumbnails, where true
+            labels are known. Defaults to `MOST_WRONG_PER_SHARD`.
     """
 
     computed_key = "predicted"
 
-    def __init__(self, spec, *, run_dir, top_k, with_embeddings, batch_size, base=None):
+    def __init__(self, spec, *, run_dir, top_k, with_embeddings, batch_size, base=None,
+                 cached_embeddings=False, most_wrong=MOST_WRONG_PER_SHARD):
         super().__init__(run_dir, base=base)
         self._spec, self._top_k, self._with_embeddings = spec, top_k, with_embeddings
-        self._batch_size = batch_size
+        self._batch_size, self._cached_embeddings = batch_size, cached_embeddings
+        self._most_wrong = most_wrong
         self._predictor = None
 
     def load_model(self):
-        self._predictor = load_predictor(self._spec, with_embeddings=self._with_embeddings)
+        self._predictor = load_predictor(self._spec, with_embeddings=self._with_embeddings,
+                                         cached_embeddings=self._cached_embeddings)
 
     def prepare(self, ref, data):
         return prepare_image(data, self._spec.image_size, face_crop=self._spec.face_crop)
@@ -121,7 +130,9 @@ class PredictShardFn(ShardFn):
             images = np.stack([image for _, image, _ in batch])
             padded = np.concatenate([images, np.zeros((size - len(batch),) + images.shape[1:],
                                                       images.dtype)])
-            proba, embeddings = self._predictor(padded)
+            proba, embeddings, computed = self._predictor(padded, [ref.digest for ref, _, _ in
+                                                                    batch])
+            state.counters["embedded"] += computed
             for n, (ref, _, face_found) in enumerate(batch):
                 state.results.append(self._row(ref, proba[n], face_found, None if embeddings
                                                is None else embeddings[n]))
@@ -180,19 +191,39 @@ class PredictShardFn(ShardFn):
                 bisect.insort(lowest, (*key, row))
                 del lowest[LOWEST_PER_SHARD:]
         return {"per_class": per_class, "histogram": histogram,
-                "lowest": [self._lowest_entry(row) for _, _, row in lowest],
-                "labelled": sum(row["true_label"] is not None for row in state.results)}
+                "lowest": [{**self._tile(row), "label": row["label"],
+                            "probability": row["probability"],
+                            "true_label": row["true_label"] or "",
+                            "top_k": [list(pair) for pair in zip(row["top_k_labels"],
+                                                                  row["top_k_probabilities"])]}
+                           for _, _, row in lowest],
+                "labelled": sum(row["true_label"] is not None for row in state.results),
+                "evaluation": self._evaluation(state.results)}
 
-    def _lowest_entry(self, row):
+    def _evaluation(self, rows):
+        """The shard's evaluation summary over rows whose true label is a model class, and its
+        most confident mistakes; None where no row has one."""
+        names = self._spec.class_names
+        known = [row for row in rows if row["true_label"] in names]
+        if not known:
+            return None
+        y_true = np.array([names.index(row["true_label"]) for row in known])
+        proba = np.array([row["probabilities"] for row in known], np.float64)
+        wrong = sorted((row for row in known if row["label"] != row["true_label"]),
+                       key=lambda row: (-row["probability"], row["id"]))[:self._most_wrong]
+        return {"summary": shard_summary(y_true, proba),
+                "most_wrong": [{**self._tile(row), "true": row["true_label"],
+                                "predicted": row["label"], "confidence": row["probability"]}
+                               for row in wrong]}
+
+    @staticmethod
+    def _tile(row):
+        """`{id, path, thumbnail}` of a row: a small JPEG of its file, base64, or None."""
         try:
             data = read_bytes(row["path"]) if row["path"] else None
         except (OSError, tf.errors.OpError):
             data = None
-        return {"id": row["id"], "label": row["label"], "probability": row["probability"],
-                "true_label": row["true_label"] or "",
-                "top_k": [list(pair) for pair in zip(row["top_k_labels"],
-                                                      row["top_k_probabilities"])],
-                "thumbnail": data and _thumbnail(data)}
+        return {"id": row["id"], "path": row["path"], "thumbnail": data and _thumbnail(data)}
 
 
 class PredictImages(beam.PTransform):
@@ -200,17 +231,19 @@ class PredictImages(beam.PTransform):
     shared `ShardedPass` with `PredictShardFn` as its step.
 
     Args:
-        spec, top_k, with_embeddings, batch_size, base: as for `PredictShardFn`.
+        spec, top_k, with_embeddings, batch_size, base, cached_embeddings, most_wrong: as for
+            `PredictShardFn`.
         run_dir: the folder to write into.
         num_shards: the shard count (0: one per `layout.IMAGES_PER_SHARD` images).
     """
 
     def __init__(self, spec, *, run_dir, top_k, with_embeddings, batch_size, num_shards=0,
-                 base=None):
+                 base=None, cached_embeddings=False, most_wrong=MOST_WRONG_PER_SHARD):
         super().__init__()
         self._fn = PredictShardFn(spec, run_dir=run_dir, top_k=top_k,
                                   with_embeddings=with_embeddings, batch_size=batch_size,
-                                  base=base)
+                                  base=base, cached_embeddings=cached_embeddings,
+                                  most_wrong=most_wrong)
         self._run_dir, self._num_shards = run_dir, num_shards
 
     def expand(self, pairs):

@@ -16,6 +16,7 @@ lays them out (`pipeline.reports.pages`), into one folder:
 | `curves.png` | training curves of every phase, with a marker where each phase starts |
 | `most_wrong.csv` / `.html` / `.png` | mistakes ranked by the wrong prediction's confidence |
 """
+import base64
 import csv
 import html
 import json
@@ -27,6 +28,7 @@ from PIL import Image
 from sklearn import metrics
 
 from pipeline.reports import figures as figures
+from pipeline.reports import summaries
 from pipeline.reports.figures import plot_curves
 from pipeline.reports.pages import headline, html_page, table, thumbnail, thumbnail_grid
 
@@ -154,7 +156,24 @@ def markdown_table(columns, rows):
                               for r in rows])
 
 
-def _write_tables(out_dir, report, y_true, proba, class_names):
+def _classification_text(report):
+    """`classification_report.txt`: scikit-learn's layout, from the report's per-class figures."""
+    names = list(report["per_class"])
+    width = max(len(name) for name in names + ["weighted avg"])
+    head = f"{'':>{width}} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}"
+    lines = [head, ""]
+    for name, row in report["per_class"].items():
+        lines.append(f"{name:>{width}} {row['precision']:>9.4f} {row['recall']:>9.4f} "
+                     f"{row['f1']:>9.4f} {row['support']:>9}")
+    total = report["num_examples"]
+    lines += ["", f"{'accuracy':>{width}} {'':>9} {'':>9} {report['accuracy']:>9.4f} "
+              f"{total:>9}",
+              f"{'macro avg':>{width}} {report['macro_precision']:>9.4f} "
+              f"{report['macro_recall']:>9.4f} {report['macro_f1']:>9.4f} {total:>9}"]
+    return "\n".join(lines) + "\n"
+
+
+def _write_tables(out_dir, report, class_names):
     write_csv(os.path.join(out_dir, "confusion_matrix.csv"), ["true \\ predicted", *class_names],
               [[name, *row] for name, row in zip(class_names, report["confusion_matrix"])])
     write_csv(os.path.join(out_dir, "per_class.csv"),
@@ -168,24 +187,34 @@ def _write_tables(out_dir, report, y_true, proba, class_names):
         write_csv(os.path.join(out_dir, "thresholds.csv"), list(report["thresholds"][0]),
                   [list(r.values()) for r in report["thresholds"]])
     with open(os.path.join(out_dir, "classification_report.txt"), "w") as handle:
-        handle.write(metrics.classification_report(
-            y_true, np.argmax(proba, axis=1), labels=list(range(len(class_names))),
-            target_names=list(class_names), digits=4, zero_division=0))
+        handle.write(_classification_text(report))
 
 
-def _write_figures(out_dir, report, y_true, proba, class_names, history, phases):
+def _write_figures(out_dir, report, class_names, drawing, history, phases):
     drawn = [("confusion_matrix.png", figures.confusion_figure(report["confusion_matrix"],
                                                                class_names)),
-             ("reliability.png", figures.reliability_figure(y_true, proba))]
-    if len(class_names) == 2 and report["roc_auc"] is not None:
-        drawn.append(("roc_pr.png", figures.roc_pr_figure(y_true == 1, proba[:, 1],
-                                                          positive=class_names[1])))
+             ("reliability.png", figures.reliability_figure(*drawing["reliability"]))]
+    if drawing.get("roc") is not None:
+        support = [row["support"] for row in report["per_class"].values()]
+        drawn.append(("roc_pr.png", figures.roc_pr_figure(
+            drawing["roc"], positive=class_names[1],
+            prevalence=support[1] / max(sum(support), 1))))
     if history and history.get("loss"):
         drawn.append(("curves.png", plot_curves(history, phases=phases)))
         report["history"] = history
     for name, fig in drawn:
         figures.save_figure(fig, os.path.join(out_dir, name))
     return [name for name, _ in drawn]
+
+
+def _thumb(row, target):
+    """Writes a most-wrong row's thumbnail (its `thumbnail`, base64 JPEG, or its file)."""
+    if row.get("thumbnail"):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as handle:
+            handle.write(base64.b64decode(row["thumbnail"]))
+        return True
+    return bool(row.get("path")) and thumbnail(row["path"], target)
 
 
 def _write_most_wrong(out_dir, rows, title):
@@ -196,7 +225,7 @@ def _write_most_wrong(out_dir, rows, title):
     tiles = []
     for row in rows:
         thumb = f"thumbs/{row['rank']:04d}.jpg"
-        ok = bool(row["path"]) and thumbnail(row["path"], os.path.join(out_dir, thumb))
+        ok = _thumb(row, os.path.join(out_dir, thumb))
         tiles.append((thumb if ok else "", row["id"], [
             f"#{row['rank']} {row['id']}", f"true: {row['true']}",
             f"predicted: {row['predicted']} ({row['confidence']:.4f})"]))
@@ -264,17 +293,50 @@ def _index_body(report, pngs, files, sections):
     return "".join(parts) + f'<h2>Files</h2><ul class="files">{links}</ul>'
 
 
-def write_report(out_dir, *, ids, y_true, proba, class_names, title="Evaluation", paths=None,
-                 history=None, phases=None, config=None, extra=None, top_n=50, sections=(),
-                 clock=time.time):
+def _from_arrays(ids, y_true, proba, class_names, paths, top_n):
+    """The report's figures, what its drawings need, and its most-wrong rows, from arrays."""
+    y_true, proba = np.asarray(y_true), np.asarray(proba, np.float64)
+    report = compute_metrics(y_true, proba, class_names)
+    roc = (figures.roc_curves(y_true == 1, proba[:, 1])
+           if len(class_names) == 2 and report["roc_auc"] is not None else None)
+    drawing = {"reliability": figures.reliability_bins(y_true, proba), "roc": roc}
+    return report, drawing, most_wrong(ids, y_true, proba, class_names, paths=paths,
+                                       top_n=top_n)
+
+
+def _from_summary(summary, rows, class_names, top_n):
+    """The same from an evaluation summary (`pipeline.reports.summaries`) and the most
+    confident mistakes (`{id, path, true, predicted, confidence, thumbnail}`)."""
+    report = summaries.summary_metrics(summary, class_names)
+    roc = (summaries.roc_pr_curves(summary)
+           if len(class_names) == 2 and report["roc_auc"] is not None else None)
+    drawing = {"reliability": summaries.reliability_rows(summary), "roc": roc}
+    ranked = [{"rank": rank + 1, "id": row["id"], "path": row.get("path", ""),
+               "true": row["true"], "predicted": row["predicted"],
+               "confidence": float(row["confidence"]), "thumbnail": row.get("thumbnail")}
+              for rank, row in enumerate(rows[:top_n])]
+    return report, drawing, ranked
+
+
+def write_report(out_dir, *, class_names, ids=None, y_true=None, proba=None, summary=None,
+                 most_wrong_rows=(), title="Evaluation", paths=None, history=None, phases=None,
+                 config=None, extra=None, top_n=50, sections=(), clock=time.time):
     """Writes the full report into `out_dir` and returns the `report.json` dict.
+
+    The figures come from arrays (`ids`, `y_true`, `proba`: every image in memory, as training
+    has them) or from an evaluation `summary` added up over a pass's shards (with
+    `most_wrong_rows`): the same files either way.
 
     Args:
         out_dir: the folder (created).
+        class_names: the class names.
         ids: example ids (n,).
         y_true: int labels (n,).
         proba: probabilities (n, num_classes).
-        class_names: the class names.
+        summary: instead of the arrays, a summary of `pipeline.reports.summaries`. Defaults to
+            None.
+        most_wrong_rows: with `summary`, the most confident mistakes, most confident first
+            (`{id, path, true, predicted, confidence, thumbnail}`). Defaults to `()`.
         title: the page title: names, never absolute paths. Defaults to `"Evaluation"`.
         paths: image file paths for thumbnails, or None. Defaults to None.
         history: training curves (`loss`, `accuracy`, `val_loss`, `val_accuracy` lists).
@@ -288,15 +350,16 @@ def write_report(out_dir, *, ids, y_true, proba, class_names, title="Evaluation"
         clock: returns the time to stamp the report with (a test seam). Defaults to `time.time`.
     """
     os.makedirs(out_dir, exist_ok=True)
-    y_true, proba = np.asarray(y_true), np.asarray(proba, np.float64)
-    report = {"title": title, **compute_metrics(y_true, proba, class_names),
-              "class_names": list(class_names),
+    figures_, drawing, wrong = (
+        _from_summary(summary, list(most_wrong_rows), class_names, top_n) if summary is not None
+        else _from_arrays(ids, y_true, proba, class_names, paths, top_n))
+    report = {"title": title, **figures_, "class_names": list(class_names),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(clock())),
               "config": config or {}, **(extra or {})}
-    _write_tables(out_dir, report, y_true, proba, class_names)
-    pngs = _write_figures(out_dir, report, y_true, proba, class_names, history, phases)
-    report["most_wrong"] = most_wrong(ids, y_true, proba, class_names, paths=paths, top_n=top_n)
-    _write_most_wrong(out_dir, report["most_wrong"], title)
+    _write_tables(out_dir, report, class_names)
+    pngs = _write_figures(out_dir, report, class_names, drawing, history, phases)
+    _write_most_wrong(out_dir, wrong, title)
+    report["most_wrong"] = [{k: v for k, v in row.items() if k != "thumbnail"} for row in wrong]
     with open(os.path.join(out_dir, "report.json"), "w") as handle:
         json.dump(report, handle, indent=2, sort_keys=True, default=_json_default)
     files = sorted(f for f in os.listdir(out_dir) if os.path.isfile(os.path.join(out_dir, f)))

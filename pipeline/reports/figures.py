@@ -14,7 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn import metrics  # noqa: E402
 
-__all__ = ["confusion_figure", "reliability_figure", "reliability_bins", "roc_pr_figure",
+__all__ = ["confusion_figure", "reliability_figure", "reliability_bins", "roc_curves",
+           "roc_pr_figure",
            "thumbnail_grid_figure", "trend_figure", "recall_trend_figure", "save_figure",
            "plot_curves"]
 
@@ -91,9 +92,13 @@ def reliability_bins(y_true, proba, *, bins=10):
     return rows, float(ece)
 
 
-def reliability_figure(y_true, proba, *, bins=10):
-    """A reliability diagram: accuracy per confidence bin against the diagonal."""
-    rows, ece = reliability_bins(y_true, proba, bins=bins)
+def reliability_figure(rows, ece, *, bins=10):
+    """A reliability diagram: accuracy per confidence bin against the diagonal.
+
+    Args:
+        rows, ece: what `reliability_bins` returns (or `summaries.reliability_rows`).
+        bins: the bin count they were made with. Defaults to `10`.
+    """
     fig, ax = plt.subplots(figsize=(5, 4.5))
     ax.plot([0, 1], [0, 1], color="gray", linestyle="--", label="perfectly calibrated")
     ax.bar([(r[0] + r[1]) / 2 for r in rows], [r[4] for r in rows], width=1.0 / bins,
@@ -110,15 +115,36 @@ def reliability_figure(y_true, proba, *, bins=10):
     return fig
 
 
-def roc_pr_figure(y_true, scores, *, positive="positive"):
-    """ROC and precision-recall curves of a two-class problem (`scores`: p(positive))."""
+def roc_curves(y_true, scores):
+    """The exact ROC and precision-recall curves of a two-class problem, as
+    `summaries.roc_pr_curves` gives them from histograms: `fpr`, `tpr`, `precision`, `recall`,
+    `roc_auc`, `average_precision`."""
+    fpr, tpr, _ = metrics.roc_curve(y_true, scores)
+    precision, recall, _ = metrics.precision_recall_curve(y_true, scores)
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "precision": precision.tolist(),
+            "recall": recall.tolist(), "roc_auc": float(metrics.auc(fpr, tpr)),
+            "average_precision": float(metrics.average_precision_score(y_true, scores))}
+
+
+def roc_pr_figure(curves, *, positive="positive", prevalence=None):
+    """ROC and precision-recall curves of a two-class problem (`curves`: see `roc_curves`)."""
     fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10, 4.5))
-    metrics.RocCurveDisplay.from_predictions(y_true, scores, ax=roc_ax, name=positive,
-                                             plot_chance_level=True)
-    metrics.PrecisionRecallDisplay.from_predictions(y_true, scores, ax=pr_ax, name=positive,
-                                                    plot_chance_level=True)
-    roc_ax.set_title("ROC")
-    pr_ax.set_title("precision-recall")
+    roc_ax.plot(curves["fpr"], curves["tpr"], label=f"{positive} (AUC = {curves['roc_auc']:.2f})")
+    roc_ax.plot([0, 1], [0, 1], "k--", label="chance level (AUC = 0.5)")
+    roc_ax.set_xlabel("false positive rate")
+    roc_ax.set_ylabel("true positive rate")
+    pr_ax.step(curves["recall"], curves["precision"], where="post",
+               label=f"{positive} (AP = {curves['average_precision']:.2f})")
+    if prevalence is not None:
+        pr_ax.axhline(prevalence, color="k", linestyle="--",
+                      label=f"chance level (AP = {prevalence:.2f})")
+    pr_ax.set_xlabel("recall")
+    pr_ax.set_ylabel("precision")
+    for ax, name in ((roc_ax, "ROC"), (pr_ax, "precision-recall")):
+        ax.set_xlim(-0.01, 1.01)
+        ax.set_ylim(-0.01, 1.01)
+        ax.set_title(name)
+        ax.legend(loc="lower right" if ax is roc_ax else "lower left", fontsize=8)
     fig.tight_layout()
     return fig
 
