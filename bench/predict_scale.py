@@ -16,9 +16,10 @@ backbone: both jobs find it built) on `--images` generated faces of 64 px.
 3. `fnapi_img_per_s` (the run of 1) and `dask_img_per_s`: the same run on the DaskRunner with a
    LocalCluster of 2 single-thread workers on 127.0.0.1 (its start-up not counted);
    `same_shards`: both outputs have the same shard sha256s and counts.
-4. `driver_rss_mb`: peak RSS (ru_maxrss) of a fresh subprocess (`--driver-rss N`) predicting N
-   images of 40 px (links to 400 generated ones) with the tiny backbone at 32 px on the local
-   FnApiRunner (its workers run in that process), automatic shard count; `rss_img_per_s` too.
+4. `driver_rss_mb`: peak RSS (ru_maxrss) of a fresh subprocess (`--driver-rss N`) running
+   `jobs.evaluate` (the full report, from the shards' summaries) on N labelled images of 40 px
+   (links to 400 generated ones) with the tiny backbone at 32 px on the local FnApiRunner (its
+   workers run in that process), automatic shard count; `rss_img_per_s` too.
 5. `graph_bytes`: the serialized predict graph (`pipeline.to_runner_api()`), built, not run,
    over folders of N empty .jpg files.
 Ends with one JSON line. Generated folders stay under `--work` and are reused by later runs.
@@ -39,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import MOBILENET_025, REPO, emit  # noqa: E402
-from jobs import embed, train_head  # noqa: E402
+from jobs import embed, evaluate, train_head  # noqa: E402
 from pipeline.batch.runner import pipeline_options  # noqa: E402
 from pipeline.data.images import prepare_image  # noqa: E402
 from pipeline.data.sample import write_sample  # noqa: E402
@@ -131,14 +132,14 @@ def graph_bytes(model, root, run_dir):
 
 
 def driver_rss(work, n):
-    """Internal mode (a fresh process): predicts N tiny images, prints its peak RSS as JSON.
-
-    This is the predict driver; the evaluation job will reuse the same pass
-    (`pipeline.batch.spine`), so its driver should scale the same way.
-    """
-    seconds, manifest = predict(os.path.join(work, "head_tiny"), os.path.join(work, f"rss_{n}"),
-                                os.path.join(work, "out_rss", str(n)))
-    rows = manifest["counts"]["rows"]
+    """Internal mode (a fresh process): evaluates the tiny head on N labelled images (a fresh
+    reports folder, on the predict pass), prints its peak RSS as JSON."""
+    reports_dir = os.path.join(work, "reports_rss", str(n))
+    shutil.rmtree(reports_dir, ignore_errors=True)
+    start = time.perf_counter()
+    report, _ = evaluate.run(["--model", os.path.join(work, "head_tiny"), "--data",
+                              os.path.join(work, f"rss_{n}"), "--reports-dir", reports_dir])
+    seconds, rows = time.perf_counter() - start, report["num_examples"]
     print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "img_per_s": rows / seconds, "rows": rows}))
 
@@ -207,7 +208,7 @@ def main():
         print(f"  predict job (Dask, 2 workers): {n / dask:6.1f} s {dask:7.1f} img/s  (cluster "
               f"start {dask_start:.1f} s not counted); same shards and counts: {same}")
     for size, figures in rss.items():
-        print(f"  driver peak RSS, {size:>7,} tiny images: {figures['rss_mb']:6.0f} MB "
+        print(f"  evaluation driver peak RSS, {size:>7,} images: {figures['rss_mb']:6.0f} MB "
               f"({figures['img_per_s']:.0f} img/s)")
     for size, value in graph.items():
         print(f"  graph over {size:>7,} empty files: {value:,} bytes")

@@ -131,7 +131,12 @@ def _previous_run(reports_dir, fingerprint):
 
 
 def _changes(reports_dir, run_dir, predictions, fingerprint, title):
-    """Diffs this run against the previous one on the same data; None when not comparable."""
+    """Writes this run's `predictions.csv` (streamed from `predictions`) and diffs it against
+    the previous run on the same data; None when there is none or it is not comparable.
+
+    The diff reads both runs' predictions into memory: the one step of an evaluation whose
+    memory follows the number of images, and only when a previous run is there.
+    """
     previous = _previous_run(reports_dir, fingerprint)
     run_path = os.path.join(reports_dir, run_dir)
     os.makedirs(run_path, exist_ok=True)
@@ -140,7 +145,7 @@ def _changes(reports_dir, run_dir, predictions, fingerprint, title):
         return None
     changes = report_runs.diff_runs(
         report_runs.read_predictions(os.path.join(reports_dir, previous)),
-        {row["id"]: {k: str(v) for k, v in row.items()} for row in predictions})
+        report_runs.read_predictions(run_path))
     if changes is None:
         return None
     return report_runs.write_changes(run_path, changes, previous_run=previous, title=title)
@@ -210,7 +215,7 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
                                        labels_from_folders=True, cached_embeddings=True,
                                        most_wrong=top_n),
                          inputs=inputs, pipeline_options=pipeline_options,
-                         show_progress=show_progress, page=False)
+                         show_progress=show_progress, page=False, desc="evaluate")
     summary = result.summary
     if summary["evaluation"] is None:
         raise ValueError(f"data {data!r}: no readable image to evaluate")
@@ -219,8 +224,7 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
     stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(now))
     run_dir = f"{stamp}-{_slug(display_name(model_path))}-{uuid.uuid4().hex[:6]}"
     title = f"{display_name(model_path)} on {_data_name(data)}"
-    changes = _changes(reports_dir, run_dir, list(_prediction_rows(result.out_dir,
-                                                                   result.manifest)),
+    changes = _changes(reports_dir, run_dir, _prediction_rows(result.out_dir, result.manifest),
                        fingerprint, title)
     report = reports.write_report(
         os.path.join(reports_dir, run_dir), summary=summary["evaluation"],

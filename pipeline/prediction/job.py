@@ -223,7 +223,7 @@ def _manifest(config, spec, inputs, summary, *, config_key, run_key, base, csv_f
 
 
 def run_predict(config, *, inputs=None, pipeline_options=None, test_pipeline=None,
-                show_progress=False, page=True):
+                show_progress=False, page=True, desc="predict"):
     """Predicts every image of `config.data` with `config.model` into `OUT/<run key>/`.
 
     Args:
@@ -234,6 +234,7 @@ def run_predict(config, *, inputs=None, pipeline_options=None, test_pipeline=Non
         test_pipeline: a pipeline to build on instead of a new one (a test seam).
         show_progress: show progress while the pipeline runs. Defaults to `False`.
         page: write `index.html`. Defaults to `True`.
+        desc: the progress line's label. Defaults to `"predict"`.
 
     Returns:
         A `PredictResult`; its `summary` holds the added-up indexes (counts, the page's lists,
@@ -255,7 +256,7 @@ def run_predict(config, *, inputs=None, pipeline_options=None, test_pipeline=Non
     run_dir = outputs.new_run_dir(config.out, config_key)
     pipeline = test_pipeline or beam.Pipeline(options=pipeline_options or default_options())
     build_predict_pipeline(pipeline, inputs, spec, config, run_dir=run_dir, base=base)
-    run_pipeline(pipeline, run_dir, desc="predict", show_progress=show_progress)
+    run_pipeline(pipeline, run_dir, desc=desc, show_progress=show_progress)
     totals = _Totals(spec.class_names, config.most_wrong)
     listed, indexes = read_indexes(run_dir, job="predict", step="PredictShard",
                                    reduce=totals.add)
