@@ -73,7 +73,8 @@ def run(argv=None):
     print(f"fine-tuned model: validation accuracy {tuned['accuracy']:.4f}, kept {kept} "
           f"({tuned_dir}/index.html)")
     report, _ = evaluate.run(["--model", os.path.join(tuned_dir, "model.keras"), "--data",
-                              f"{cached.cache_dir}:val", "--reports-dir", args.reports_dir])
+                              f"{cached.cache_dir}:val", "--reports-dir", args.reports_dir,
+                              *beam_args], show_progress=True)
     return cached, head, tuned, report
 
 
