@@ -12,7 +12,7 @@ import tempfile
 
 from pipeline.console import silence_library_logs
 
-__all__ = ["add_verbose_flag", "configure_output"]
+__all__ = ["add_verbose_flag", "configure_output", "job_main"]
 
 _VERBOSE_FLAG = "--verbose"
 
@@ -31,6 +31,19 @@ def configure_output(verbose):
                             force=True)
     else:
         silence_library_logs()
+
+
+def job_main(build_parser, run, report):
+    """A job's `main(argv=None)`: output configured (`--verbose`), `run(argv, show_progress=True)`,
+    the project's errors (`ValueError`) as one line and exit status 1, else `report(result)`."""
+    def main(argv=None):
+        configure_output(build_parser().parse_known_args(argv)[0].verbose)
+        try:
+            result = run(argv, show_progress=True)
+        except ValueError as err:
+            sys.exit(f"error: {err}")
+        report(result)
+    return main
 
 
 def _import_tensorflow_quietly():

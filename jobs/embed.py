@@ -6,10 +6,9 @@ writes the feature cache `<cache-dir>/<key>/`. Arguments this parser does not kn
 The last line printed is the cache directory.
 """
 import argparse
-import sys
 from argparse import RawDescriptionHelpFormatter
 
-from jobs import add_verbose_flag, configure_output
+from jobs import add_verbose_flag, job_main
 from pipeline.batch.runner import pipeline_options
 from pipeline.data.augment import parse_augment
 from pipeline.data.faces import FACE_SHARE
@@ -115,14 +114,12 @@ def summary(result):
     return "\n".join(lines)
 
 
-def main(argv=None):
-    configure_output(build_parser().parse_known_args(argv)[0].verbose)
-    try:
-        result = run(argv, show_progress=True)
-    except ValueError as err:
-        sys.exit(f"error: {err}")
+def _report(result):
     print(summary(result))
     print(result.cache_dir)
+
+
+main = job_main(build_parser, run, _report)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,9 @@ go to Beam (`--runner DaskRunner --dask_client_address ...`, `--runner DataflowR
 The last line printed is the output folder.
 """
 import argparse
-import sys
 from argparse import RawDescriptionHelpFormatter
 
-from jobs import add_verbose_flag, configure_output
+from jobs import add_verbose_flag, job_main
 from pipeline.batch.runner import pipeline_options
 from pipeline.prediction.job import PredictConfig, run_predict
 
@@ -79,14 +78,12 @@ def summary(result):
     return "\n".join(lines)
 
 
-def main(argv=None):
-    configure_output(build_parser().parse_known_args(argv)[0].verbose)
-    try:
-        result = run(argv, show_progress=True)
-    except ValueError as err:
-        sys.exit(f"error: {err}")
+def _report(result):
     print(summary(result))
     print(result.out_dir)
+
+
+main = job_main(build_parser, run, _report)
 
 
 if __name__ == "__main__":
