@@ -97,6 +97,26 @@ def test_diff_refuses_runs_over_other_images():
     assert report_runs.diff_runs(None, after) is None
 
 
+def test_the_diff_of_two_run_folders_by_buckets_equals_the_whole_diff(tmp_path, monkeypatch):
+    rng = np.random.default_rng(5)
+    names = ["cat", "dog", "owl"]
+    digests = [f"d{i}" for i in range(40)]
+    runs = []
+    for name in ("before", "after"):
+        rows = [{"id": f"{i:02d}.jpg", "path": "", "digest": digests[i], "true": "cat",
+                 "predicted": names[rng.integers(3)], "confidence": 0.5} for i in range(40)]
+        (tmp_path / name).mkdir()
+        report_runs.write_predictions(tmp_path / name, rows)
+        runs.append({row["id"]: {k: str(v) for k, v in row.items()} for row in rows})
+    whole = report_runs.diff_runs(*runs)
+    monkeypatch.setattr(report_runs, "DIFF_BUCKET_ROWS", 7)  # 6 buckets
+    assert report_runs.diff_run_folders(tmp_path / "before", tmp_path / "after",
+                                        rows=40) == whole
+    assert len(whole) > 5
+    assert report_runs.diff_run_folders(tmp_path / "missing", tmp_path / "after",
+                                        rows=40) is None
+
+
 def test_trend_reads_with_one_and_with_many_runs(tmp_path):
     from pipeline.reports import figures as report_figures
 

@@ -130,22 +130,18 @@ def _previous_run(reports_dir, fingerprint):
     return same[-1]["run_dir"] if same else None
 
 
-def _changes(reports_dir, run_dir, predictions, fingerprint, title):
+def _changes(reports_dir, run_dir, predictions, fingerprint, title, *, rows):
     """Writes this run's `predictions.csv` (streamed from `predictions`) and diffs it against
-    the previous run on the same data; None when there is none or it is not comparable.
-
-    The diff reads both runs' predictions into memory: the one step of an evaluation whose
-    memory follows the number of images, and only when a previous run is there.
-    """
+    the previous run on the same data, a bucket of ids at a time; None when there is none or
+    it is not comparable."""
     previous = _previous_run(reports_dir, fingerprint)
     run_path = os.path.join(reports_dir, run_dir)
     os.makedirs(run_path, exist_ok=True)
     report_runs.write_predictions(run_path, predictions)
     if previous is None:
         return None
-    changes = report_runs.diff_runs(
-        report_runs.read_predictions(os.path.join(reports_dir, previous)),
-        report_runs.read_predictions(run_path))
+    changes = report_runs.diff_run_folders(os.path.join(reports_dir, previous), run_path,
+                                           rows=rows)
     if changes is None:
         return None
     return report_runs.write_changes(run_path, changes, previous_run=previous, title=title)
@@ -225,7 +221,7 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
     run_dir = f"{stamp}-{_slug(display_name(model_path))}-{uuid.uuid4().hex[:6]}"
     title = f"{display_name(model_path)} on {_data_name(data)}"
     changes = _changes(reports_dir, run_dir, _prediction_rows(result.out_dir, result.manifest),
-                       fingerprint, title)
+                       fingerprint, title, rows=summary["rows"])
     report = reports.write_report(
         os.path.join(reports_dir, run_dir), summary=summary["evaluation"],
         most_wrong_rows=summary["most_wrong"], class_names=list(spec.class_names),

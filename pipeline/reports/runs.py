@@ -8,9 +8,11 @@ between two runs over the same images (same ids and digests); `write_changes` wr
 `changes.csv` and a thumbnail page.
 """
 import csv
+import hashlib
 import html
 import json
 import os
+import tempfile
 import uuid
 
 import numpy as np
@@ -19,7 +21,8 @@ from pipeline.reports import figures as figures
 from pipeline.reports.pages import delta, headline, table, thumbnail, thumbnail_grid, write_page
 
 __all__ = ["RUNS_COLUMNS", "read_runs", "compare_runs", "update_runs_index", "display_name",
-           "write_predictions", "read_predictions", "diff_runs", "write_changes"]
+           "write_predictions", "read_predictions_file", "diff_runs",
+           "diff_run_folders", "write_changes"]
 
 RUNS_COLUMNS = ("time", "model", "data", "data_fingerprint", "accuracy", "macro_f1", "roc_auc",
                 "majority_baseline", "num_examples", "num_skipped", "embedded", "reused",
@@ -224,11 +227,8 @@ def write_predictions(run_path, rows):
         writer.writerows(rows)
 
 
-def read_predictions(run_path):
-    """A run's predictions keyed by id, or None when it has no `predictions.csv`."""
-    path = os.path.join(run_path, "predictions.csv")
-    if not os.path.isfile(path):
-        return None
+def read_predictions_file(path):
+    """The rows of a predictions CSV keyed by id."""
     with open(path, newline="") as handle:
         return {row["id"]: row for row in csv.DictReader(handle)}
 
@@ -237,7 +237,7 @@ def diff_runs(previous, current):
     """The images whose prediction changed, or None when the runs saw different images.
 
     Args:
-        previous, current: `read_predictions` dicts. They must hold the same ids with the same
+        previous, current: `read_predictions_file` dicts. They must hold the same ids with the same
             digests, else the runs are not comparable and the answer is None.
 
     Returns:
@@ -259,6 +259,50 @@ def diff_runs(previous, current):
         changes.append({"id": key, "path": now["path"], "true": now["true"],
                         "before": before["predicted"], "after": now["predicted"],
                         "confidence": float(now["confidence"]), "change": kind})
+    return sorted(changes, key=lambda c: (order[c["change"]], c["id"]))
+
+
+#: Rows per bucket of `diff_run_folders`: what it holds in memory at a time.
+DIFF_BUCKET_ROWS = 50_000
+
+
+def _buckets(run_path, folder, count):
+    """Splits a run's `predictions.csv` into `count` CSVs by a hash of the id; their paths."""
+    paths = [os.path.join(folder, f"{os.path.basename(run_path)}-{i}.csv") for i in range(count)]
+    handles = [open(path, "w", newline="") for path in paths]
+    writers = [csv.DictWriter(handle, _PREDICTION_COLUMNS) for handle in handles]
+    for writer in writers:
+        writer.writeheader()
+    with open(os.path.join(run_path, "predictions.csv"), newline="") as source:
+        for row in csv.DictReader(source):
+            bucket = int(hashlib.sha256(row["id"].encode()).hexdigest()[:8], 16) % count
+            writers[bucket].writerow(row)
+    for handle in handles:
+        handle.close()
+    return paths
+
+
+def diff_run_folders(previous_path, current_path, *, rows):
+    """`diff_runs` of two runs' `predictions.csv`, holding about `DIFF_BUCKET_ROWS` rows of each
+    in memory at a time: both files are split by a hash of the id, and the buckets compared in
+    turn (the same ids fall in the same bucket).
+
+    Args:
+        previous_path, current_path: the two runs' folders.
+        rows: the current run's row count (it sets the number of buckets).
+    """
+    if not os.path.isfile(os.path.join(previous_path, "predictions.csv")):
+        return None
+    count = max(1, -(-rows // DIFF_BUCKET_ROWS))
+    with tempfile.TemporaryDirectory() as folder:
+        changes = []
+        for before, now in zip(_buckets(previous_path, folder, count),
+                               _buckets(current_path, folder, count)):
+            bucket = diff_runs(read_predictions_file(before), read_predictions_file(now))
+            if bucket is None:
+                return None
+            changes += bucket
+    order = {"fixed": 0, "broken": 1, "changed": 2}
     return sorted(changes, key=lambda c: (order[c["change"]], c["id"]))
 
 
