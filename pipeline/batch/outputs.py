@@ -5,16 +5,21 @@ is the last file to appear. A run writes into `<root>/.runs/<config key>-<id>/` 
 accounting is checked, is published under its key: a folder without a manifest is an interrupted
 run and is never read as complete.
 """
+import fcntl
 import json
+import os
 import platform
 import posixpath
+import socket
+import time
 import uuid
 
 import tensorflow as tf
 
 from pipeline.files import write_json_atomic
 
-__all__ = ["MANIFEST", "RUNS_DIR", "new_run_dir", "find_base", "publish", "versions"]
+__all__ = ["MANIFEST", "RUNS_DIR", "STALE_SECONDS", "new_run_dir", "find_base", "publish",
+           "release", "versions"]
 
 MANIFEST = "manifest.json"
 RUNS_DIR = ".runs"
@@ -23,17 +28,78 @@ RUNS_DIR = ".runs"
 def new_run_dir(root, config_key):
     """A fresh folder for one run, `<root>/.runs/<config key>-<id>/`, never read as an output.
 
-    Folders that earlier runs of the same config key left behind (killed, or failed their
-    accounting) are deleted first.
+    The run holds a lock on `<run folder>.lock` beside it while it lives (locally: an `fcntl`
+    lock the system drops when the process dies; on `gs://`: the lock file's time, stale after
+    `STALE_SECONDS`). Folders of the same config key whose run is provably dead (killed, or
+    failed its accounting) are deleted first; a live run's folder is never touched, so two runs
+    of one config at once both finish.
     """
     runs = posixpath.join(root, RUNS_DIR)
     if tf.io.gfile.isdir(runs):
         for name in tf.io.gfile.listdir(runs):
-            if name.rstrip("/").startswith(f"{config_key}-"):
-                tf.io.gfile.rmtree(posixpath.join(runs, name.rstrip("/")))
+            name = name.rstrip("/")
+            folder = posixpath.join(runs, name)
+            if name.startswith(f"{config_key}-") and not name.endswith(_LOCK) and _dead(folder):
+                _remove(folder)
     run_dir = posixpath.join(runs, f"{config_key}-{uuid.uuid4().hex[:12]}")
     tf.io.gfile.makedirs(run_dir)
+    _hold(run_dir)
     return run_dir
+
+
+#: A remote run whose lock file is older than this is taken for dead.
+STALE_SECONDS = 24 * 3600
+_LOCK = ".lock"
+_HELD = {}
+
+
+def _hold(run_dir):
+    path = run_dir + _LOCK
+    owner = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
+    if "://" in run_dir:
+        with tf.io.gfile.GFile(path, "w") as handle:
+            handle.write(owner)
+        return
+    handle = open(path, "w")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    handle.write(owner)
+    handle.flush()
+    _HELD[run_dir] = handle
+
+
+def _dead(folder):
+    """Whether the run that owns `folder` is gone (its lock free, or stale on `gs://`)."""
+    path = folder + _LOCK
+    if "://" in folder:
+        try:
+            with tf.io.gfile.GFile(path) as handle:
+                return time.time() - json.load(handle)["time"] > STALE_SECONDS
+        except (tf.errors.OpError, ValueError, KeyError):
+            return True
+    try:
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def _remove(folder):
+    """Deletes a dead run's folder and its lock file."""
+    if tf.io.gfile.isdir(folder):
+        tf.io.gfile.rmtree(folder)
+    if tf.io.gfile.exists(folder + _LOCK):
+        tf.io.gfile.remove(folder + _LOCK)
+
+
+def release(run_dir):
+    """Deletes a run's folder (if still there) and its lock: the run is over."""
+    handle = _HELD.pop(run_dir, None)
+    _remove(run_dir)
+    if handle is not None:
+        handle.close()
 
 
 def _manifests(root):
@@ -72,29 +138,45 @@ def publish(run_dir, out_dir, manifest):
 
     Locally the run folder (manifest written inside it) is renamed into place at once; on a
     remote file system its files are copied, the manifest last. A partial folder left at
-    `out_dir` by an interrupted run is cleared first.
+    `out_dir` by an interrupted run is cleared first. Where a run of the same inputs published
+    `out_dir` first (two runs at once), that output is kept and this run's folder dropped.
 
     Returns:
-        The manifest.
-
-    Raises:
-        ValueError: `out_dir` is complete already.
+        `(manifest, published)`: the manifest of `out_dir`, and whether this run wrote it.
     """
-    if tf.io.gfile.exists(posixpath.join(out_dir, MANIFEST)):
-        raise ValueError(f"{out_dir!r} is complete; refusing to overwrite it")
-    if tf.io.gfile.isdir(out_dir):
-        tf.io.gfile.rmtree(out_dir)
-    if "://" in out_dir:
-        tf.io.gfile.makedirs(out_dir)
-        for name in sorted(tf.io.gfile.listdir(run_dir)):
-            _copy_tree(posixpath.join(run_dir, name.rstrip("/")),
-                       posixpath.join(out_dir, name.rstrip("/")))
-        write_json_atomic(posixpath.join(out_dir, MANIFEST), manifest)
-        tf.io.gfile.rmtree(run_dir)
-    else:
+    try:
+        if _complete(out_dir):
+            return _read_json(posixpath.join(out_dir, MANIFEST)), False
+        if "://" in out_dir:
+            if tf.io.gfile.isdir(out_dir):
+                tf.io.gfile.rmtree(out_dir)
+            tf.io.gfile.makedirs(out_dir)
+            for name in sorted(tf.io.gfile.listdir(run_dir)):
+                _copy_tree(posixpath.join(run_dir, name.rstrip("/")),
+                           posixpath.join(out_dir, name.rstrip("/")))
+            write_json_atomic(posixpath.join(out_dir, MANIFEST), manifest)
+            return manifest, True
         write_json_atomic(posixpath.join(run_dir, MANIFEST), manifest)
-        tf.io.gfile.rename(run_dir, out_dir)
-    return manifest
+        if tf.io.gfile.isdir(out_dir):
+            tf.io.gfile.rmtree(out_dir)  # locally never partial: left by a killed copy
+        try:
+            tf.io.gfile.rename(run_dir, out_dir)
+        except tf.errors.OpError:
+            if not _complete(out_dir):
+                raise
+            return _read_json(posixpath.join(out_dir, MANIFEST)), False  # published meanwhile
+        return manifest, True
+    finally:
+        release(run_dir)
+
+
+def _complete(out_dir):
+    return tf.io.gfile.exists(posixpath.join(out_dir, MANIFEST))
+
+
+def _read_json(path):
+    with tf.io.gfile.GFile(path) as handle:
+        return json.load(handle)
 
 
 def _copy_tree(source, target):

@@ -168,11 +168,15 @@ def run_embed(config, *, pipeline_options=None, test_pipeline=None, show_progres
     started = time.time()
     prepared = _prepare(config)
     config = prepared.config  # face_crop and image_size decided
-    _run_pipeline(config, prepared, pipeline_options, test_pipeline, show_progress)
     folder_classes = (prepared.source.class_names
                       if isinstance(prepared.source, FolderSource) else None)
-    run = account(prepared.run_dir, augment_copies=config.augment_copies,
-                  class_names=folder_classes)
+    try:
+        _run_pipeline(config, prepared, pipeline_options, test_pipeline, show_progress)
+        run = account(prepared.run_dir, augment_copies=config.augment_copies,
+                      class_names=folder_classes)
+    except BaseException:
+        outputs.release(prepared.run_dir)  # nothing of a failed run is kept
+        raise
     key = cache_key(config, data_fingerprint=run.fingerprint,
                     weights_digest=prepared.weights_digest)
     cache_dir = posixpath.join(config.cache_root, key)
@@ -180,11 +184,11 @@ def run_embed(config, *, pipeline_options=None, test_pipeline=None, show_progres
         manifest = cache.read_manifest(cache_dir)
     except cache.CacheError:
         drop_scratch(prepared.run_dir)
-        manifest = outputs.publish(prepared.run_dir, cache_dir, _manifest(
+        manifest, published = outputs.publish(prepared.run_dir, cache_dir, _manifest(
             config, prepared, run, key, seconds=time.time() - started))
-        return EmbedResult(cache_dir, manifest, reused=False, embedded=run.embedded,
+        return EmbedResult(cache_dir, manifest, reused=not published, embedded=run.embedded,
                            reused_images=run.reused)
-    tf.io.gfile.rmtree(prepared.run_dir)
+    outputs.release(prepared.run_dir)
     return EmbedResult(cache_dir, manifest, reused=True, embedded=run.embedded,
                        reused_images=run.reused)
 

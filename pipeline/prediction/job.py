@@ -254,6 +254,17 @@ def run_predict(config, *, inputs=None, pipeline_options=None, test_pipeline=Non
     config_key = _config_key(config, spec)
     base = outputs.find_base(config.out, config_key)
     run_dir = outputs.new_run_dir(config.out, config_key)
+    try:
+        return _run_and_publish(config, spec, inputs, config_key, base, run_dir, started,
+                                pipeline_options=pipeline_options, test_pipeline=test_pipeline,
+                                show_progress=show_progress, page=page, desc=desc)
+    except BaseException:
+        outputs.release(run_dir)  # nothing of a failed run is kept
+        raise
+
+
+def _run_and_publish(config, spec, inputs, config_key, base, run_dir, started, *,
+                     pipeline_options, test_pipeline, show_progress, page, desc):
     pipeline = test_pipeline or beam.Pipeline(options=pipeline_options or default_options())
     build_predict_pipeline(pipeline, inputs, spec, config, run_dir=run_dir, base=base)
     run_pipeline(pipeline, run_dir, desc=desc, show_progress=show_progress)
@@ -263,19 +274,18 @@ def run_predict(config, *, inputs=None, pipeline_options=None, test_pipeline=Non
     summary = _summary(listed, indexes, totals)
     run_key = hashlib.sha256(f"{config_key}:{summary['fingerprint']}".encode()).hexdigest()[:16]
     out_dir = posixpath.join(config.out, run_key)
+    counts = {"predicted": summary["predicted"], "reused_images": summary["reused"],
+              "summary": summary}
     if tf.io.gfile.exists(posixpath.join(out_dir, outputs.MANIFEST)):
-        tf.io.gfile.rmtree(run_dir)
+        outputs.release(run_dir)
         with tf.io.gfile.GFile(posixpath.join(out_dir, outputs.MANIFEST)) as handle:
-            return PredictResult(out_dir, json.load(handle), reused=True,
-                                 predicted=summary["predicted"],
-                                 reused_images=summary["reused"], summary=summary)
+            return PredictResult(out_dir, json.load(handle), reused=True, **counts)
     drop_scratch(run_dir)
     csv_file = (_write_csv(run_dir, summary["shards"], spec.class_names)
                 if summary["rows"] <= CSV_MAX_ROWS else None)
     if page:
         _write_page(run_dir, summary, spec, config)
-    manifest = outputs.publish(run_dir, out_dir, _manifest(
+    manifest, published = outputs.publish(run_dir, out_dir, _manifest(
         config, spec, inputs, summary, config_key=config_key, run_key=run_key, base=base,
         csv_file=csv_file, page=page, seconds=time.time() - started))
-    return PredictResult(out_dir, manifest, reused=False, predicted=summary["predicted"],
-                         reused_images=summary["reused"], summary=summary)
+    return PredictResult(out_dir, manifest, reused=not published, **counts)
