@@ -43,6 +43,9 @@ def build_parser():
                              "accuracy drops by more than this since the previous run on the "
                              "same data (default 0.01)")
     parser.add_argument("--top-n", type=int, default=50)
+    parser.add_argument("--predictions-dir", default=None, metavar="DIR",
+                        help="where the pass writes its rows, reused by later runs (local or "
+                        "gs://; default: REPORTS_DIR/predictions)")
     return add_verbose_flag(parser)
 
 
@@ -52,7 +55,7 @@ def run(argv=None, show_progress=False):
     report = evaluate(args.model, args.data, args.reports_dir, top_n=args.top_n,
                       regression_threshold=args.regression_threshold,
                       fail_under=args.fail_under, pipeline_options=pipeline_options(beam_args),
-                      show_progress=show_progress)
+                      show_progress=show_progress, predictions_dir=args.predictions_dir)
     failed = args.fail_under is not None and report["accuracy"] < args.fail_under
     return report, (1 if failed else 0)
 

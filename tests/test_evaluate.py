@@ -87,8 +87,11 @@ def test_only_new_images_go_through_the_backbone(head_and_data, tmp_path):
 def test_a_cache_split_can_be_evaluated(head_and_data, tmp_path):
     head, _, cache_dir = head_and_data
     report, _ = evaluate.run(["--model", head, "--data", f"{cache_dir}:val", "--reports-dir",
-                              str(tmp_path)])
+                              str(tmp_path / "reports"), "--predictions-dir",
+                              str(tmp_path / "rows")])
     assert report["embedded"] == 0 and report["num_examples"] > 0
+    assert report["predictions_dir"].startswith(str(tmp_path / "rows"))
+    assert not os.path.exists(tmp_path / "reports" / "predictions")
 
 
 def _evaluate_in_process(args):

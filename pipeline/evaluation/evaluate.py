@@ -16,16 +16,20 @@ import contextlib
 import csv
 import fcntl
 import html
+import io
 import json
 import os
+import posixpath
 import re
 import time
 import uuid
 
+import tensorflow as tf
+
 from pipeline import reports
 from pipeline.data.sources import FolderSource
 from pipeline.features import cache
-from pipeline.files import atomic_path
+from pipeline.files import write_bytes_atomic
 from pipeline.prediction.inputs import ListInputs, TfdsInputs, open_inputs
 from pipeline.prediction.job import PredictConfig, run_predict
 from pipeline.prediction.models import open_model
@@ -47,12 +51,12 @@ def _label_map(found, known, data):
     return {name: known.index(name) for name in found}
 
 
-def eval_inputs(data, class_names, reports_dir):
+def eval_inputs(data, class_names, predictions_dir):
     """What to score: the inputs of `data`, labelled with the model's classes.
 
     `data` is a class folder (every image), `tfds:NAME[:SPLIT]` (default split `test`), or a
     cache folder, optionally `DIR:SPLIT` (default `val`), whose split's images are listed into
-    `<reports>/lists/` for the pass to read.
+    `<predictions_dir>/lists/` for the pass to read.
 
     Returns:
         `(inputs, fingerprint suffix)`: the suffix tells splits of one data set apart.
@@ -68,26 +72,25 @@ def eval_inputs(data, class_names, reports_dir):
     root, _, split = data.rpartition(":") if re.search(r":(train|val|test)$", data) else (
         data, "", "")
     if os.path.isfile(os.path.join(root, cache.MANIFEST)):
-        return _cache_split_inputs(root, split or "val", class_names, reports_dir, data), (
+        return _cache_split_inputs(root, split or "val", class_names, predictions_dir, data), (
             f":{split or 'val'}")
     _label_map(FolderSource(data, val_fraction=0.0).class_names, class_names, data)
     return open_inputs(data, class_names, labels_from_folders=True), ""
 
 
-def _cache_split_inputs(root, split, class_names, reports_dir, data):
+def _cache_split_inputs(root, split, class_names, predictions_dir, data):
     manifest = cache.read_manifest(root)
     _label_map(manifest["class_names"], class_names, data)
     refs = cache.load_split(root, split, clean_only=True)
     base = manifest["source"].get("root") or ""
-    listing = os.path.join(reports_dir, "lists", f"{manifest['cache_key']}-{split}.csv")
-    os.makedirs(os.path.dirname(listing), exist_ok=True)
-    tmp = atomic_path(listing)
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "path", "label"])
-        writer.writerows([i, os.path.join(base, i), manifest["class_names"][label]]
-                         for i, label in zip(refs.ids.tolist(), refs.labels.tolist()))
-    os.replace(tmp, listing)
+    listing = posixpath.join(predictions_dir, "lists", f"{manifest['cache_key']}-{split}.csv")
+    tf.io.gfile.makedirs(posixpath.dirname(listing))
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["id", "path", "label"])
+    writer.writerows([i, posixpath.join(base, i), manifest["class_names"][label]]
+                     for i, label in zip(refs.ids.tolist(), refs.labels.tolist()))
+    write_bytes_atomic(listing, text.getvalue().encode())
     return ListInputs(listing, class_names=class_names)
 
 
@@ -177,7 +180,8 @@ def _prediction_rows(out_dir, manifest):
 
 
 def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.01,
-             fail_under=None, clock=time.time, pipeline_options=None, show_progress=False):
+             fail_under=None, clock=time.time, pipeline_options=None, show_progress=False,
+             predictions_dir=None):
     """Evaluates a model on a data set and records the run; returns the report dict.
 
     Args:
@@ -196,6 +200,9 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
         pipeline_options: Beam `PipelineOptions` of the pass (runner and its options).
             Defaults to the local FnApiRunner.
         show_progress: show the pass's progress. Defaults to `False`.
+        predictions_dir: where the pass writes its rows, reused by later evaluations (local
+            or `gs://`: on Dataflow, a folder the workers can write). Defaults to
+            `<reports_dir>/predictions`.
 
     Returns:
         The report dict, with `run_dir`, `comparison` (see `report_runs.compare_runs`) and
@@ -205,9 +212,9 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
         ValueError: an unknown model, classes the model does not know, or no readable image.
     """
     spec = open_model(model_path)
-    inputs, split = eval_inputs(data, list(spec.class_names), reports_dir)
-    result = run_predict(PredictConfig(model=model_path, data=data,
-                                       out=os.path.join(reports_dir, PREDICTIONS_DIR),
+    predictions_dir = predictions_dir or os.path.join(reports_dir, PREDICTIONS_DIR)
+    inputs, split = eval_inputs(data, list(spec.class_names), predictions_dir)
+    result = run_predict(PredictConfig(model=model_path, data=data, out=predictions_dir,
                                        labels_from_folders=True, cached_embeddings=True,
                                        most_wrong=top_n),
                          inputs=inputs, pipeline_options=pipeline_options,
