@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.batch.outputs import MANIFEST, RUNS_DIR
+from pipeline.data.images import IMAGE_EXTENSIONS
 from pipeline.features.records import from_example
 from pipeline.files import file_sha256
 
@@ -39,23 +40,49 @@ Attributes:
 """
 
 
+#: What every cache's manifest holds; a manifest without them was not written by `jobs.embed`.
+_MANIFEST_KEYS = ("cache_key", "class_names", "config", "counts", "embedding_dim", "shards")
+
+
 def read_manifest(cache_dir):
     """Reads a complete cache's manifest.
 
     Raises:
-        CacheError: no such folder, or no manifest (an interrupted or running job).
+        CacheError: no such folder, a folder that is not a cache (an image folder, a cache
+            root), no manifest (an interrupted or running job), or a manifest that is not JSON
+            or lacks a cache's keys.
     """
     if not tf.io.gfile.isdir(cache_dir):
         raise CacheError(f"cache {cache_dir!r}: no such folder; run `python -m jobs.embed` first")
     path = posixpath.join(cache_dir, MANIFEST)
     if not tf.io.gfile.exists(path):
-        raise CacheError(f"cache {cache_dir!r} is incomplete (no {MANIFEST}): its embed job was "
-                         "interrupted or is still running; run `python -m jobs.embed` again")
+        raise CacheError(_not_a_cache(cache_dir))
     with tf.io.gfile.GFile(path) as handle:
         try:
-            return json.load(handle)
+            manifest = json.load(handle)
         except json.JSONDecodeError as err:
             raise CacheError(f"cache {cache_dir!r}: {MANIFEST} is not valid JSON ({err})") from err
+    missing = [key for key in _MANIFEST_KEYS if key not in manifest]
+    if not isinstance(manifest, dict) or missing:
+        raise CacheError(f"cache {cache_dir!r}: {MANIFEST} lacks {', '.join(missing) or 'keys'} "
+                         "(not written by jobs.embed, or by another version); embed again")
+    return manifest
+
+
+def _not_a_cache(folder):
+    """Why a folder without a manifest is not a cache, in one line."""
+    names = [name.rstrip("/") for name in tf.io.gfile.listdir(folder)]
+    if any(tf.io.gfile.exists(posixpath.join(folder, name, MANIFEST)) for name in names):
+        return (f"cache {folder!r} is a cache root, not a cache: pass one of its folders, "
+                "e.g. the one `python -m jobs.embed` printed last")
+    if any(name.startswith(("embeddings-", "index-", "_listed", "_progress")) for name in names):
+        return (f"cache {folder!r} is incomplete (no {MANIFEST}): its embed job was interrupted "
+                "or is still running; run `python -m jobs.embed` again")
+    if any(name.lower().endswith(IMAGE_EXTENSIONS) or tf.io.gfile.isdir(
+            posixpath.join(folder, name)) for name in names):
+        return (f"cache {folder!r} holds images, not embeddings: run `python -m jobs.embed "
+                f"--data {folder}` first and pass the cache folder it prints")
+    return f"cache {folder!r} holds no cache (no {MANIFEST}); run `python -m jobs.embed` first"
 
 
 def _read_records(paths):
