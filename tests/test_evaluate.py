@@ -120,7 +120,9 @@ def test_unknown_model_and_unknown_classes_are_refused(head_and_data, tmp_path):
     other = shutil.copytree(faces, tmp_path / "other")
     (other / "neutral").rename(other / "frowning")
     with pytest.raises(ValueError, match="classes \\['frowning'\\] are not among"):
-        evaluate.run(["--model", head, "--data", str(other), "--reports-dir", str(tmp_path)])
+        evaluate.run(["--model", head, "--data", str(other), "--reports-dir",
+                      str(tmp_path / "reports")])
+    assert not (tmp_path / "reports").exists()  # a refused run writes nothing
 
 
 def test_figures_from_the_shards_summaries_equal_the_figures_of_every_row(head_and_data,
