@@ -68,3 +68,13 @@ def test_two_predict_runs_of_one_config_at_once_both_finish(faces, tmp_path):
     published = [name for name in os.listdir(tmp_path / "out") if not name.startswith(".")]
     assert len(published) == 1 and results[0][0].splitlines()[-1].endswith(published[0])
     assert not os.listdir(tmp_path / "out" / outputs.RUNS_DIR)
+
+
+def test_the_base_is_the_newest_output_even_within_one_second(tmp_path):
+    for name, created_at in (("a", 100.2), ("b", 100.7), ("c", 100.5)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(json.dumps({
+            "config_key": "key", "created": "2026-12-01T10:00:00+0000",
+            "created_at": created_at, "num_shards": 1}))
+    assert outputs.find_base(str(tmp_path), "key")["key"] == "b"
+    assert outputs.find_base(str(tmp_path), "other") is None

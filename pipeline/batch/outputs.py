@@ -121,15 +121,18 @@ def _manifests(root):
 def find_base(root, config_key, *, accept=lambda manifest: True):
     """The newest complete output under `root` with this config key (and that `accept`s).
 
-    Its results can be copied for unchanged images. Returns `{"dir", "num_shards", "key"}` or
-    None.
+    Its results can be copied for unchanged images. Newest by the manifest's `created_at` (the
+    time to the microsecond; `created`, to the second, for outputs written before it existed).
+    Returns `{"dir", "num_shards", "key"}` or None.
     """
     best = None
     for folder, manifest in _manifests(root):
-        if (manifest.get("config_key") == config_key and accept(manifest)
-                and (best is None or manifest["created"] > best[0])):
-            best = (manifest["created"], {"dir": folder, "num_shards": manifest["num_shards"],
-                                          "key": posixpath.basename(folder)})
+        if manifest.get("config_key") != config_key or not accept(manifest):
+            continue
+        when = (manifest.get("created_at", 0.0), manifest["created"])
+        if best is None or when > best[0]:
+            best = (when, {"dir": folder, "num_shards": manifest["num_shards"],
+                           "key": posixpath.basename(folder)})
     return best and best[1]
 
 

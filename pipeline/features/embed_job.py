@@ -213,5 +213,5 @@ def _manifest(config, prepared, run, key, *, seconds):
                      "embedded": run.embedded, "reused": run.reused},
         "weights_used": prepared.weights, "weights_digest": prepared.weights_digest,
         "versions": outputs.versions(), "seconds": round(seconds, 3),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "created_at": time.time(),
     }

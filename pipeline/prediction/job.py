@@ -219,7 +219,8 @@ def _manifest(config, spec, inputs, summary, *, config_key, run_key, base, csv_f
                    "rows": summary["rows"]},
         "files": {"csv": csv_file, "page": "index.html" if page else None},
         "base_output": base and base["key"], "versions": outputs.versions(),
-        "seconds": round(seconds, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        "seconds": round(seconds, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created_at": time.time()}
 
 
 def run_predict(config, *, inputs=None, pipeline_options=None, test_pipeline=None,
