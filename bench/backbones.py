@@ -18,7 +18,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import jobs  # noqa: E402,F401  (quiet TensorFlow import)
+from pipeline.console import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
 from bench.common import REPO, emit  # noqa: E402
 from pipeline.data.images import load_image  # noqa: E402
 from pipeline.data.sources import open_source  # noqa: E402

@@ -43,10 +43,12 @@ def driver_and_graph(root, cache_root):
     """Seconds the driver spends before the pipeline runs, and the graph's serialized bytes."""
     import apache_beam as beam
 
-    from jobs.embed import build_parser, config_from_args
+    from jobs.cli import config_from
+    from jobs.embed import JOB
+    from pipeline.features.config import EmbedConfig
     from pipeline.features.embed_job import _prepare, build_embed_pipeline
 
-    config = config_from_args(build_parser().parse_args(
+    config = config_from(EmbedConfig, JOB.parse(
         ["--data", root, "--cache-dir", cache_root, *BACKBONE]))
     start = time.perf_counter()
     prepared = _prepare(config)

@@ -76,15 +76,15 @@ def minimal_script_seconds(root, image_size):
 def import_seconds():
     """Seconds to start Python and import the embed job's modules, nothing else."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import jobs.embed"], check=True, cwd=REPO,
+    subprocess.run([sys.executable, "-c", "import pipeline.features.embed_job"], check=True, cwd=REPO,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
 def job_run(root, image_size, cache_dir, *runner):
-    args = ["--data", root, "--backbone", "mobilenet_v2", "--weights", "none", "--image-size",
-            str(image_size), "--augment-copies", "0", "--no-face-crop", "--cache-dir", cache_dir,
-            *runner]
+    args = ["--data", root, "--backbone", "mobilenet_v2", "--alpha", "1.0", "--weights", "none",
+            "--image-size", str(image_size), "--augment-copies", "0", "--no-face-crop",
+            "--cache-dir", cache_dir, *runner]
     return run_job("jobs.embed", args)[:2]
 
 

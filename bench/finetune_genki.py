@@ -33,7 +33,7 @@ def main():
         "--cache-dir", args.cache_root])
     head_s, _, _ = run_job("jobs.train_head", ["--cache", cache_dir, "--out",
                                             os.path.join(out, "head"), "--quiet"])
-    tune_s, _, _ = run_job("jobs.finetune", ["--cache", cache_dir, "--head",
+    tune_s, _, _ = run_job("jobs.finetune", ["--cache", cache_dir, "--head-dir",
                                           os.path.join(out, "head"), "--out",
                                           os.path.join(out, "finetune"), "--epochs",
                                           str(args.epochs), *args.finetune_args])

@@ -59,7 +59,7 @@ def main():
     if args.finetune_epochs:
         head = os.path.join(out, "face_crop_head")
         run_job("jobs.train_head", ["--cache", cache_dir, "--out", head, "--quiet"])
-        tune_s, _, _ = run_job("jobs.finetune", ["--cache", cache_dir, "--head", head, "--out",
+        tune_s, _, _ = run_job("jobs.finetune", ["--cache", cache_dir, "--head-dir", head, "--out",
                                               os.path.join(out, "face_crop_finetune"),
                                               "--epochs", str(args.finetune_epochs)])
         with open(os.path.join(out, "face_crop_finetune", "report.json")) as handle:

@@ -98,7 +98,7 @@ def run_set(name, data, out, args, flags=None):
     head_dir, tune_dir = os.path.join(out, name, "head"), os.path.join(out, name, "finetune")
     head_s, _, _ = run_job("jobs.train_head", ["--cache", cache_dir, "--out", head_dir,
                                                "--quiet"])
-    tune_s, _, _ = run_job("jobs.finetune", ["--cache", cache_dir, "--head", head_dir,
+    tune_s, _, _ = run_job("jobs.finetune", ["--cache", cache_dir, "--head-dir", head_dir,
                                              "--out", tune_dir, "--epochs", str(args.epochs),
                                              *flags.get("finetune", [])])
     with open(os.path.join(tune_dir, "report.json")) as handle:

@@ -8,62 +8,50 @@ near-duplicates and outliers; exact duplicates, duplicates split across train an
 `label_issues.csv`, `near_duplicates.csv`, `outliers.csv`, `label_error_pairs.csv`, a thumbnail
 page of each, `index.html` and `report.json` to `--out`. The last line printed is `index.html`.
 """
-import argparse
-import logging
+import dataclasses
 import os
-import sys
 
-from pipeline.evaluation.audit import AuditConfig, audit_cache
+from jobs.cli import Job, add_config_flags, config_from
+from pipeline.evaluation.config import AuditConfig
+from pipeline.fields import field
 
-
-def build_parser():
-    defaults = AuditConfig()
-    parser = argparse.ArgumentParser(prog="python -m jobs.audit",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--cache", required=True, help="cache folder, e.g. cache/<key>")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--folds", type=int, default=defaults.folds)
-    parser.add_argument("--head", default=defaults.head, choices=("dense", "logistic"))
-    parser.add_argument("--ensemble", type=int, default=defaults.ensemble,
-                        help="heads per image, each with its own seed and folds (averaged)")
-    parser.add_argument("--no-augmented", dest="augmented", action="store_false",
-                        help="train the fold heads on clean copies only")
-    parser.add_argument("--label-score", default=defaults.label_score,
-                        choices=("self_confidence", "normalized_margin",
-                                 "confidence_weighted_entropy"))
-    parser.add_argument("--near-duplicate-threshold", type=float,
-                        default=defaults.near_duplicate_threshold)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--top-n", type=int, default=defaults.top_n,
-                        help="images per thumbnail page")
-    return parser
+EXAMPLE = """example (five-fold audit of a cache, pages under runs/audit):
+  python -m jobs.audit --cache cache/<key> --out runs/audit
+  python -m jobs.audit --cache cache/<key> --out runs/audit-dense --head dense --folds 10
+"""
 
 
-def run(argv=None):
-    """Parses `argv` and audits; returns the `report.json` dict."""
-    args = build_parser().parse_args(argv)
-    config = AuditConfig(folds=args.folds, head=args.head, ensemble=args.ensemble,
-                         augmented=args.augmented, label_score=args.label_score,
-                         near_duplicate_threshold=args.near_duplicate_threshold,
-                         seed=args.seed, top_n=args.top_n)
-    report = audit_cache(args.cache, args.out, config=config)
-    report["out"] = args.out
-    return report
+@dataclasses.dataclass(frozen=True)
+class AuditRun:
+    """What the job audits and where it writes, besides the `AuditConfig`."""
+
+    cache: str = field(help="cache folder written by jobs.embed, e.g. cache/<key>", metavar="DIR")
+    out: str = field(help="output folder", metavar="DIR")
 
 
-def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        report = run(argv)
-    except ValueError as err:
-        sys.exit(f"error: {err}")
+def _flags(parser):
+    add_config_flags(parser, AuditRun)
+    add_config_flags(parser, AuditConfig)
+
+
+def _run(args, *, show_progress=False):
+    from pipeline.evaluation.audit import audit_cache  # noqa: PLC0415  (TensorFlow, after)
+
+    return audit_cache(args.cache, args.out, config=config_from(AuditConfig, args))
+
+
+def _report(report, args):
     print(f"{report['num_images']} images: {report['num_label_issues']} label issues "
           f"(cleanlab estimates {report['estimated_label_errors']:.1f} label errors), "
           f"{report['num_duplicate_sets']} duplicate sets ({report['num_exact_duplicate_sets']} "
           f"exact; {len(report['leaks'])} leak across splits, {len(report['label_conflicts'])} "
           f"under two classes), {report['num_outliers']} outliers; out-of-fold accuracy "
           f"{report['out_of_fold_accuracy']:.4f}")
-    print(os.path.join(report["out"], "index.html"))
+    print(os.path.join(args.out, "index.html"))
+
+
+JOB = Job("audit", __doc__, EXAMPLE, flags=_flags, run=_run, report=_report)
+main, run, build_parser = JOB.main, JOB.run_argv, JOB.build_parser
 
 
 if __name__ == "__main__":

@@ -11,14 +11,10 @@ index page, in `runs.csv` and printed. The images are scored by the predict job'
 arguments this parser does not know go to Beam (`--runner DaskRunner --dask_client_address ...`,
 `--runner DataflowRunner ...`). The last line printed is the run's `index.html`.
 """
-import argparse
 import os
-import sys
-from argparse import RawDescriptionHelpFormatter
 
-from jobs import add_verbose_flag, configure_output
-from pipeline.batch.runner import pipeline_options
-from pipeline.evaluation.evaluate import evaluate
+from jobs.cli import Job, add_config_flags, config_from
+from pipeline.evaluation.config import EvaluateConfig
 
 EXAMPLE = """example (a weekly run that fails below 0.85 accuracy):
   python -m jobs.evaluate --model runs/finetune/model.keras --data new_images/ \\
@@ -26,46 +22,22 @@ EXAMPLE = """example (a weekly run that fails below 0.85 accuracy):
 """
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m jobs.evaluate",
-                                     description=__doc__.split("\n")[0],
-                                     epilog=EXAMPLE, formatter_class=RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True,
-                        help="model.keras from jobs.finetune, a head folder, or a folder from "
-                        "jobs.export")
-    parser.add_argument("--data", required=True,
-                        help="class folder, tfds:NAME[:SPLIT], or a cache folder[:SPLIT]")
-    parser.add_argument("--reports-dir", default="reports")
-    parser.add_argument("--fail-under", type=float, default=None,
-                        help="exit 1 when accuracy is below this")
-    parser.add_argument("--regression-threshold", type=float, default=0.01,
-                        help="flag a regression when accuracy, macro-F1, ROC-AUC or top-5 "
-                             "accuracy drops by more than this since the previous run on the "
-                             "same data (default 0.01)")
-    parser.add_argument("--top-n", type=int, default=50)
-    parser.add_argument("--predictions-dir", default=None, metavar="DIR",
-                        help="where the pass writes its rows, reused by later runs (local or "
-                        "gs://; default: REPORTS_DIR/predictions)")
-    return add_verbose_flag(parser)
+def _run(args, *, show_progress=False):
+    from pipeline.batch.runner import pipeline_options  # noqa: PLC0415  (TensorFlow, Beam:
+    from pipeline.evaluation.evaluate import evaluate  # noqa: PLC0415  after the output is set)
 
-
-def run(argv=None, show_progress=False):
-    """Parses `argv` and evaluates; returns `(report, exit status)`."""
-    args, beam_args = build_parser().parse_known_args(argv)
-    report = evaluate(args.model, args.data, args.reports_dir, top_n=args.top_n,
-                      regression_threshold=args.regression_threshold,
-                      fail_under=args.fail_under, pipeline_options=pipeline_options(beam_args),
-                      show_progress=show_progress, predictions_dir=args.predictions_dir)
-    failed = args.fail_under is not None and report["accuracy"] < args.fail_under
+    config = config_from(EvaluateConfig, args)
+    report = evaluate(config.model, config.data, config.reports_dir, top_n=config.top_n,
+                      regression_threshold=config.regression_threshold,
+                      fail_under=config.fail_under, predictions_dir=config.predictions_dir,
+                      pipeline_options=pipeline_options(args.beam_args),
+                      show_progress=show_progress)
+    failed = config.fail_under is not None and report["accuracy"] < config.fail_under
     return report, (1 if failed else 0)
 
 
-def main(argv=None):
-    configure_output(build_parser().parse_known_args(argv)[0].verbose)
-    try:
-        report, status = run(argv, show_progress=True)
-    except ValueError as err:
-        sys.exit(f"error: {err}")
+def _report(result, args):
+    report, status = result
     print(f"accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f} on "
           f"{report['num_examples']} images ({report['num_skipped']} skipped; embedded "
           f"{report['embedded']}, reused {report['reused']})")
@@ -74,7 +46,12 @@ def main(argv=None):
     if status:
         print(f"FAILED: accuracy {report['accuracy']:.4f} is below --fail-under")
     print(os.path.join(report["run_dir"], "index.html"))
-    sys.exit(status)
+    return status
+
+
+JOB = Job("evaluate", __doc__, EXAMPLE, flags=lambda p: add_config_flags(p, EvaluateConfig),
+          run=_run, report=_report, beam=True)
+main, run, build_parser = JOB.main, JOB.run_argv, JOB.build_parser
 
 
 if __name__ == "__main__":

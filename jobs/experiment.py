@@ -6,50 +6,50 @@ fraction), each in its own folder under `--out`, then prints and writes the comp
 (`comparison.csv`, `comparison.md`, `comparison.png`). `--quick` runs the same grid with tiny
 settings. The last line printed is the path of `comparison.md`.
 """
-import argparse
 import dataclasses
 import os
-import sys
-from argparse import RawDescriptionHelpFormatter
 
-from jobs import add_verbose_flag, configure_output
-from pipeline.training.experiment import QUICK_FINETUNE, QUICK_HEAD, markdown, run_experiment
-from pipeline.training.finetune import FinetuneConfig
-from pipeline.training.heads import HeadConfig
+from jobs.cli import Job, add_config_flags
+from pipeline.fields import field
 
 EXAMPLE = """example (the seeds' four models plus feature extraction on 100 %, tiny settings):
   python -m jobs.experiment --cache cache/<key> --out runs/experiment --quick
 """
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m jobs.experiment",
-                                     description=__doc__.split("\n")[0],
-                                     epilog=EXAMPLE, formatter_class=RawDescriptionHelpFormatter)
-    parser.add_argument("--cache", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--quick", action="store_true", help="tiny settings (for CI)")
-    parser.add_argument("--finetune-epochs", type=int, default=None)
-    return add_verbose_flag(parser)
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """Which cache the grid runs on, where it writes, and how big it is."""
+
+    cache: str = field(help="cache folder written by jobs.embed", metavar="DIR")
+    out: str = field(help="output folder", metavar="DIR")
+    quick: bool = field(False, negatable=False, help="tiny settings (for CI)")
+    finetune_epochs: int | None = field(None, help="fine-tune epochs (default: the fine-tune "
+                                        "job's, or the quick grid's)")
 
 
-def run(argv=None):
-    """Parses `argv` and runs the grid; returns the comparison rows."""
-    args = build_parser().parse_args(argv)
+def _run(args, *, show_progress=False):
+    from pipeline.training.experiment import (QUICK_FINETUNE, QUICK_HEAD,  # noqa: PLC0415
+                                              run_experiment)  # (TensorFlow, after the output)
+    from pipeline.training.config import FinetuneConfig  # noqa: PLC0415
+    from pipeline.training.heads import HeadConfig  # noqa: PLC0415
+
     head, tune = (QUICK_HEAD, QUICK_FINETUNE) if args.quick else (HeadConfig(), FinetuneConfig())
     if args.finetune_epochs is not None:
         tune = dataclasses.replace(tune, epochs=args.finetune_epochs)
     return run_experiment(args.cache, args.out, head_config=head, finetune_config=tune)
 
 
-def main(argv=None):
-    configure_output(build_parser().parse_known_args(argv)[0].verbose)
-    try:
-        rows = run(argv)
-    except ValueError as err:
-        sys.exit(f"error: {err}")
+def _report(rows, args):
+    from pipeline.training.experiment import markdown  # noqa: PLC0415
+
     print(markdown(rows))
-    print(os.path.join(build_parser().parse_args(argv).out, "comparison.md"))
+    print(os.path.join(args.out, "comparison.md"))
+
+
+JOB = Job("experiment", __doc__, EXAMPLE, flags=lambda p: add_config_flags(p, Experiment),
+          run=_run, report=_report)
+main, run, build_parser = JOB.main, JOB.run_argv, JOB.build_parser
 
 
 if __name__ == "__main__":

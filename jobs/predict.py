@@ -11,12 +11,8 @@ in an earlier output under `OUT` are copied, not run again. Arguments this parse
 go to Beam (`--runner DaskRunner --dask_client_address ...`, `--runner DataflowRunner ...`).
 The last line printed is the output folder.
 """
-import argparse
-from argparse import RawDescriptionHelpFormatter
-
-from jobs import add_verbose_flag, job_main
-from pipeline.batch.runner import pipeline_options
-from pipeline.prediction.job import PredictConfig, run_predict
+from jobs.cli import Job, add_config_flags, config_from
+from pipeline.prediction.config import PredictConfig
 
 EXAMPLE = """example (a fine-tuned model over a folder of new photos, then on Dask):
   python -m jobs.predict --model runs/finetune/model.keras --data new_photos/ --out predictions
@@ -25,39 +21,12 @@ EXAMPLE = """example (a fine-tuned model over a folder of new photos, then on Da
 """
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m jobs.predict",
-                                     description=__doc__.split("\n")[0], epilog=EXAMPLE,
-                                     formatter_class=RawDescriptionHelpFormatter)
-    defaults = PredictConfig(model="", data="")
-    parser.add_argument("--model", required=True,
-                        help="model.keras from jobs.finetune, a head folder from "
-                        "jobs.train_head, or a folder from jobs.export")
-    parser.add_argument("--data", required=True,
-                        help="folder (any layout), glob, .txt/.csv list, or tfds:NAME[:SPLIT]")
-    parser.add_argument("--out", default=defaults.out,
-                        help=f"output root (default: {defaults.out})")
-    parser.add_argument("--top-k", type=int, default=defaults.top_k,
-                        help=f"labels kept per image (default: {defaults.top_k})")
-    parser.add_argument("--with-embeddings", action="store_true",
-                        help="also write each image's pooled embedding")
-    parser.add_argument("--labels-from-folders", action=argparse.BooleanOptionalAction,
-                        default=None, help="record the first folder level as the true label "
-                        "(default: where every folder there is one of the model's classes)")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--num-shards", type=int, default=defaults.num_shards,
-                        help="0: one per 1,000 images")
-    return add_verbose_flag(parser)
+def _run(args, *, test_pipeline=None, show_progress=False):
+    from pipeline.batch.runner import pipeline_options  # noqa: PLC0415  (TensorFlow, Beam:
+    from pipeline.prediction.job import run_predict  # noqa: PLC0415  after the output is set)
 
-
-def run(argv=None, test_pipeline=None, show_progress=False):
-    """Parses `argv` and predicts; returns the `PredictResult`."""
-    args, beam_args = build_parser().parse_known_args(argv)
-    config = PredictConfig(model=args.model, data=args.data, out=args.out, top_k=args.top_k,
-                           with_embeddings=args.with_embeddings,
-                           labels_from_folders=args.labels_from_folders,
-                           batch_size=args.batch_size, num_shards=args.num_shards)
-    return run_predict(config, pipeline_options=pipeline_options(beam_args),
+    return run_predict(config_from(PredictConfig, args),
+                       pipeline_options=pipeline_options(args.beam_args),
                        test_pipeline=test_pipeline, show_progress=show_progress)
 
 
@@ -78,12 +47,14 @@ def summary(result):
     return "\n".join(lines)
 
 
-def _report(result):
+def _report(result, args):
     print(summary(result))
     print(result.out_dir)
 
 
-main = job_main(build_parser, run, _report)
+JOB = Job("predict", __doc__, EXAMPLE, flags=lambda p: add_config_flags(p, PredictConfig),
+          run=_run, report=_report, beam=True)
+main, run, build_parser = JOB.main, JOB.run_argv, JOB.build_parser
 
 
 if __name__ == "__main__":

@@ -1,0 +1,189 @@
+"""The jobs' command line, made from their configs, and the one `main` that every job shares.
+
+`add_config_flags(parser, Config)` adds one flag per field of a config dataclass: its name
+(`--field-name`, or the field's own `flag` and `aliases`), type, default, choices and help, all
+from the field and its metadata (`pipeline.fields.field`), so that a default or a choice list
+exists once, in the library. `config_from(Config, args)` builds the config back.
+
+A job module declares a `Job`: its flags, what it runs and what it prints. `Job.main` parses the
+arguments once, configures the output (the job's own lines only, unless `--verbose`), runs, prints
+the result and turns the project's errors (`ValueError`) into one line and exit status 1. A job
+module imports only TensorFlow-free configs at its top and what runs inside its `run`, so that
+`--help` answers at once and TensorFlow's start-up lines can be dropped (`pipeline.console`).
+
+Example:
+    >>> JOB = Job("export", __doc__, EXAMPLE, flags=lambda p: add_config_flags(p, ExportConfig),
+    ...           run=_run, report=_report)
+    >>> main, run, build_parser = JOB.main, JOB.run_argv, JOB.build_parser
+"""
+import argparse
+import dataclasses
+import logging
+import sys
+import types
+import typing
+
+from pipeline import console
+
+__all__ = ["Job", "add_config_flags", "config_from", "configure_output"]
+
+_VERBOSE_HELP = "show TensorFlow, Keras and Beam logs and warnings"
+
+
+def _value_types(hint):
+    """The non-None types of a field's annotation (`int | None` -> `(int,)`)."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return tuple(t for t in typing.get_args(hint) if t is not type(None))
+    return (hint,)
+
+
+def _number_or_word(number):
+    def parse(text):
+        try:
+            return number(text)
+        except ValueError:
+            return text  # a word such as "auto"; the config validates it
+    parse.__name__ = number.__name__
+    return parse
+
+
+def _flag_type(value_types):
+    """The `type=` of a flag and its `nargs` (tuples take one or more values)."""
+    (kind, *others) = value_types
+    if typing.get_origin(kind) is tuple:
+        return typing.get_args(kind)[0], "+"
+    if others and str in value_types:
+        number = next(t for t in value_types if t in (int, float))
+        return _number_or_word(number), None
+    return kind, None
+
+
+def _default_of(item):
+    if item.default is not dataclasses.MISSING:
+        return item.default
+    if item.default_factory is not dataclasses.MISSING:
+        return item.default_factory()
+    return dataclasses.MISSING
+
+
+def _help_of(item, default):
+    text = item.metadata.get("help", "")
+    shown = item.metadata.get("default_text")
+    if shown is None and not any(default is nothing for nothing in (dataclasses.MISSING, None,
+                                                                     False, ())):
+        shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+    return (text + (f" (default: {shown})" if shown is not None else "")).replace("%", "%%")
+
+
+def add_config_flags(parser, config_class, *, skip=()):
+    """Adds a flag for every field of `config_class` that the command line offers.
+
+    Args:
+        parser: an `argparse.ArgumentParser` (or argument group).
+        config_class: a dataclass whose fields are declared with `pipeline.fields.field`.
+        skip: names of fields the job sets itself. Defaults to `()`.
+
+    Returns:
+        `parser`.
+    """
+    hints = typing.get_type_hints(config_class)
+    for item in dataclasses.fields(config_class):
+        meta = item.metadata
+        if item.name in skip or not meta.get("cli", True):
+            continue
+        names = [meta.get("flag") or "--" + item.name.replace("_", "-"), *meta.get("aliases", ())]
+        default = _default_of(item)
+        kwargs = {"dest": item.name, "help": _help_of(item, default)}
+        if default is dataclasses.MISSING:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = default
+        value_types = _value_types(hints[item.name])
+        if bool in value_types:
+            negatable = meta.get("negatable", True)
+            kwargs["action"] = argparse.BooleanOptionalAction if negatable else "store_true"
+        else:
+            kind, nargs = _flag_type(value_types)
+            kwargs["type"] = meta.get("parse") or kind
+            if nargs:
+                kwargs["nargs"] = nargs
+            if meta.get("choices") is not None:
+                kwargs["choices"] = meta["choices"]
+            if meta.get("metavar") or meta.get("choices") is None:
+                kwargs["metavar"] = meta.get("metavar") or names[0][2:].upper().replace("-", "_")
+        parser.add_argument(*names, **kwargs)
+    return parser
+
+
+def config_from(config_class, args, **values):
+    """The `config_class` of parsed arguments: every field that has a flag, then `values`."""
+    given = {item.name: getattr(args, item.name) for item in dataclasses.fields(config_class)
+             if hasattr(args, item.name)}
+    return config_class(**{**given, **values})
+
+
+def configure_output(verbose):
+    """INFO logs with `--verbose`; else the libraries silenced and TensorFlow imported quietly."""
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                            force=True)
+        return
+    console.silence_library_logs()
+    console.import_tensorflow_quietly()
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One job's command line, what it runs and what it prints.
+
+    Attributes:
+        name: the module name under `jobs/` (`python -m jobs.<name>`).
+        doc: the module's docstring; its first line describes the job in `--help`.
+        example: the worked example that ends `--help`.
+        flags: adds the job's flags to a parser (`add_config_flags` for each config).
+        run: `run(args, *, show_progress=False, **extras)`: does the work, returns a result.
+        report: `report(result, args)`: prints the result; returns an exit status or None.
+        beam: arguments the parser does not know go to Beam (`args.beam_args`).
+    """
+
+    name: str
+    doc: str
+    example: str
+    flags: typing.Callable
+    run: typing.Callable
+    report: typing.Callable
+    beam: bool = False
+
+    def build_parser(self):
+        """The job's `argparse` parser, `--verbose` and the worked example included."""
+        parser = argparse.ArgumentParser(
+            prog=f"python -m jobs.{self.name}", description=self.doc.strip().split("\n")[0],
+            epilog=self.example, formatter_class=argparse.RawDescriptionHelpFormatter)
+        self.flags(parser)
+        parser.add_argument("--verbose", action="store_true", help=_VERBOSE_HELP)
+        return parser
+
+    def parse(self, argv=None):
+        """Parses `argv` once; a Beam job keeps the arguments it does not know as `beam_args`."""
+        parser = self.build_parser()
+        if not self.beam:
+            return parser.parse_args(argv)
+        args, beam_args = parser.parse_known_args(argv)
+        args.beam_args = beam_args
+        return args
+
+    def run_argv(self, argv=None, **extras):
+        """Parses `argv` and runs the job; returns its result (for tests and other jobs)."""
+        return self.run(self.parse(argv), **extras)
+
+    def main(self, argv=None):
+        """The job as a program: parse, configure the output, run, report, exit status."""
+        args = self.parse(argv)
+        configure_output(args.verbose)
+        try:
+            result = self.run(args, show_progress=True)
+        except ValueError as err:
+            sys.exit(f"error: {err}")
+        status = self.report(result, args)
+        if status:
+            sys.exit(status)

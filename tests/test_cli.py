@@ -1,0 +1,133 @@
+"""The jobs' command line is made from the configs: one default, one choice list, one `main`."""
+import argparse
+import dataclasses
+import importlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+from jobs import cli
+from pipeline.data.augment import AugmentConfig
+from pipeline.evaluation.config import AuditConfig, EvaluateConfig, ExportConfig
+from pipeline.features.config import EmbedConfig
+from pipeline.fields import field
+from pipeline.prediction.config import PredictConfig
+from pipeline.training.config import FinetuneConfig
+from pipeline.training.heads import HeadConfig
+from tests.conftest import REPO
+
+JOBS = sorted(p.stem for p in (REPO / "jobs").glob("*.py")
+              if not p.stem.startswith("_") and p.stem != "cli")
+
+#: (job, its required flags, the config its flags build, that config's required values).
+CONFIGS = [
+    ("embed", ["--data", "d"], EmbedConfig, {"data": "d"}),
+    ("train_head", ["--cache", "c", "--out", "o"], HeadConfig, {}),
+    ("finetune", ["--cache", "c"], FinetuneConfig, {}),
+    ("audit", ["--cache", "c", "--out", "o"], AuditConfig, {}),
+    ("evaluate", ["--model", "m", "--data", "d"], EvaluateConfig, {"model": "m", "data": "d"}),
+    ("export", ["--model", "m", "--out", "o"], ExportConfig, {"model": "m", "out": "o"}),
+    ("predict", ["--model", "m", "--data", "d"], PredictConfig, {"model": "m", "data": "d"}),
+]
+
+
+def _job(name):
+    return importlib.import_module(f"jobs.{name}").JOB
+
+
+@pytest.mark.parametrize("name, required, config_class, values", CONFIGS)
+def test_flag_defaults_are_the_configs_defaults(name, required, config_class, values):
+    args = _job(name).parse(required)
+    assert cli.config_from(config_class, args) == config_class(**values)
+
+
+def test_backbone_alone_means_the_same_width_on_the_command_line_and_in_python():
+    for backbone in ("mobilenet_v2", "mobilenet", "efficientnet_b0"):
+        args = _job("embed").parse(["--data", "d", "--backbone", backbone])
+        from_flags = cli.config_from(EmbedConfig, args)
+        assert from_flags == EmbedConfig(data="d", backbone=backbone)
+    assert EmbedConfig(data="d").alpha == 0.5
+    assert EmbedConfig(data="d", backbone="mobilenet").alpha is None  # Keras's own, 1.0
+
+
+def test_choices_come_from_the_library_and_are_checked_in_python_too():
+    with pytest.raises(SystemExit) as exited:
+        _job("train_head").parse(["--cache", "c", "--out", "o", "--head", "forest"])
+    assert exited.value.code == 2
+    with pytest.raises(ValueError, match="head: expected one of dense, logistic; got 'forest'"):
+        HeadConfig(head="forest")
+    with pytest.raises(ValueError, match="schedule: expected one of constant, cosine"):
+        FinetuneConfig(schedule="linear")
+
+
+def test_old_spellings_keep_working():
+    args = _job("finetune").parse(["--cache", "c", "--head", "runs/head", "--out", "o"])
+    assert args.head_dir == "runs/head"
+    assert _job("audit").parse(["--cache", "c", "--out", "o", "--no-augmented"]).augmented is False
+    args = _job("train_head").parse(["--cache", "c", "--out", "o", "--class-weight", "--quiet",
+                                     "--no-standardize", "--train-fraction", "0.1", "1.0"])
+    assert (args.class_weight, args.quiet, args.standardize) == (True, True, False)
+    assert args.train_fraction == [0.1, 1.0]
+    args = _job("embed").parse(["--data", "d", "--image-size", "96", "--no-face-crop",
+                                "--weights", "none", "--augment", "none", "--runner=DaskRunner"])
+    config = cli.config_from(EmbedConfig, args)
+    assert (config.image_size, config.face_crop, config.weights) == (96, False, None)
+    assert config.augment == AugmentConfig.none() and args.beam_args == ["--runner=DaskRunner"]
+
+
+@pytest.mark.parametrize("name", JOBS)
+def test_every_job_has_verbose_and_ends_help_with_a_worked_example(name):
+    text = _job(name).build_parser().format_help()
+    example = text[text.rindex("\nexample"):]
+    assert f"python -m jobs.{name} " in example and "--verbose" in text
+
+
+def test_importing_the_jobs_does_no_work():
+    code = ("import os, sys; before = os.fstat(2).st_ino\n"
+            f"import jobs, {', '.join(f'jobs.{name}' for name in JOBS)}\n"
+            "assert 'tensorflow' not in sys.modules and 'apache_beam' not in sys.modules\n"
+            "assert os.fstat(2).st_ino == before and 'TF_CPP_MIN_LOG_LEVEL' not in os.environ\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_main_turns_the_projects_errors_into_one_line_and_status_1(capsys):
+    with pytest.raises(SystemExit) as exited:
+        _job("finetune").main(["--cache", "c"])
+    assert exited.value.code == "error: --head-dir and --out: required (unless --list-layers)"
+
+
+def test_a_field_says_its_flag_type_default_and_help():
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        path: str = field(help="a folder", metavar="DIR")
+        size: int | str = field("auto", help="pixels or auto")
+        ratio: float | None = field(None, help="a ratio", aliases=("--old-ratio",))
+        crop: bool | str = field("auto", help="crop")
+        sides: tuple[int, ...] = field((1, 2), help="sides")
+
+    parser = cli.add_config_flags(argparse.ArgumentParser(), Config)
+    args = parser.parse_args(["--path", "p", "--size", "96", "--old-ratio", "0.5", "--no-crop",
+                              "--sides", "3"])
+    assert cli.config_from(Config, args) == Config("p", 96, 0.5, False, [3])
+    assert cli.config_from(Config, parser.parse_args(["--path", "p"])) == Config("p")
+    text = parser.format_help()
+    assert "pixels or auto (default: auto)" in text and "--path DIR" in text
+
+
+
+def test_train_head_prints_its_own_lines_only_unless_verbose(tiny_cache, tmp_path, capsys):
+    argv = ["--cache", tiny_cache.cache_dir, "--epochs", "3", "--ensemble", "2"]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    quiet = subprocess.run([sys.executable, "-m", "jobs.train_head", *argv, "--out",
+                            str(tmp_path / "quiet")], cwd=REPO, env=env, capture_output=True,
+                           text=True)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    assert "Epoch" not in quiet.stdout
+    assert quiet.stdout.rstrip().endswith(str(tmp_path / "quiet" / "index.html"))
+    _job("train_head").main([*argv, "--out", str(tmp_path / "verbose"), "--verbose"])
+    assert "Epoch 1/3" in capsys.readouterr().out
