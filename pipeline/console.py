@@ -1,8 +1,9 @@
 """What a job shows on the console: its own lines and progress, not the libraries' logs.
 
 `silence_library_logs()` turns off the Python-side logs and warnings of TensorFlow, Keras, absl,
-Apache Beam and friends (their C++ logs are set off by `jobs/__init__.py`, before TensorFlow is
-imported); it returns a function that restores them. `Progress` shows progress on long work: a
+Apache Beam and friends; it returns a function that restores them. `import_tensorflow_quietly()`
+turns their C++ logs off and drops the lines TensorFlow prints at its first import (a job calls
+both before it imports anything that needs TensorFlow). `Progress` shows progress on long work: a
 tqdm bar on a terminal, otherwise (CI, cron, a pipe) one plain line every few seconds and a final
 line.
 
@@ -14,14 +15,17 @@ Example:
 """
 import logging
 import math
+import os
 import re
 import sys
+import tempfile
 import time
 import warnings
 
 import tqdm
 
-__all__ = ["LIBRARY_LOGGERS", "silence_library_logs", "Progress", "track", "format_duration"]
+__all__ = ["LIBRARY_LOGGERS", "silence_library_logs", "import_tensorflow_quietly", "Progress",
+           "track", "format_duration"]
 
 #: Python loggers that libraries log to; quiet jobs raise them to ERROR.
 LIBRARY_LOGGERS = ("tensorflow", "keras", "absl", "apache_beam", "h5py", "matplotlib", "PIL",
@@ -77,6 +81,35 @@ def silence_library_logs():
         logging.getLogger().removeFilter(root_filter)
 
     return restore
+
+
+def import_tensorflow_quietly():
+    """Imports TensorFlow with its C++ logs off and its start-up lines dropped (shown on failure).
+
+    TensorFlow prints a few lines at its first import whatever `TF_CPP_MIN_LOG_LEVEL` says, so
+    file descriptor 2 is caught while it imports. Worker processes that a runner starts (a Dask
+    `LocalCluster`) inherit the environment set here. Does nothing more once TensorFlow is in.
+    """
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    os.environ.setdefault("DASK_DISTRIBUTED__LOGGING__DISTRIBUTED", "error")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401,PLC0415  (the import whose lines are dropped)
+        except BaseException:
+            os.dup2(saved, 2)
+            caught.seek(0)
+            sys.stderr.write(caught.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _set_absl_verbosity(level):

@@ -7,14 +7,23 @@ import dataclasses
 import hashlib
 import json
 
-from pipeline.data.augment import AugmentConfig
-from pipeline.features.backbones import get_spec
+from pipeline.data.augment import AugmentConfig, parse_augment
+from pipeline.data.faces import FACE_SHARE
+from pipeline.features.registry import BACKBONES, DEFAULT_BACKBONE, get_spec
+from pipeline.fields import check_choices, field
 from pipeline.validation import check_scalar
 
-__all__ = ["FORMAT_VERSION", "EmbedConfig", "cache_key", "config_key"]
+__all__ = ["FORMAT_VERSION", "DATA_PROBE_IMAGES", "EmbedConfig", "cache_key", "config_key"]
 
 #: Version of the cache layout; bump it when records or the manifest change incompatibly.
 FORMAT_VERSION = 3
+
+#: Images sampled to decide `image_size` and `face_crop` "auto" before any work.
+DATA_PROBE_IMAGES = 64
+
+
+def _weights(value):
+    return None if value.lower() == "none" else value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,9 +33,10 @@ class EmbedConfig:
     Attributes:
         data: a class-folder root or `tfds:NAME`.
         backbone: registry name. Defaults to `"mobilenet_v2"`.
-        alpha: width multiplier, or None for Keras's default (1.0); set None with a backbone
-            that has none. Defaults to `0.5` (the default backbone is MobileNetV2 0.5, chosen by
-            `bench/backbones.py`).
+        alpha: width multiplier; None: Keras's default (1.0), or a backbone without one.
+            `"auto"` is the backbone's default width (`BackboneSpec.default_alpha`: 0.5 for
+            MobileNetV2, the default backbone, chosen by `bench/backbones.py`; None for the
+            others), resolved at once. Defaults to `"auto"`.
         weights: `"imagenet"` (`"auto"` is the same), a weights file, or None (random, on
             purpose). Defaults to `"imagenet"`.
         weights_dir: a folder of Keras weight files under their own names (local or `gs://`),
@@ -52,23 +62,41 @@ class EmbedConfig:
             Defaults to `0`.
     """
 
-    data: str
-    backbone: str = "mobilenet_v2"
-    alpha: float | None = 0.5
-    weights: str | None = "imagenet"
-    weights_dir: str | None = None
-    image_size: int | str | None = "auto"
-    augment: AugmentConfig = AugmentConfig()
-    augment_copies: int = 2
-    val_fraction: float = 0.2
-    seed: int = 123
-    face_crop: bool | str = "auto"
-    cache_root: str = "cache"
-    batch_size: int = 32
-    num_shards: int = 0
+    data: str = field(help="a class-folder root, or tfds:NAME", metavar="DIR|tfds:NAME")
+    backbone: str = field(DEFAULT_BACKBONE, help="backbone name", choices=sorted(BACKBONES),
+                          metavar="NAME")
+    alpha: float | str | None = field(
+        "auto", help="width multiplier; auto: the backbone's default (MobileNetV2: 0.5, the "
+        "others: Keras's own)")
+    weights: str | None = field("imagenet", parse=_weights, help="imagenet (--weights-dir, "
+                                "then Keras's cache, then Keras's download) | none (random, on "
+                                "purpose) | PATH")
+    weights_dir: str | None = field(None, metavar="DIR", help="folder of Keras weight files "
+                                    "under their Keras names (local or gs://), searched first")
+    image_size: int | str | None = field(
+        "auto", help="input side in pixels; auto: the backbone's own, or 1.25x it (to a "
+        f"multiple of 32) where the median shorter side of {DATA_PROBE_IMAGES} sampled images "
+        "is larger")
+    augment: AugmentConfig = field(
+        AugmentConfig(), parse=parse_augment, default_text="default",
+        help='"default" (flip, rotation 0.1, zoom 0.1, contrast 0.1), "none", or ops such as '
+        '"flip=horizontal,rotation=0.2,brightness=0.1"')
+    augment_copies: int = field(2, help="K, augmented copies per training image")
+    val_fraction: float = field(0.2, help="share of a folder's images hashed into validation")
+    seed: int = field(123, help="seed of the split and of the augmentations")
+    face_crop: bool | str = field(
+        "auto", default_text="auto", help="crop the largest face (OpenCV Haar cascade) before "
+        f"resizing; auto: on where faces are found in at least {FACE_SHARE:.0%} of "
+        f"{DATA_PROBE_IMAGES} sampled images")
+    cache_root: str = field("cache", flag="--cache-dir", help="cache root")
+    batch_size: int = field(32, help="backbone batch size (speed only)")
+    num_shards: int = field(0, help="TFRecord shards; 0: the runner decides")
 
     def __post_init__(self):
+        check_choices(self)
         spec = get_spec(self.backbone)
+        if self.alpha == "auto":
+            object.__setattr__(self, "alpha", spec.default_alpha)
         if self.image_size is None:
             object.__setattr__(self, "image_size", spec.default_size)
         if isinstance(self.image_size, str) and self.image_size != "auto":

@@ -30,13 +30,11 @@ from pipeline.data.sources import FolderSource, open_source, read_bytes
 from pipeline.features import cache
 from pipeline.features.accounting import account
 from pipeline.features.backbones import get_spec, weights_digest
-from pipeline.features.config import FORMAT_VERSION, EmbedConfig, cache_key, config_key
+from pipeline.features.config import (DATA_PROBE_IMAGES, FORMAT_VERSION, EmbedConfig, cache_key,
+                                      config_key)
 from pipeline.features.embed import EmbedImages, shared_embedder
 
 __all__ = ["EmbedResult", "build_embed_pipeline", "run_embed"]
-
-#: Images of the data that decide `face_crop="auto"` and `image_size="auto"`.
-DATA_PROBE_IMAGES = 64
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,13 +28,13 @@ from pipeline.batch.accounting import read_indexes, sorted_items
 from pipeline.batch.runner import drop_scratch, run_pipeline
 from pipeline.batch.runner import pipeline_options as default_options
 from pipeline.data.fingerprint import combine_hashes
+from pipeline.prediction.config import PredictConfig
 from pipeline.prediction.inputs import open_inputs
 from pipeline.prediction.models import open_model
 from pipeline.prediction.page import write_predict_page
 from pipeline.prediction.shard import HISTOGRAM_BINS, PredictImages, read_rows
 from pipeline.reports.runs import display_name
 from pipeline.reports.summaries import merge_summaries
-from pipeline.validation import check_scalar
 
 __all__ = ["PredictConfig", "PredictResult", "CSV_FILE", "CSV_MAX_ROWS", "run_predict"]
 
@@ -42,49 +42,6 @@ FORMAT_VERSION = 1
 CSV_FILE, CSV_MAX_ROWS = "predictions.csv", 1_000_000
 #: Lowest-confidence images on the page.
 PAGE_LOWEST = 48
-
-
-@dataclasses.dataclass(frozen=True)
-class PredictConfig:
-    """What to predict, and how.
-
-    Attributes:
-        model: a fine-tuned `model.keras` (or its folder), a head folder, or a `jobs.export`
-            folder.
-        data: a folder (any layout), a glob, a `.txt`/`.csv` list, or `tfds:NAME[:SPLIT]`.
-        out: the output root; each run is `OUT/<run key>/`. Defaults to `"predictions"`.
-        top_k: labels in each row's top-k. Defaults to `5`.
-        with_embeddings: also write each image's pooled embedding. Defaults to `False`.
-        labels_from_folders: the first folder level is the true label: True, False, or None
-            (where every folder there is one of the model's classes). Defaults to `None`.
-        batch_size: images per forward pass. Defaults to `32`.
-        num_shards: the shard count; 0: one per 1,000 images. Defaults to `0`.
-        cached_embeddings: a head takes the embeddings its cache holds for an image's content
-            instead of running its backbone (evaluation on the cache's own images). Defaults
-            to `False`.
-        most_wrong: the most confident mistakes kept for the evaluation report, where true
-            labels are known. Defaults to `50`.
-    """
-
-    model: str
-    data: str
-    out: str = "predictions"
-    top_k: int = 5
-    with_embeddings: bool = False
-    labels_from_folders: bool | None = None
-    batch_size: int = 32
-    num_shards: int = 0
-    cached_embeddings: bool = False
-    most_wrong: int = 50
-
-    def __post_init__(self):
-        check_scalar(self.top_k, "top_k", int, min_val=1)
-        check_scalar(self.batch_size, "batch_size", int, min_val=1)
-        check_scalar(self.num_shards, "num_shards", int, min_val=0)
-        check_scalar(self.most_wrong, "most_wrong", int, min_val=0)
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,105 +30,12 @@ from pipeline.training.end_to_end import (MODEL_FILE, MODEL_INFO, backbone_of, b
 from pipeline.training.head_training import example_paths
 from pipeline.training.heads import fraction_subset, load_head, logits_to_proba
 from pipeline.training.image_data import image_dataset, split_refs
+from pipeline.training.config import FinetuneConfig
 from pipeline.training.epochs import fit
 from pipeline.training.selection import kept_summary
-from pipeline.training.tta import TTA_CHOICES, flip_tta_wanted, score_candidate, with_flip_tta
-from pipeline.validation import check_choice, check_scalar
+from pipeline.training.tta import flip_tta_wanted, score_candidate, with_flip_tta
 
 __all__ = ["FinetuneConfig", "run_finetune"]
-
-_STRATEGIES = ("none", "mirrored")
-_SCHEDULES = ("constant", "cosine")
-
-
-@dataclasses.dataclass(frozen=True)
-class FinetuneConfig:
-    """How the end-to-end model is fine-tuned.
-
-    The defaults come from measurement (../shared/BASELINES.md, bench/finetune_genki.py and the
-    README's fine-tune levers): with a small backbone, Adam on all layers clearly beats the seeds'
-    1e-5 on the top layers, and 3e-4 beats 1e-4 on GENKI-4K (0.9330 against 0.9122) and on
-    flower_photos (0.9199 against 0.9096), converging in fewer epochs.
-
-    Attributes:
-        epochs: at most this many fine-tuning epochs (after the head's); early stopping usually
-            ends sooner. Defaults to `20`.
-        learning_rate: Adam's learning rate. Defaults to `3e-4`.
-        fine_tune_at: backbone layers before this index stay frozen; None: see `unfreeze_last`.
-        unfreeze_last: unfreeze only the last N backbone layers; None (and no `fine_tune_at`)
-            unfreezes all. Defaults to None.
-        batch_size: Defaults to `32`.
-        patience: stop after this many epochs without a new best fine-tune epoch (validation
-            accuracy, then loss). Defaults to `3`.
-        distribute: `"none"` or `"mirrored"` (`tf.distribute.MirroredStrategy`). Defaults to
-            `"none"`.
-        train_fraction: fine-tune on this deterministic stratified fraction of the training
-            images (the same subset as the head's `--train-fraction`). Defaults to `1.0`.
-        schedule: `"constant"` (Adam at `learning_rate`) or `"cosine"` (cosine decay to 0 over
-            `epochs`). Defaults to `"constant"`.
-        warmup_epochs: a linear warm-up from 0 to `learning_rate` over this many epochs
-            first (either schedule; at most `epochs`). Defaults to `1`: without it, Adam 3e-4
-            first knocks the warm-started head down (GENKI-4K with face crop: 0.64 after epoch
-            1 against the head's 0.78; 0.84 with it), and 0.90 came at epoch 4 instead of 7.
-        head_learning_rate_scale: the dense layer learns at this multiple of `learning_rate`
-            (discriminative learning rates: the backbone slower than the head). Defaults to
-            `1.0`.
-        label_smoothing: of the training targets (validation is scored on the true labels).
-            Defaults to `0.0`.
-        mixup: mix each training image and its target with another of its batch by a weight
-            drawn from Beta(mixup, mixup) (`pipeline.data.augment.mixup_batches`); 0 turns it
-            off. Defaults to `0.0`.
-        ema: each epoch's candidate is the moving average of the weights over about one epoch
-            of steps (`pipeline.training.ema`) instead of the weights at the epoch's end
-            (measured: +2.2 points on flower_photos over two seeds, no difference on GENKI-4K).
-            Defaults to `True`.
-        tta: test-time augmentation of the shipped model: `"auto"` (try averaging over each
-            image and its mirror when the cache's augmentation mirrors images, and keep it where
-            it scores better on validation), `"flip"` (try it always) or `"none"`. Defaults to
-            `"auto"`.
-        seed: Defaults to `123`.
-    """
-
-    epochs: int = 20
-    learning_rate: float = 3e-4
-    fine_tune_at: int | None = None
-    unfreeze_last: int | None = None
-    batch_size: int = 32
-    patience: int = 3
-    distribute: str = "none"
-    train_fraction: float = 1.0
-    schedule: str = "constant"
-    warmup_epochs: int = 1
-    head_learning_rate_scale: float = 1.0
-    label_smoothing: float = 0.0
-    mixup: float = 0.0
-    ema: bool = True
-    tta: str = "auto"
-    seed: int = 123
-
-    def __post_init__(self):
-        check_scalar(self.epochs, "epochs", int, min_val=0)
-        check_scalar(self.learning_rate, "learning_rate", float, min_val=0.0, include_min=False)
-        if self.fine_tune_at is not None and self.unfreeze_last is not None:
-            raise ValueError("fine_tune_at and unfreeze_last: expected at most one; got both")
-        if self.fine_tune_at is not None:
-            check_scalar(self.fine_tune_at, "fine_tune_at", int, min_val=0)
-        if self.unfreeze_last is not None:
-            check_scalar(self.unfreeze_last, "unfreeze_last", int, min_val=0)
-        check_scalar(self.batch_size, "batch_size", int, min_val=1)
-        check_scalar(self.patience, "patience", int, min_val=1)
-        check_choice(self.distribute, "distribute", _STRATEGIES)
-        check_choice(self.schedule, "schedule", _SCHEDULES)
-        check_choice(self.tta, "tta", TTA_CHOICES)
-        check_scalar(self.head_learning_rate_scale, "head_learning_rate_scale", float,
-                     min_val=0.0, include_min=False)
-        check_scalar(self.label_smoothing, "label_smoothing", float, min_val=0.0, max_val=1.0,
-                     include_max=False)
-        check_scalar(self.mixup, "mixup", float, min_val=0.0)
-        check_scalar(self.warmup_epochs, "warmup_epochs", int, min_val=0)
-        check_scalar(self.train_fraction, "train_fraction", float, min_val=0.0, max_val=1.0,
-                     include_min=False)
-
 
 def _read_log(path):
     with open(path) as handle:
@@ -173,71 +80,170 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
     Raises:
         ValueError: a head of another cache or kind, a TFDS cache, changed data, bad layers.
     """
+    start = _start(cache_dir, head_dir)
+    train_refs, val_refs = _training_refs(start.manifest, config)
+    model, first_unfrozen = _compiled_model(
+        start.manifest, start.head, config,
+        steps_per_epoch=math.ceil(len(train_refs) / config.batch_size))
+    train = _train_dataset(train_refs, start.manifest, config)
+    validation = _validation(val_refs, start, config)
+    warm_start_diff, warm_start_score = _warm_start(model, validation)
+    os.makedirs(out_dir, exist_ok=True)
+    head_epochs = len(start.head.history.get("loss", []))
+    model, state = _fine_tune(model, train, out_dir, validation, config=config,
+                              warm_start_score=warm_start_score, initial_epoch=head_epochs,
+                              resume=resume, callbacks=callbacks)
+    _save_model(model, out_dir, start.manifest, config)
+    return _write_finetune_report(
+        out_dir, model, state, start=start, validation=validation, config=config, top_n=top_n,
+        facts={"first_unfrozen_layer": first_unfrozen, "warm_start_max_abs_diff": warm_start_diff,
+               "head_epochs": head_epochs, "train_images": len(train_refs)})
+
+
+@dataclasses.dataclass(frozen=True)
+class _Start:
+    """What a fine-tune run starts from: a complete cache and the dense head trained on it."""
+
+    cache_dir: str
+    head_dir: str
+    manifest: dict
+    head: object
+
+
+@dataclasses.dataclass(frozen=True)
+class _Validation:
+    """The validation images as every candidate is judged on them, and the head's view of them.
+
+    Attributes:
+        data: the dataset of (image batch, label batch), in `ids` order.
+        y_true: the labels (n,).
+        ids: the images' ids, from the cache (n,).
+        num_classes: the class count.
+        head_proba: the head's probabilities on the cached embeddings (n, num_classes).
+        try_flip: whether candidates are also scored averaged over each image and its mirror.
+    """
+
+    data: tf.data.Dataset
+    y_true: np.ndarray
+    ids: np.ndarray
+    num_classes: int
+    head_proba: np.ndarray
+    try_flip: bool
+
+    def score(self, candidate, logits=None):
+        """`score_candidate` on these images: `fit`'s scorer (`logits`: already computed)."""
+        return score_candidate(candidate, self.data, self.y_true, self.num_classes,
+                               flip_tta=self.try_flip, logits=logits)
+
+
+def _start(cache_dir, head_dir):
+    """Reads the cache's manifest and the head, refusing a head that cannot warm-start."""
     manifest = cache.read_manifest(cache_dir)
     head = load_head(head_dir)
     _check_head(head, manifest, head_dir)
-    train_refs, val_refs = _training_refs(manifest, config)
-    num_classes = len(manifest["class_names"])
-    model, first_unfrozen = _compiled_model(
-        manifest, head, config, steps_per_epoch=math.ceil(len(train_refs) / config.batch_size))
+    return _Start(cache_dir, head_dir, manifest, head)
+
+
+def _train_dataset(train_refs, manifest, config):
+    """The shuffled training images, with soft (smoothed or mixed) targets where configured."""
     side, face_crop = manifest["config"]["image_size"], manifest["config"].get("face_crop", False)
     train = image_dataset(train_refs, side, batch_size=config.batch_size,
                           shuffle_seed=config.seed, face_crop=face_crop)
     if config.label_smoothing or config.mixup:
-        train = soft_targets(train, num_classes)
+        train = soft_targets(train, len(manifest["class_names"]))
     if config.mixup:
         train = mixup_batches(train, alpha=config.mixup, seed=config.seed)
-    val = image_dataset(val_refs, side, batch_size=config.batch_size, face_crop=face_crop)
+    return train
+
+
+def _validation(val_refs, start, config):
+    """The validation images (decoded as in training) and the head's probabilities on them."""
+    manifest = start.manifest
+    side, face_crop = manifest["config"]["image_size"], manifest["config"].get("face_crop", False)
+    data = image_dataset(val_refs, side, batch_size=config.batch_size, face_crop=face_crop)
     y_true = np.array([r.label for r in val_refs])
-    cached_val = cache.load_split(cache_dir, "val", clean_only=True)
-    head_proba = head.predict_proba(cached_val.embeddings)
-    warm_logits = model.predict(val, verbose=0)
-    warm_start_diff = float(np.abs(logits_to_proba(warm_logits, num_classes) - head_proba).max())
-    os.makedirs(out_dir, exist_ok=True)
-    head_epochs = len(head.history.get("loss", []))
-    try_flip = flip_tta_wanted(config.tta, manifest["config"])
+    cached_val = cache.load_split(start.cache_dir, "val", clean_only=True)
+    return _Validation(data, y_true, cached_val.ids, len(manifest["class_names"]),
+                       start.head.predict_proba(cached_val.embeddings),
+                       flip_tta_wanted(config.tta, manifest["config"]))
 
-    def scorer(candidate, logits=None):
-        return score_candidate(candidate, val, y_true, num_classes, flip_tta=try_flip,
-                               logits=logits)
 
-    _, warm_start_score = scorer(model, warm_logits)
-    _, state = fit(model, train, out_dir, config=config, scorer=scorer,
-                   warm_start_score=warm_start_score, initial_epoch=head_epochs, resume=resume,
+def _warm_start(model, validation):
+    """The warm-started model against the head: the largest probability difference on
+    validation (0 up to float error), and its score as candidate 0."""
+    logits = model.predict(validation.data, verbose=0)
+    diff = float(np.abs(logits_to_proba(logits, validation.num_classes)
+                        - validation.head_proba).max())
+    _, score = validation.score(model, logits)
+    return diff, score
+
+
+def _fine_tune(model, train, out_dir, validation, *, config, warm_start_score, initial_epoch,
+               resume, callbacks):
+    """Trains and keeps the best candidate (`epochs.fit`); returns it, mirror-averaging where
+    that scored better, and the selection's state."""
+    _, state = fit(model, train, out_dir, config=config, scorer=validation.score,
+                   warm_start_score=warm_start_score, initial_epoch=initial_epoch, resume=resume,
                    callbacks=callbacks)
-    flip_tta = state["best"].get("flip_tta", False)  # a state from before TTA has none
-    if flip_tta:
+    if state["best"].get("flip_tta", False):  # a state from before TTA has none
         model = with_flip_tta(model)
-    _save_model(model, out_dir, manifest, config)
-    proba = probabilities(model, val, num_classes)
+    return model, state
+
+
+def _history(head, out_dir):
+    """The curves of both phases: the head's epochs, then those of `training_log.csv`."""
     tuned = _read_log(os.path.join(out_dir, "training_log.csv"))
-    history = {k: head.history.get(k, []) + tuned.get(k, [])
-               for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
-    head_metrics = reports.compute_metrics(y_true, head_proba, manifest["class_names"])
-    kept = kept_summary(state)
+    return {k: head.history.get(k, []) + tuned.get(k, [])
+            for k in ("loss", "accuracy", "val_loss", "val_accuracy")}, len(tuned.get("loss", []))
+
+
+def _write_finetune_report(out_dir, model, state, *, start, validation, config, top_n, facts):
+    """Writes the report of the kept model (and `head_vs_finetuned.csv`); returns its dict.
+
+    Args:
+        facts: `first_unfrozen_layer`, `warm_start_max_abs_diff`, `head_epochs` and
+            `train_images` of the run.
+    """
+    manifest = start.manifest
+    proba = probabilities(model, validation.data, validation.num_classes)
+    history, finetune_epochs = _history(start.head, out_dir)
+    head_metrics = reports.compute_metrics(validation.y_true, validation.head_proba,
+                                           manifest["class_names"])
     report = reports.write_report(
-        out_dir, ids=cached_val.ids, y_true=y_true, proba=proba,
+        out_dir, ids=validation.ids, y_true=validation.y_true, proba=proba,
         class_names=manifest["class_names"], title="Fine-tuned model",
-        paths=example_paths(manifest, cached_val.ids), history=history,
-        phases=[("head", 1), ("fine-tune", head_epochs + 1)], top_n=top_n,
+        paths=example_paths(manifest, validation.ids), history=history,
+        phases=[("head", 1), ("fine-tune", facts["head_epochs"] + 1)], top_n=top_n,
         config=dataclasses.asdict(config),
-        extra={"job": "finetune", "cache_key": manifest["cache_key"], "cache_dir": cache_dir,
-               "head_dir": head_dir, "embed_config": manifest["config"],
-               "versions": manifest.get("versions"), "first_unfrozen_layer": first_unfrozen,
-               "backbone_layers": len(backbone_of(model).layers), "flip_tta": flip_tta,
-               "flip_tta_tried": try_flip,
-               "trainable_weights": len(model.trainable_weights),
-               "warm_start_max_abs_diff": warm_start_diff,
-               "head_epochs": head_epochs, "finetune_epochs": len(tuned.get("loss", [])),
-               "train_images": len(train_refs), **kept,
-               "warm_start_score": state["warm_start"], "best_finetune_epoch":
-                   state["best_finetune_epoch"], "best_finetune_score": state["best_finetune"],
-               "head_vs_finetuned": {"head_accuracy": head_metrics["accuracy"],
-                                     "head_macro_f1": head_metrics["macro_f1"],
-                                     "changed_predictions": int(np.sum(
-                                         head_proba.argmax(1) != proba.argmax(1)))}})
+        extra=_report_extra(model, state, start=start, validation=validation, facts=facts,
+                            finetune_epochs=finetune_epochs, head_metrics=head_metrics,
+                            proba=proba))
     _write_head_vs_finetuned(out_dir, head_metrics, report, state)
     return report
+
+
+def _report_extra(model, state, *, start, validation, facts, finetune_epochs, head_metrics,
+                  proba):
+    """The fine-tune entries of `report.json`: sources, model, epochs, selection, the head."""
+    manifest = start.manifest
+    return {"job": "finetune", "cache_key": manifest["cache_key"], "cache_dir": start.cache_dir,
+            "head_dir": start.head_dir, "embed_config": manifest["config"],
+            "versions": manifest.get("versions"),
+            "first_unfrozen_layer": facts["first_unfrozen_layer"],
+            "backbone_layers": len(backbone_of(model).layers),
+            "flip_tta": state["best"].get("flip_tta", False),
+            "flip_tta_tried": validation.try_flip,
+            "trainable_weights": len(model.trainable_weights),
+            "warm_start_max_abs_diff": facts["warm_start_max_abs_diff"],
+            "head_epochs": facts["head_epochs"], "finetune_epochs": finetune_epochs,
+            "train_images": facts["train_images"], **kept_summary(state),
+            "warm_start_score": state["warm_start"],
+            "best_finetune_epoch": state["best_finetune_epoch"],
+            "best_finetune_score": state["best_finetune"],
+            "head_vs_finetuned": {"head_accuracy": head_metrics["accuracy"],
+                                  "head_macro_f1": head_metrics["macro_f1"],
+                                  "changed_predictions": int(np.sum(
+                                      validation.head_proba.argmax(1) != proba.argmax(1)))}}
 
 
 def _training_refs(manifest, config):

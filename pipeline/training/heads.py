@@ -19,7 +19,8 @@ import pickle
 import numpy as np
 
 from pipeline.data.augment import mixup_batches
-from pipeline.validation import check_choice, check_scalar
+from pipeline.fields import check_choices, field
+from pipeline.validation import check_scalar
 
 __all__ = ["HEADS", "HeadConfig", "TrainedHead", "train_head", "load_head", "fraction_subset",
            "build_dense_head", "loss_and_metric", "soft_loss_and_metric", "logits_to_proba"]
@@ -61,23 +62,26 @@ class HeadConfig:
     validation accuracy of slower settings (1e-3, batch 128, patience 10: 72 epochs, 18 s).
     """
 
-    head: str = "dense"
-    epochs: int = 200
-    batch_size: int = 512
-    learning_rate: float = 1e-2
-    dropout: float = 0.2
-    patience: int = 5
-    class_weight: bool = False
-    l2: float = 1.0
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.0
-    mixup: float = 0.0
-    standardize: bool = False
-    ensemble: int = 5
-    seed: int = 123
+    head: str = field("dense", choices=HEADS, help="kind of head")
+    epochs: int = field(200, help="maximum epochs (dense)")
+    batch_size: int = field(512, help="training batch size")
+    learning_rate: float = field(1e-2, help="Adam's learning rate (dense)")
+    dropout: float = field(0.2, help="dropout before the dense layer")
+    patience: int = field(5, help="early-stopping patience on validation loss")
+    class_weight: bool = field(False, help="weight classes by inverse frequency (imbalanced "
+                               "data)")
+    l2: float = field(1.0, help="inverse regularisation C of the logistic head")
+    weight_decay: float = field(0.0, help="decoupled weight decay (AdamW) of the dense head")
+    label_smoothing: float = field(0.0, help="of the dense head's training targets")
+    mixup: float = field(0.0, help="alpha of mixup on embeddings (0: off)")
+    standardize: bool = field(False, help="train on standardised embeddings (folded into the "
+                              "saved head)")
+    ensemble: int = field(5, help="average the weights of this many dense heads of seeds seed, "
+                          "seed+1, ... (one head, their logit ensemble)")
+    seed: int = field(123, help="seed of initialisation, shuffling and subsets")
 
     def __post_init__(self):
-        check_choice(self.head, "head", HEADS)
+        check_choices(self)
         check_scalar(self.epochs, "epochs", int, min_val=1)
         check_scalar(self.batch_size, "batch_size", int, min_val=1)
         check_scalar(self.learning_rate, "learning_rate", float, min_val=0.0, include_min=False)

@@ -11,15 +11,15 @@ that was chosen.
 """
 import keras
 
+from pipeline.training.config import TTA_CHOICES
 from pipeline.training.selection import beats, validation_score
 from pipeline.validation import check_choice
 
 __all__ = ["TTA_CHOICES", "flip_tta_wanted", "HorizontalFlip", "with_flip_tta", "has_flip_tta",
            "trained_model", "score_candidate"]
 
-#: `auto`: try flip TTA when the cache's augmentation flips horizontally; `flip`: always try it;
-#: `none`: never. Tried means scored on validation beside the plain model, kept where better.
-TTA_CHOICES = ("auto", "flip", "none")
+#: Augmentations that mirror images: with them, `tta="auto"` tries flip TTA (`flip`: always;
+#: `none`: never). Tried means scored on validation beside the plain model, kept where better.
 _MIRRORING = ("horizontal", "horizontal_and_vertical")
 
 
