@@ -181,3 +181,38 @@ def test_a_distributed_evaluation_gives_the_local_figures(mixed_folder, backbone
     assert {key: dask[key] for key in kept} == {key: local[key] for key in kept}
     assert local["num_skipped"] == 3
     assert [row["id"] for row in dask["most_wrong"]] == [row["id"] for row in local["most_wrong"]]
+
+
+def _self_signed(folder):
+    """A self-signed certificate and key for 127.0.0.1 (CA, server and client at once)."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+def test_the_dask_client_speaks_tls_from_the_jobs_options(tmp_path):
+    pytest.importorskip("distributed")
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not here")
+    import dask
+    from distributed import Client
+
+    from pipeline.batch.runner import dask_security, pipeline_options
+
+    cert, key = _self_signed(tmp_path)
+    port = _free_port()
+    address = f"tls://127.0.0.1:{port}"
+    with _processes([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                     "--protocol", "tls", "--no-dashboard", "--tls-ca-file", cert,
+                     "--tls-cert", cert, "--tls-key", key]) as (scheduler,):
+        _wait_for_port(port, scheduler)
+        options = pipeline_options([f"--dask_tls_ca_file={cert}", f"--dask_tls_cert={cert}",
+                                    f"--dask_tls_key={key}", "--dask_require_encryption"])
+        with dask.config.set(dask_security(options)):
+            with Client(address, timeout=30) as client:  # as Beam's DaskRunner makes it
+                assert client.scheduler_info()["address"] == address
+        with pytest.raises((OSError, TypeError, ValueError)):  # no TLS: refused
+            Client(address, timeout=5)
+    assert dask_security(pipeline_options([])) == {}

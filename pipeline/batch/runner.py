@@ -3,8 +3,10 @@
 `pipeline_options(args)` turns a job's leftover arguments into Beam `PipelineOptions`: Beam's
 FnApiRunner in this process unless `--runner` says otherwise (`DaskRunner`, `PortableRunner`,
 `DataflowRunner`, ...). `run_pipeline` runs a built pipeline on any runner while a thread reads
-the shard steps' progress files.
+the shard steps' progress files. `DaskTlsOptions` are the project's own Beam options: TLS for
+the Dask client (a Dask scheduler without TLS runs whatever any client that reaches it sends).
 """
+import contextlib
 import json
 import posixpath
 import threading
@@ -16,8 +18,8 @@ from pipeline.batch.accounting import LISTED_FILE
 from pipeline.batch.spine import PROGRESS_DIR
 from pipeline.console import Progress
 
-__all__ = ["DEFAULT_RUNNER_ARGS", "RUNNER_ALIASES", "beam_args", "pipeline_options", "run_pipeline",
-           "drop_scratch"]
+__all__ = ["DEFAULT_RUNNER_ARGS", "RUNNER_ALIASES", "DaskTlsOptions", "beam_args",
+           "pipeline_options", "dask_security", "run_pipeline", "drop_scratch"]
 
 #: Local default: Beam's portable FnApiRunner in this process, TensorFlow using every core
 #: (measured fastest on one machine: bench/embed_throughput.py); never a Prism download.
@@ -44,6 +46,48 @@ def beam_args(args):
             arg = "--runner=" + RUNNER_ALIASES.get(arg.split("=", 1)[1], arg.split("=", 1)[1])
         expanded.append(arg)
     return expanded
+
+
+class DaskTlsOptions(PipelineOptions):
+    """TLS for the job's Dask client (`--runner DaskRunner --dask_client_address tls://...`).
+
+    Beam's DaskRunner makes its `distributed.Client` from its own options, which have no TLS;
+    the client takes its security from Dask's configuration, so `run_pipeline` sets
+    `distributed.comm.tls.*` (and `require-encryption`) from these while the pipeline runs.
+    """
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--dask_tls_ca_file", default=None,
+                            help="CA certificate that the Dask scheduler's certificate is "
+                            "checked against")
+        parser.add_argument("--dask_tls_cert", default=None,
+                            help="the client's certificate (PEM)")
+        parser.add_argument("--dask_tls_key", default=None,
+                            help="the client's private key (PEM), where not in --dask_tls_cert")
+        parser.add_argument("--dask_require_encryption", action="store_true", default=False,
+                            help="refuse any Dask connection that is not encrypted")
+
+
+def dask_security(options):
+    """Dask configuration of `DaskTlsOptions` (`{}` without any), for `dask.config.set`."""
+    tls = options.view_as(DaskTlsOptions)
+    values = {"distributed.comm.tls.ca-file": tls.dask_tls_ca_file,
+              "distributed.comm.tls.client.cert": tls.dask_tls_cert,
+              "distributed.comm.tls.client.key": tls.dask_tls_key}
+    values = {key: value for key, value in values.items() if value}
+    if tls.dask_require_encryption:
+        values["distributed.comm.require-encryption"] = True
+    return values
+
+
+def _dask_config(options):
+    values = dask_security(options) if options is not None else {}
+    if not values:
+        return contextlib.nullcontext()
+    import dask  # noqa: PLC0415  (only a TLS Dask run needs it)
+
+    return dask.config.set(values)
 
 
 def pipeline_options(args=()):
@@ -107,8 +151,9 @@ def run_pipeline(pipeline, run_dir, *, desc, show_progress=False):
         follower = _Follower(run_dir, progress)
         follower.start()
         try:
-            result = pipeline.run()
-            result.wait_until_finish()
+            with _dask_config(pipeline.options):
+                result = pipeline.run()
+                result.wait_until_finish()
         finally:
             follower.stop()
     client = getattr(result, "client", None)  # the DaskRunner leaves its Dask client open
