@@ -112,7 +112,7 @@ def main():
     for number, (embedding, embed_flags) in enumerate(EMBEDDINGS[:args.embeddings]):
         embed_s, _, cache_dir = run_job("jobs.embed", [
             "--data", args.data_root, *embed_flags, "--image-size", "224",
-            "--augment-copies", "2", "--cache-dir", args.cache_root])
+            "--augment-copies", "2", "--follow-links=any", "--cache-dir", args.cache_root])
         figures[f"{embedding} embed_s"] = round(embed_s, 1)
         for setting, flags in SETTINGS:
             if number and setting not in ON_EVERY_EMBEDDING:

@@ -84,7 +84,7 @@ def import_seconds():
 def job_run(root, image_size, cache_dir, *runner):
     args = ["--data", root, "--backbone", "mobilenet_v2", "--alpha", "1.0", "--weights", "none",
             "--image-size", str(image_size), "--augment-copies", "0", "--no-face-crop",
-            "--cache-dir", cache_dir, *runner]
+            "--follow-links=any", "--cache-dir", cache_dir, *runner]
     return run_job("jobs.embed", args)[:2]
 
 

@@ -94,7 +94,7 @@ def run_set(name, data, out, args, flags=None):
     embed_s, _, cache_dir = run_job("jobs.embed", [
         "--data", data, "--backbone", args.backbone, "--alpha", str(args.alpha), "--weights",
         args.weights, *(["--image-size", str(args.image_size)] if args.image_size else []),
-        "--cache-dir", args.cache_root, *flags.get("embed", [])])
+        "--follow-links=any", "--cache-dir", args.cache_root, *flags.get("embed", [])])
     head_dir, tune_dir = os.path.join(out, name, "head"), os.path.join(out, name, "finetune")
     head_s, _, _ = run_job("jobs.train_head", ["--cache", cache_dir, "--out", head_dir,
                                                "--quiet"])

@@ -107,6 +107,8 @@ def add_config_flags(parser, config_class, *, skip=()):
             kwargs["type"] = meta.get("parse") or kind
             if nargs:
                 kwargs["nargs"] = nargs
+            if meta.get("const") is not None:
+                kwargs.update(nargs="?", const=meta["const"])
             if meta.get("choices") is not None:
                 kwargs["choices"] = meta["choices"]
             if meta.get("metavar") or meta.get("choices") is None:

@@ -30,6 +30,7 @@ def _run(args, *, show_progress=False):
     report = evaluate(config.model, config.data, config.reports_dir, top_n=config.top_n,
                       regression_threshold=config.regression_threshold,
                       fail_under=config.fail_under, predictions_dir=config.predictions_dir,
+                      follow_links=config.follow_links,
                       pipeline_options=pipeline_options(args.beam_args),
                       show_progress=show_progress)
     failed = config.fail_under is not None and report["accuracy"] < config.fail_under

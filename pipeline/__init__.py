@@ -14,6 +14,7 @@ Every import points down this list, never up:
 - `pipeline.prediction`: the predict job: a trained model over new images on the shared pass.
 - `pipeline.evaluation`: scheduled evaluation, export, the data audit.
 
-`pipeline.validation` (boundary checkers), `pipeline.files` (atomic writes) and
-`pipeline.console` (quiet output and progress) serve every stage.
+`pipeline.validation` (boundary checkers), `pipeline.files` (atomic writes),
+`pipeline.keras_compat` (the private Keras internals we reach) and `pipeline.console` (quiet
+output and progress) serve every stage.
 """

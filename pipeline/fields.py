@@ -21,7 +21,7 @@ __all__ = ["field", "check_choices"]
 
 
 def field(default=dataclasses.MISSING, *, help, choices=None, flag=None, aliases=(),
-          metavar=None, parse=None, default_text=None, negatable=True, cli=True):
+          metavar=None, parse=None, default_text=None, negatable=True, const=None, cli=True):
     """A dataclass field with its help and command-line spelling in its metadata.
 
     Args:
@@ -37,11 +37,13 @@ def field(default=dataclasses.MISSING, *, help, choices=None, flag=None, aliases
             Defaults to `None`.
         negatable: a boolean's flag has a `--no-` form too; False for a switch that only turns
             something on (`--resume`). Defaults to `True`.
+        const: the value of the bare flag, which then takes an optional value (`--follow-links`
+            means `inside`, `--follow-links=any` all). Defaults to `None`.
         cli: whether the command line offers the field. Defaults to `True`.
     """
     metadata = {"help": help, "choices": choices, "flag": flag, "aliases": tuple(aliases),
                 "metavar": metavar, "parse": parse, "default_text": default_text,
-                "negatable": negatable, "cli": cli}
+                "negatable": negatable, "const": const, "cli": cli}
     return dataclasses.field(default=default, metadata=metadata)
 
 

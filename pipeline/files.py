@@ -1,15 +1,19 @@
 """Atomic writes: a reader never sees half a file, on a local disk or on `gs://`.
 
 Every file a job publishes is written to a temporary name beside its final one and renamed into
-place (`atomic_path`); JSON files through `write_json_atomic`.
+place: bytes through `write_bytes_atomic`, text through `write_text_atomic`, JSON through
+`write_json_atomic`, and a file that a writer streams into (a TFRecord, a CSV, a figure) through
+`atomic_output`, which hands out the temporary name (`atomic_path`) and renames it at the end.
 """
+import contextlib
 import hashlib
 import json
 import uuid
 
 import tensorflow as tf
 
-__all__ = ["atomic_path", "write_json_atomic", "write_bytes_atomic", "file_sha256"]
+__all__ = ["atomic_path", "atomic_output", "write_bytes_atomic", "write_text_atomic",
+           "write_json_atomic", "file_sha256"]
 
 
 def atomic_path(path):
@@ -17,12 +21,37 @@ def atomic_path(path):
     return f"{path}.tmp-{uuid.uuid4().hex}"
 
 
+@contextlib.contextmanager
+def atomic_output(path):
+    """A temporary name beside `path` to write to, renamed to `path` when the block completes.
+
+    When the block raises, nothing is renamed: `path` keeps its old content (or stays absent).
+
+    Args:
+        path: the final path (local or `gs://`).
+
+    Yields:
+        The temporary path (`atomic_path(path)`).
+
+    Example:
+        >>> with atomic_output("cache/embeddings-00000-of-00001.tfrecord") as tmp:
+        ...     with tf.io.TFRecordWriter(tmp) as writer:
+        ...         writer.write(record)
+    """
+    tmp = atomic_path(path)
+    yield tmp
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
 def write_bytes_atomic(path, data):
     """Writes `data` to `path` through a temporary file and a rename."""
-    tmp = atomic_path(path)
-    with tf.io.gfile.GFile(tmp, "wb") as handle:
+    with atomic_output(path) as tmp, tf.io.gfile.GFile(tmp, "wb") as handle:
         handle.write(data)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def write_text_atomic(path, text):
+    """Writes `text` to `path` as UTF-8 through a temporary file and a rename."""
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path, value):
@@ -30,9 +59,15 @@ def write_json_atomic(path, value):
     write_bytes_atomic(path, json.dumps(value, indent=2, sort_keys=True).encode())
 
 
-def file_sha256(path):
-    """sha256 hex digest of a file's content (local or `gs://`), read in 1 MB blocks."""
-    digest = hashlib.sha256()
+def file_sha256(path, *, digest=None):
+    """sha256 hex digest of a file's content (local or `gs://`), read in 1 MB blocks.
+
+    Args:
+        path: the file.
+        digest: a `hashlib.sha256()` to add the content to (and whose digest is returned), to
+            digest several files as one. Defaults to a fresh one.
+    """
+    digest = hashlib.sha256() if digest is None else digest
     with tf.io.gfile.GFile(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)

@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 
 from jobs import audit as audit_job
-from jobs import embed
 from pipeline.evaluation.audit import AuditConfig, AuditData, audit_cache, duplicate_sets
 from pipeline.features import cache
-from tests.conftest import IN_MEMORY, TINY
 
 CLASSES = ["ant", "bee", "cow"]
 EVIL = "<img src=x onerror=alert(1)>.jpg"
@@ -112,10 +110,8 @@ def test_bad_settings_are_refused():
         AuditConfig(folds=1)
 
 
-def test_audit_job_runs_on_an_embedded_cache(faces, tmp_path):
-    result = embed.run(["--data", faces, "--cache-dir", str(tmp_path / "cache"), *TINY,
-                        "--augment-copies", "1", *IN_MEMORY])
-    report = audit_job.run(["--cache", result.cache_dir, "--out", str(tmp_path / "audit"),
+def test_audit_job_runs_on_an_embedded_cache(tiny_cache, tmp_path):
+    report = audit_job.run(["--cache", tiny_cache.cache_dir, "--out", str(tmp_path / "audit"),
                             "--folds", "2", "--ensemble", "1"])
     assert report["num_images"] == 24
     for name in ("label_issues.csv", "near_duplicates.csv", "outliers.csv", "index.html"):

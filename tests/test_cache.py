@@ -5,16 +5,12 @@ import shutil
 
 import pytest
 
-from jobs import embed
 from pipeline.features import cache
-from tests.conftest import IN_MEMORY, TINY
 
 
-@pytest.fixture(scope="module")
-def tiny_cache(faces, tmp_path_factory):
-    root = tmp_path_factory.mktemp("cache")
-    return embed.run(["--data", faces, "--cache-dir", str(root), *TINY, "--augment-copies",
-                      "0", *IN_MEMORY]).cache_dir
+@pytest.fixture
+def cache_dir(tiny_cache):
+    return tiny_cache.cache_dir
 
 
 @pytest.mark.parametrize("make, reason", [
@@ -22,14 +18,14 @@ def tiny_cache(faces, tmp_path_factory):
     (lambda cache_dir, faces, tmp: os.path.dirname(cache_dir), "is a cache root, not a cache"),
     (lambda cache_dir, faces, tmp: str(tmp), "holds no cache"),
 ])
-def test_a_folder_that_is_not_a_cache_is_named_for_what_it_is(tiny_cache, faces, tmp_path,
+def test_a_folder_that_is_not_a_cache_is_named_for_what_it_is(cache_dir, faces, tmp_path,
                                                                make, reason):
     with pytest.raises(cache.CacheError, match=reason):
-        cache.read_manifest(make(tiny_cache, faces, tmp_path))
+        cache.read_manifest(make(cache_dir, faces, tmp_path))
 
 
-def test_a_manifest_without_a_caches_keys_is_refused(tiny_cache, tmp_path):
-    broken = shutil.copytree(tiny_cache, tmp_path / "broken")
+def test_a_manifest_without_a_caches_keys_is_refused(cache_dir, tmp_path):
+    broken = shutil.copytree(cache_dir, tmp_path / "broken")
     manifest = json.loads((broken / "manifest.json").read_text())
     del manifest["shards"]
     (broken / "manifest.json").write_text(json.dumps(manifest))

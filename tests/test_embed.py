@@ -1,3 +1,4 @@
+import collections
 import json
 import os
 import signal
@@ -5,12 +6,20 @@ import subprocess
 import sys
 import time
 
+import apache_beam as beam
 import numpy as np
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that, equal_to
 
 from jobs import embed
 from pipeline.data.images import load_image
-from pipeline.features import cache
+from pipeline.data.sources import FolderSource
+from pipeline.features import cache, shards
+from pipeline.features.config import EmbedConfig
+from pipeline.features.embed import EmbedImages
+from pipeline.features.records import from_example
 from pipeline.features.backbones import Embedder
 from tests.conftest import IN_MEMORY, REPO, TINY
 
@@ -189,3 +198,28 @@ def test_progress_lines_while_embedding_when_not_on_a_terminal(tmp_path):
     assert progress and progress[-1].startswith("embed: 300/300 images (100.0%)")
     assert "done in" in progress[-1]
     assert done.stdout.strip().splitlines()[-1].startswith(str(tmp_path / "cache"))
+
+
+def test_embed_images_writes_each_shards_records_sorted_with_k_copies_for_training(faces,
+                                                                                   tmp_path):
+    source = FolderSource(faces)
+    config = EmbedConfig(data=faces, backbone="mobilenet_v2", alpha=0.35, image_size=48,
+                         weights=None, augment_copies=1, face_crop=False, num_shards=2)
+    refs = source.refs()
+    with test_pipeline.TestPipeline(options=PipelineOptions(IN_MEMORY)) as p:
+        written = (p | beam.Create([(ref, None) for ref in refs])
+                   | EmbedImages(config, weights=None, weights_digest="none",
+                                 run_dir=str(tmp_path)))
+        listed = collections.Counter(shards.shard_of(ref.id, 2) for ref in refs)
+        assert_that(written, equal_to([
+            {"shard": s, "listed": n, "embedded": n, "reused": 0, "skipped": 0}
+            for s, n in listed.items()]))
+    splits = {ref.id: ref.split for ref in refs}
+    for shard in range(2):
+        records = [from_example(r) for r in shards.read_shard_records(
+            str(tmp_path / shards.shard_name(shard, 2)))]
+        keys = [(r.id, r.copy) for r in records]
+        assert keys == sorted(keys) and {shards.shard_of(i, 2) for i, _ in keys} == {shard}
+        per_image = collections.Counter(i for i, _ in keys)
+        assert all(n == (2 if splits[i] == "train" else 1) for i, n in per_image.items())
+        assert {r.embedding.shape for r in records} == {(1280,)}

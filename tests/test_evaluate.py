@@ -6,18 +6,12 @@ import shutil
 
 import pytest
 
-from jobs import embed, evaluate, train_head
-from tests.conftest import IN_MEMORY, TINY
+from jobs import evaluate
 
 
-@pytest.fixture(scope="module")
-def head_and_data(faces, tmp_path_factory):
-    root = tmp_path_factory.mktemp("evaluate")
-    result = embed.run(["--data", faces, "--cache-dir", str(root / "cache"), *TINY,
-                        "--augment-copies", "0", *IN_MEMORY])
-    train_head.run(["--cache", result.cache_dir, "--out", str(root / "head"), "--quiet",
-                    "--head", "logistic"])
-    return str(root / "head"), faces, result.cache_dir
+@pytest.fixture
+def head_and_data(tiny_head, faces, tiny_cache):
+    return tiny_head, faces, tiny_cache.cache_dir
 
 
 def _rows(reports):

@@ -14,17 +14,13 @@ from pipeline.evaluation.export import _logistic_as_dense, tflite_probabilities
 from pipeline.features import cache
 from pipeline.prediction.models import load_predictor, open_model
 from pipeline.training.heads import load_head, logits_to_proba
-from tests.conftest import IN_MEMORY, TINY
+from tests.conftest import IN_MEMORY
 
 
 @pytest.fixture(scope="module")
-def tuned(faces, tmp_path_factory):
+def tuned(tiny_cache, tiny_head, tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
-    result = embed.run(["--data", faces, "--cache-dir", str(root / "cache"), *TINY,
-                        "--augment-copies", "0", *IN_MEMORY])
-    train_head.run(["--cache", result.cache_dir, "--out", str(root / "head"), "--quiet",
-                    "--epochs", "3"])
-    finetune.run(["--cache", result.cache_dir, "--head", str(root / "head"), "--out",
+    finetune.run(["--cache", tiny_cache.cache_dir, "--head", tiny_head, "--out",
                   str(root / "tuned"), "--epochs", "1", "--batch-size", "8"])
     return root / "tuned" / "model.keras", root
 
@@ -123,9 +119,8 @@ def test_exported_heads_match_the_head_on_its_cache_embeddings(heads, kind, tmp_
                                                          "model.tflite", "saved_model"]
 
 
-def test_heads_on_random_weights_export_too(tuned, tmp_path):
-    _, root = tuned
-    head_dir = str(root / "head")
+def test_heads_on_random_weights_export_too(tiny_head, tmp_path):
+    head_dir = tiny_head
     paths = export.run(["--model", head_dir, "--out", str(tmp_path / "exported")])
     info = json.loads(pathlib.Path(paths["export"]).read_text())
     assert info == _export_info("head", head_dir, "mobilenet_v2")

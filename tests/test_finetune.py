@@ -16,14 +16,11 @@ from tests.conftest import IN_MEMORY, TINY
 
 
 @pytest.fixture(scope="module")
-def trained(genki_subset, mobilenet_weights, tmp_path_factory):
+def trained(real_cache, tmp_path_factory):
     root = tmp_path_factory.mktemp("finetune")
-    result = embed.run(["--data", genki_subset, "--backbone", "mobilenet", "--alpha", "0.25",
-                        "--image-size", "64", "--weights", mobilenet_weights,
-                        "--augment-copies", "1", "--cache-dir", str(root / "cache"), *IN_MEMORY])
-    train_head.run(["--cache", result.cache_dir, "--out", str(root / "head"), "--quiet",
+    train_head.run(["--cache", real_cache, "--out", str(root / "head"), "--quiet",
                     "--epochs", "5"])
-    return result.cache_dir, str(root / "head"), root
+    return real_cache, str(root / "head"), root
 
 
 def test_warm_start_parity_before_any_step(trained):
@@ -121,16 +118,10 @@ def test_list_layers(trained):
     assert lines[-1].split()[-1] == "True"
 
 
-@pytest.fixture(scope="module")
-def random_trained(faces, tmp_path_factory):
+@pytest.fixture
+def random_trained(tiny_cache, tiny_head):
     """A random-weights cache of the generated faces and its dense head."""
-    root = tmp_path_factory.mktemp("random")
-    result = embed.run(["--data", faces, "--backbone", "mobilenet_v2", "--alpha", "0.35",
-                        "--image-size", "48", "--weights", "none", "--augment-copies", "0",
-                        "--cache-dir", str(root / "cache"), *IN_MEMORY])
-    train_head.run(["--cache", result.cache_dir, "--out", str(root / "head"), "--quiet",
-                    "--epochs", "3"])
-    return result, str(root / "head")
+    return tiny_cache, tiny_head
 
 
 def test_warm_start_is_exact_with_random_weights_too(random_trained):
@@ -201,7 +192,7 @@ def easy_trained(tmp_path_factory):
                         "--val-fraction", "0.3", "--cache-dir", str(root / "cache"),
                         *IN_MEMORY])
     (head,) = train_head.run(["--cache", result.cache_dir, "--out", str(root / "head"),
-                              "--quiet", "--standardize"])
+                              "--quiet", "--standardize", "--ensemble", "1"])
     assert head["accuracy"] == 1.0
     return result, str(root / "head")
 
@@ -226,81 +217,6 @@ def test_a_fine_tune_that_cannot_help_keeps_the_warm_start(easy_trained, tmp_pat
     assert np.abs(ours - head.predict_proba(cached.embeddings)).max() < 1e-4
     assert report["accuracy"] == report["head_vs_finetuned"]["head_accuracy"] == 1.0
     _assert_kept_epoch_is_the_best_candidate(report, out)
-
-
-def test_cosine_schedule_warms_up_then_decays_to_zero():
-    from pipeline.training.end_to_end import learning_rate_schedule
-
-    constant = FinetuneConfig(learning_rate=1e-3, warmup_epochs=0)
-    assert learning_rate_schedule(constant, 10) == 1e-3
-    schedule = learning_rate_schedule(
-        FinetuneConfig(epochs=5, learning_rate=1e-3, schedule="cosine", warmup_epochs=1), 10)
-    rates = [float(schedule(step)) for step in (0, 5, 10, 30, 50)]
-    assert rates[0] == 0.0 and rates[1] == pytest.approx(5e-4) and rates[2] == pytest.approx(1e-3)
-    assert rates[2] > rates[3] > rates[4] and rates[4] == pytest.approx(0.0, abs=1e-9)
-
-
-def test_constant_rate_warms_up_then_stays():
-    from pipeline.training.end_to_end import learning_rate_schedule
-
-    schedule = learning_rate_schedule(FinetuneConfig(epochs=5, learning_rate=1e-3,
-                                                     warmup_epochs=1), 10)
-    rates = [float(schedule(step)) for step in (0, 5, 10, 30, 50, 80)]
-    assert rates[:2] == [0.0, pytest.approx(5e-4)]
-    assert rates[2:] == [pytest.approx(1e-3)] * 4
-
-
-def test_warm_up_longer_than_training_warms_up_over_all_of_it():
-    from pipeline.training.end_to_end import learning_rate_schedule
-
-    schedule = learning_rate_schedule(FinetuneConfig(epochs=1, learning_rate=1e-3,
-                                                     warmup_epochs=3), 10)
-    assert [float(schedule(step)) for step in (0, 5, 10)] == [
-        0.0, pytest.approx(5e-4), pytest.approx(1e-3)]
-
-
-def test_layer_scaled_adam_moves_each_layer_at_its_own_rate(tmp_path):
-    from pipeline.training.end_to_end import LayerScaledAdam
-
-    def trained_steps(scales):
-        keras.utils.set_random_seed(0)
-        inputs = keras.Input((4,))
-        outputs = keras.layers.Dense(1, name="head_logits")(keras.layers.Dense(3, name="body")(
-            inputs))
-        model = keras.Model(inputs, outputs)
-        model.compile(LayerScaledAdam(1e-2, layer_scales=scales), loss="mse")
-        before = [layer.get_weights()[0].copy() for layer in model.layers[1:]]
-        model.fit(np.ones((8, 4)), np.full((8, 1), 5.0), epochs=3, verbose=0)
-        return model, [np.abs(layer.get_weights()[0] - w).max()
-                       for layer, w in zip(model.layers[1:], before)]
-
-    _, (body, head) = trained_steps({})
-    model, (scaled_body, scaled_head) = trained_steps({"head_logits": 0.1})
-    assert scaled_body == pytest.approx(body, rel=0.01)  # Adam's steps: about the rate each
-    assert scaled_head == pytest.approx(0.1 * head, rel=0.05)
-    model.save(tmp_path / "m.keras")
-    assert keras.models.load_model(tmp_path / "m.keras").optimizer.layer_scales == {
-        "head_logits": 0.1}
-
-
-@pytest.mark.parametrize("num_classes", [2, 3])
-def test_label_smoothing_trains_on_smoothed_targets(num_classes):
-    import tensorflow as tf
-
-    from pipeline.training.end_to_end import compile_model, soft_targets
-
-    images = tf.data.Dataset.from_tensor_slices(
-        (np.zeros((6, 4), np.float32), np.zeros(6, np.int64))).batch(3)  # all of class 0
-    targets = np.concatenate([y.numpy() for _, y in soft_targets(images, num_classes)])
-    assert targets.tolist() == ([[0.0]] * 6 if num_classes == 2 else [[1.0, 0.0, 0.0]] * 6)
-    confident = [-20.0] if num_classes == 2 else [20.0, -20.0, -20.0]  # sure of class 0
-    inputs = keras.Input((4,))
-    model = keras.Model(inputs, keras.layers.Dense(
-        len(confident), bias_initializer=keras.initializers.Constant(confident))(inputs))
-    compile_model(model, num_classes=num_classes, learning_rate=1e-3)
-    assert model.evaluate(images, verbose=0)[0] < 1e-6
-    compile_model(model, num_classes=num_classes, learning_rate=1e-3, label_smoothing=0.2)
-    assert model.evaluate(soft_targets(images, num_classes), verbose=0)[0] > 1.0
 
 
 def test_label_smoothing_out_of_range_is_refused():

@@ -5,7 +5,6 @@ import pytest
 
 from jobs import train_head
 from pipeline.training.kfold import assign_folds
-from tests.test_train_head import real_cache  # noqa: F401 (fixture)
 
 
 def _data():
@@ -34,7 +33,7 @@ def test_too_many_folds_are_refused():
         assign_folds(ids, labels, copies, 21, seed=1)
 
 
-def test_kfold_job_reports_every_fold_and_the_baseline(real_cache, tmp_path):  # noqa: F811
+def test_kfold_job_reports_every_fold_and_the_baseline(real_cache, tmp_path):
     tmp_path = tmp_path / "new_folder"
     (report,) = train_head.run(["--cache", real_cache, "--out", str(tmp_path), "--quiet",
                                 "--head", "logistic", "--folds", "4"])

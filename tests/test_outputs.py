@@ -48,15 +48,8 @@ def test_the_second_of_two_identical_runs_keeps_the_first_output(tmp_path):
     assert not os.listdir(tmp_path / outputs.RUNS_DIR)
 
 
-def test_two_predict_runs_of_one_config_at_once_both_finish(faces, tmp_path):
-    from jobs import embed, train_head
-    from tests.conftest import IN_MEMORY, TINY
-
-    cache_dir = embed.run(["--data", faces, "--cache-dir", str(tmp_path / "cache"), *TINY,
-                           "--augment-copies", "0", *IN_MEMORY]).cache_dir
-    train_head.run(["--cache", cache_dir, "--out", str(tmp_path / "head"), "--quiet",
-                    "--head", "logistic"])
-    command = [sys.executable, "-m", "jobs.predict", "--model", str(tmp_path / "head"),
+def test_two_predict_runs_of_one_config_at_once_both_finish(faces, tiny_head, tmp_path):
+    command = [sys.executable, "-m", "jobs.predict", "--model", tiny_head,
                "--data", faces, "--out", str(tmp_path / "out")]
     runs = []
     for _ in range(2):

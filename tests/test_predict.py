@@ -33,14 +33,10 @@ def crop_data(faces, request):
 
 
 @pytest.fixture(scope="module")
-def models(faces, crop_data, tmp_path_factory):
+def models(faces, crop_data, tiny_head, tmp_path_factory):
     """`{kind: (model, data)}`: a head, a fine-tuned face-crop model, the same with mirror
     averaging, and its export, each with the images it is tested on."""
     root = tmp_path_factory.mktemp("predict")
-    plain = embed.run(["--data", faces, "--cache-dir", str(root / "cache"), *TINY,
-                       "--augment-copies", "0", "--no-face-crop", *IN_MEMORY])
-    train_head.run(["--cache", plain.cache_dir, "--out", str(root / "head"), "--quiet",
-                    "--epochs", "3"])
     cropped = embed.run(["--data", crop_data, "--cache-dir", str(root / "cache"), *TINY,
                          "--augment-copies", "0", "--face-crop", *IN_MEMORY])
     train_head.run(["--cache", cropped.cache_dir, "--out", str(root / "head_crop"), "--quiet",
@@ -53,7 +49,7 @@ def models(faces, crop_data, tmp_path_factory):
     shutil.copy(root / "tuned" / "model.json", root / "mirror" / "model.json")
     export.run(["--model", str(root / "mirror" / "model.keras"), "--out",
                 str(root / "exported")])
-    return {"head": (str(root / "head"), faces),
+    return {"head": (tiny_head, faces),
             "face_crop": (str(root / "tuned" / "model.keras"), crop_data),
             "mirror": (str(root / "mirror" / "model.keras"), crop_data),
             "exported": (str(root / "exported"), crop_data)}

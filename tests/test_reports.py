@@ -126,15 +126,6 @@ def test_two_classes_get_curves_thresholds_and_calibration(predictions, tmp_path
     assert 0 <= report["ece"] <= 1 and "top5_accuracy" not in report
 
 
-def test_expected_calibration_error_matches_hand_count():
-    from pipeline.reports.figures import reliability_bins
-
-    proba = np.array([[0.9, 0.1], [0.9, 0.1], [0.3, 0.7], [0.3, 0.7]])
-    # bin (0.8, 0.9]: confidence 0.9, accuracy 0.5; bin (0.6, 0.7]: confidence 0.7, accuracy 1
-    _, ece = reliability_bins(np.array([0, 1, 1, 1]), proba)
-    assert ece == pytest.approx(0.5 * 0.4 + 0.5 * 0.3)
-
-
 def test_report_json_keys(predictions, tmp_path):
     ids, y, proba = predictions
     write_report(tmp_path, ids=ids, y_true=y, proba=proba, class_names=NAMES)

@@ -1,8 +1,12 @@
 import shutil
 
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.data.sources import FolderSource, assign_split, open_source
+from tests.conftest import IN_MEMORY
 
 
 def _splits(source):
@@ -69,3 +73,12 @@ def test_empty_class_folder_is_refused(faces_copy):
 def test_bad_val_fraction_is_refused(faces):
     with pytest.raises(ValueError, match="val_fraction"):
         open_source(faces, val_fraction=1.0)
+
+
+def test_listing_on_the_workers_gives_the_refs_listed_here(faces_copy):
+    (faces_copy / "smiling" / "notes.txt").write_text("not an image")
+    (faces_copy / "smiling" / "LOUD.PNG").write_bytes(b"")
+    source = FolderSource(str(faces_copy))
+    with test_pipeline.TestPipeline(options=PipelineOptions(IN_MEMORY)) as p:
+        assert_that(p | source.list_examples(), equal_to([(ref, None) for ref in source.refs()]))
+    assert len(source.refs()) == 25

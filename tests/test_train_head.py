@@ -2,18 +2,8 @@ import json
 
 import pytest
 
-from jobs import embed, train_head
+from jobs import train_head
 from pipeline.training.heads import load_head
-from tests.conftest import IN_MEMORY
-
-
-@pytest.fixture(scope="module")
-def real_cache(genki_subset, mobilenet_weights, tmp_path_factory):
-    result = embed.run(["--data", genki_subset, "--backbone", "mobilenet", "--alpha", "0.25",
-                        "--image-size", "64", "--weights", mobilenet_weights,
-                        "--augment-copies", "1", "--cache-dir",
-                        str(tmp_path_factory.mktemp("cache")), *IN_MEMORY])
-    return result.cache_dir
 
 
 @pytest.mark.parametrize("head", ["dense", "logistic"])

@@ -123,13 +123,15 @@ class ShardFn(beam.DoFn):
         run_dir: the folder this run writes into.
         base: `{"dir": ..., "num_shards": ...}` of a complete output of the same config whose
             results are reused for unchanged images, or None. Defaults to `None`.
+        links: the data's `LinkPolicy`: a listed path it refuses is skipped with its reason,
+            never read; None: every path is read. Defaults to `None`.
     """
 
     computed_key = "computed"
     layout = layout
 
-    def __init__(self, run_dir, *, base=None):
-        self._run_dir, self._base = run_dir, base
+    def __init__(self, run_dir, *, base=None, links=None):
+        self._run_dir, self._base, self._links = run_dir, base, links
 
     def setup(self):
         self.load_model()
@@ -169,7 +171,10 @@ class ShardFn(beam.DoFn):
         """
         _, (ref, data) = item
         try:
-            data = read_bytes(ref.path) if data is None else data
+            if data is None:
+                if self._links is not None:
+                    self._links.check(ref.path)
+                data = read_bytes(ref.path)
         except (OSError, tf.errors.OpError) as err:
             return ref, None, err
         ref = dataclasses.replace(ref, digest=hashlib.sha256(data).hexdigest())

@@ -10,8 +10,10 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from pipeline.data.faces import crop_face
+
 __all__ = ["IMAGE_EXTENSIONS", "MAX_PIXELS", "LARGE_IMAGE_SCALE", "ImageError", "decode_image",
-           "resize_image", "prepare_image", "load_image", "probe_image_size"]
+           "resize_image", "prepare_image", "load_image", "jpeg_thumbnail", "probe_image_size"]
 
 #: Extensions read from class folders (lower case; matched case-insensitively), as
 #: `tf.keras.utils.image_dataset_from_directory` does.
@@ -62,8 +64,8 @@ def decode_image(data):
                 if width * height > MAX_PIXELS:
                     raise ImageError(f"image too large ({width}x{height} pixels; "
                                      f"the limit is {MAX_PIXELS} pixels)")
-                if image.format in _TF_FORMATS and image.mode in _TF_MODES and not (
-                        "transparency" in image.info):
+                if (image.format in _TF_FORMATS and image.mode in _TF_MODES
+                        and "transparency" not in image.info):
                     return _tf_decode(data)
                 image.load()
                 return _to_rgb(image)
@@ -134,8 +136,6 @@ def prepare_image(data, image_size, *, face_crop=False):
     """
     image, found = decode_image(data), None
     if face_crop:
-        from pipeline.data.faces import crop_face
-
         image, found = crop_face(image)
     return resize_image(image, image_size), found
 
@@ -143,6 +143,27 @@ def prepare_image(data, image_size, *, face_crop=False):
 def load_image(data, image_size, *, face_crop=False):
     """`prepare_image` without the face flag: the float32 (size, size, 3) image."""
     return prepare_image(data, image_size, face_crop=face_crop)[0]
+
+
+def jpeg_thumbnail(data, *, side=128, quality=85):
+    """A JPEG thumbnail of encoded image bytes, at most `side` pixels a side (aspect kept).
+
+    Args:
+        data: the image file's bytes.
+        side: the longest side of the thumbnail in pixels. Defaults to `128`.
+        quality: the JPEG quality. Defaults to `85`.
+
+    Returns:
+        The JPEG bytes, or None where `data` cannot be decoded (`decode_image`).
+    """
+    try:
+        image = Image.fromarray(decode_image(data))
+    except ValueError:  # ImageError among them
+        return None
+    image.thumbnail((side, side))
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
 
 
 def probe_image_size(images, native_size):

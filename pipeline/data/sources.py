@@ -15,12 +15,14 @@ Folder layout (the contract of `tf.keras.utils.image_dataset_from_directory`)::
         b_1.jpeg
 
 Class names are the sorted sub-folder names; label i is the i-th name. Files are matched through
-Beam's `FileSystems` (local and `gs://` paths alike) and sorted; only `IMAGE_EXTENSIONS` are read,
+Beam's `FileSystems` on `gs://`, walked locally (symbolic links skipped with a reason unless
+`follow_links` says otherwise: `pipeline.data.links`), and sorted; only `IMAGE_EXTENSIONS` are read,
 matched case-insensitively. A folder example's id is its path relative to the root, and its split
 is fixed by hashing the id with the seed, so a file keeps its split when others come or go.
 """
 import dataclasses
 import hashlib
+import itertools
 import os
 import posixpath
 
@@ -30,10 +32,11 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.data.fingerprint import combine_hashes, entry_hash
 from pipeline.data.images import IMAGE_EXTENSIONS
+from pipeline.data.links import LinkPolicy
 from pipeline.validation import check_scalar
 
 __all__ = ["ExampleRef", "FolderSource", "TfdsSource", "open_source", "assign_split",
-           "file_digest", "read_bytes"]
+           "file_digest", "read_bytes", "match_folder"]
 
 TFDS_PREFIX = "tfds:"
 _TFDS_SPLITS = {"train": "train", "validation": "val", "val": "val", "test": "test"}
@@ -82,8 +85,12 @@ def file_digest(path):
         return "unreadable"
 
 
-def _match(folder, limit=None):
-    """Paths under `folder` (recursively), through Beam's file systems; sorted when unlimited."""
+def match_folder(folder, links, limit=None):
+    """Paths under `folder` (recursively), sorted when unlimited: walked with `links` where local
+    (unfollowed links listed, to be skipped with their reason), through Beam's file systems else."""
+    if "://" not in folder:
+        found = links.walk(folder)
+        return sorted(found) if limit is None else list(itertools.islice(found, limit))
     (result,) = FileSystems.match([posixpath.join(folder, "**")], limits=[limit])
     return sorted(meta.path for meta in result.metadata_list)
 
@@ -103,14 +110,17 @@ class FolderSource:
         root: the folder (local path or `gs://...`).
         val_fraction: fraction of examples hashed into the validation split. Defaults to `0.2`.
         seed: seed of the split hash. Defaults to `123`.
+        follow_links: which symbolic links are read (`pipeline.data.links.FOLLOW_LINKS`).
+            Defaults to `"no"`.
 
     Raises:
         ValueError: no such folder, fewer than two classes, or a class folder without images.
     """
 
-    def __init__(self, root, *, val_fraction=0.2, seed=123):
+    def __init__(self, root, *, val_fraction=0.2, seed=123, follow_links="no"):
         self.root = root.rstrip("/") if "://" in root else os.path.abspath(root)
         self.val_fraction, self.seed = val_fraction, seed
+        self.links = LinkPolicy(self.root, follow_links)
         if not tf.io.gfile.isdir(self.root):
             raise ValueError(f"data: expected a folder of class sub-folders; got {root!r} "
                              "(not a folder)")
@@ -121,7 +131,7 @@ class FolderSource:
             raise ValueError(f"data {root!r}: expected at least two class sub-folders; got "
                              f"{len(self.class_names)} ({', '.join(self.class_names) or 'none'})")
         for name in self.class_names:
-            peek = _match(posixpath.join(self.root, name), _PEEK)
+            peek = match_folder(posixpath.join(self.root, name), self.links, _PEEK)
             if len(peek) < _PEEK and not any(map(_is_image, peek)):
                 raise ValueError(f"data {root!r}: class folder {name!r} holds no images "
                                  f"({', '.join(IMAGE_EXTENSIONS)})")
@@ -136,15 +146,20 @@ class FolderSource:
             example_id = posixpath.relpath(path, self.root)
             return hashlib.sha256(f"{self.seed}\x00{example_id}".encode()).digest()
 
+        def readable(path):
+            return _is_image(path) and not self.links.reason(path)
+
         per_class = max(1, -(-n // len(self.class_names)))
         return [path for name in self.class_names
-                for path in sorted(filter(_is_image, _match(posixpath.join(self.root, name),
-                                                             _PEEK)), key=rank)[:per_class]]
+                for path in sorted(filter(readable, match_folder(
+                    posixpath.join(self.root, name), self.links, _PEEK)), key=rank)[:per_class]]
 
     def class_refs(self, label):
         """The sorted `ExampleRef`s of class `label` (one listing of its folder)."""
         name = self.class_names[label]
-        for path in filter(_is_image, _match(posixpath.join(self.root, name))):
+        for path in match_folder(posixpath.join(self.root, name), self.links):
+            if not (_is_image(path) or self.links.reason(path)):
+                continue  # not an image; a link is listed, to be skipped with its reason
             example_id = posixpath.relpath(path, self.root)
             yield ExampleRef(id=example_id, label=label, label_name=name, path=path,
                              split=assign_split(example_id, seed=self.seed,
@@ -160,8 +175,10 @@ class FolderSource:
         Args:
             refs: this source's `refs()` when they are listed already. Defaults to listing them.
         """
-        return combine_hashes(entry_hash(ref.id, ref.label_name, file_digest(ref.path))
-                              for ref in (self.refs() if refs is None else refs))
+        return combine_hashes(
+            entry_hash(ref.id, ref.label_name,
+                       "unreadable" if self.links.reason(ref.path) else file_digest(ref.path))
+            for ref in (self.refs() if refs is None else refs))
 
     def list_examples(self):
         """A `PTransform` that lists every class folder on the workers: `(ref, None)` pairs."""
@@ -189,6 +206,8 @@ class TfdsSource:
         ValueError: an unknown data set, one without an image and a class label, or one that
             cannot be downloaded.
     """
+
+    links = None  # its bytes travel with the refs
 
     def __init__(self, name, *, val_fraction=0.2, seed=123, data_dir=None):
         import tensorflow_datasets as tfds
@@ -249,7 +268,7 @@ def _image_and_label_keys(builder, name):
     return images[0], ("label" if "label" in labels else labels[0])
 
 
-def open_source(data, *, val_fraction=0.2, seed=123):
+def open_source(data, *, val_fraction=0.2, seed=123, follow_links="no"):
     """Opens `data`: `tfds:NAME` for a TFDS data set, anything else as a class-folder root.
 
     Example:
@@ -261,4 +280,4 @@ def open_source(data, *, val_fraction=0.2, seed=123):
                  include_max=False)
     if data.startswith(TFDS_PREFIX):
         return TfdsSource(data[len(TFDS_PREFIX):], val_fraction=val_fraction, seed=seed)
-    return FolderSource(data, val_fraction=val_fraction, seed=seed)
+    return FolderSource(data, val_fraction=val_fraction, seed=seed, follow_links=follow_links)

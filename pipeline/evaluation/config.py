@@ -3,6 +3,7 @@ the command line reads them without building anything).
 """
 import dataclasses
 
+from pipeline.data.links import FOLLOW_LINKS
 from pipeline.fields import check_choices, field
 from pipeline.training.heads import HEADS
 from pipeline.validation import check_scalar
@@ -31,6 +32,8 @@ class EvaluateConfig:
         top_n: rows of the most-wrong report. Defaults to `50`.
         predictions_dir: where the pass writes its rows, reused by later runs; None:
             `REPORTS_DIR/predictions`. Defaults to `None`.
+        follow_links: which symbolic links in a data folder are read (`pipeline.data.links`).
+            Defaults to `"no"`.
     """
 
     model: str = field(help=_MODEL_HELP, metavar="PATH")
@@ -46,8 +49,13 @@ class EvaluateConfig:
     predictions_dir: str | None = field(None, metavar="DIR", help="where the pass writes its "
                                         "rows, reused by later runs (local or gs://; default: "
                                         "REPORTS_DIR/predictions)")
+    follow_links: str = field("no", choices=FOLLOW_LINKS, const="inside",
+                              help="read symbolic links in a data folder: no (skip them, with a "
+                              "reason), inside (bare --follow-links: those that stay inside the "
+                              "data folder) or any")
 
     def __post_init__(self):
+        check_choices(self)
         check_scalar(self.regression_threshold, "regression_threshold", float, min_val=0.0)
         check_scalar(self.top_n, "top_n", int, min_val=0)
 

@@ -29,7 +29,7 @@ import tensorflow as tf
 from pipeline import reports
 from pipeline.data.sources import FolderSource
 from pipeline.features import cache
-from pipeline.files import write_bytes_atomic
+from pipeline.files import write_bytes_atomic, write_json_atomic
 from pipeline.prediction.inputs import ListInputs, TfdsInputs, open_inputs
 from pipeline.prediction.job import PredictConfig, run_predict
 from pipeline.prediction.models import open_model
@@ -51,7 +51,7 @@ def _label_map(found, known, data):
     return {name: known.index(name) for name in found}
 
 
-def eval_inputs(data, class_names, predictions_dir):
+def eval_inputs(data, class_names, predictions_dir, *, follow_links="no"):
     """What to score: the inputs of `data`, labelled with the model's classes.
 
     `data` is a class folder (every image), `tfds:NAME[:SPLIT]` (default split `test`), or a
@@ -74,8 +74,10 @@ def eval_inputs(data, class_names, predictions_dir):
     if os.path.isfile(os.path.join(root, cache.MANIFEST)):
         return _cache_split_inputs(root, split or "val", class_names, predictions_dir, data), (
             f":{split or 'val'}")
-    _label_map(FolderSource(data, val_fraction=0.0).class_names, class_names, data)
-    return open_inputs(data, class_names, labels_from_folders=True), ""
+    _label_map(FolderSource(data, val_fraction=0.0, follow_links=follow_links).class_names,
+               class_names, data)
+    return open_inputs(data, class_names, labels_from_folders=True,
+                       follow_links=follow_links), ""
 
 
 def _cache_split_inputs(root, split, class_names, predictions_dir, data):
@@ -91,7 +93,8 @@ def _cache_split_inputs(root, split, class_names, predictions_dir, data):
     writer.writerows([i, posixpath.join(base, i), manifest["class_names"][label]]
                      for i, label in zip(refs.ids.tolist(), refs.labels.tolist()))
     write_bytes_atomic(listing, text.getvalue().encode())
-    return ListInputs(listing, class_names=class_names)
+    return ListInputs(listing, class_names=class_names,
+                      follow_links=manifest["config"].get("follow_links", "any"))
 
 
 def _data_name(data):
@@ -161,12 +164,11 @@ def _changes_section(summary):
 
 
 def _amend_report(run_path, **entries):
+    """Adds `entries` to the run's `report.json`, rewritten atomically."""
     path = os.path.join(run_path, "report.json")
     with open(path) as handle:
         saved = json.load(handle)
-    saved.update(entries)
-    with open(path, "w") as handle:
-        json.dump(saved, handle, indent=2, sort_keys=True)
+    write_json_atomic(path, {**saved, **entries})
 
 
 def _prediction_rows(out_dir, manifest):
@@ -181,7 +183,7 @@ def _prediction_rows(out_dir, manifest):
 
 def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.01,
              fail_under=None, clock=time.time, pipeline_options=None, show_progress=False,
-             predictions_dir=None):
+             predictions_dir=None, follow_links="no"):
     """Evaluates a model on a data set and records the run; returns the report dict.
 
     Args:
@@ -203,6 +205,8 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
         predictions_dir: where the pass writes its rows, reused by later evaluations (local
             or `gs://`: on Dataflow, a folder the workers can write). Defaults to
             `<reports_dir>/predictions`.
+        follow_links: which symbolic links in a data folder are read (`pipeline.data.links`;
+            a cache's images are read as its embed job read them). Defaults to `"no"`.
 
     Returns:
         The report dict, with `run_dir`, `comparison` (see `report_runs.compare_runs`) and
@@ -213,7 +217,8 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
     """
     spec = open_model(model_path)
     predictions_dir = predictions_dir or os.path.join(reports_dir, PREDICTIONS_DIR)
-    inputs, split = eval_inputs(data, list(spec.class_names), predictions_dir)
+    inputs, split = eval_inputs(data, list(spec.class_names), predictions_dir,
+                                follow_links=follow_links)
     result = run_predict(PredictConfig(model=model_path, data=data, out=predictions_dir,
                                        labels_from_folders=True, cached_embeddings=True,
                                        most_wrong=top_n),

@@ -247,12 +247,30 @@ def export_model(model_path, out_dir, *, int8=False):
     exportable = _load_for_export(model_path)
     os.makedirs(out_dir, exist_ok=True)
     saved = _write_archive(exportable, os.path.join(out_dir, SAVED_MODEL))
-    paths = {"saved_model": saved, "tflite": _tflite(saved, os.path.join(out_dir, TFLITE))}
+    return {"saved_model": saved, **_write_tflite_files(saved, out_dir, int8=int8),
+            "labels": _write_labels(exportable.class_names, os.path.join(out_dir, LABELS)),
+            **_write_descriptions(exportable, model_path, out_dir)}
+
+
+def _write_tflite_files(saved_model, out_dir, *, int8):
+    """`model.tflite` (and `model_int8.tflite`) from the SavedModel; their paths by key."""
+    paths = {"tflite": _tflite(saved_model, os.path.join(out_dir, TFLITE))}
     if int8:
-        paths["tflite_int8"] = _tflite(saved, os.path.join(out_dir, TFLITE_INT8), int8=True)
-    paths["labels"] = os.path.join(out_dir, LABELS)
-    with open(paths["labels"], "w") as handle:
-        handle.write("\n".join(exportable.class_names) + "\n")
+        paths["tflite_int8"] = _tflite(saved_model, os.path.join(out_dir, TFLITE_INT8),
+                                       int8=True)
+    return paths
+
+
+def _write_labels(class_names, path):
+    """`labels.txt`: one class name a line, in the order of the probabilities."""
+    with open(path, "w") as handle:
+        handle.write("\n".join(class_names) + "\n")
+    return path
+
+
+def _write_descriptions(exportable, model_path, out_dir):
+    """`face_crop.json` (for a model of face crops) and `export.json`; their paths by key."""
+    paths = {}
     if exportable.face_crop:
         paths["face_crop"] = _write_json(os.path.join(out_dir, FACE_CROP), face_crop_spec())
     paths["export"] = _write_json(os.path.join(out_dir, EXPORT_INFO), {
@@ -264,6 +282,8 @@ def export_model(model_path, out_dir, *, int8=False):
 
 
 def _tflite(saved_model, path, *, int8=False):
+    """Converts the SavedModel's `serving_images` to a TFLite file at `path` (dynamic-range int8
+    with `int8`); returns `path`."""
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model,
                                                          signature_keys=["serving_images"])
     if int8:

@@ -9,6 +9,7 @@ import json
 
 from pipeline.data.augment import AugmentConfig, parse_augment
 from pipeline.data.faces import FACE_SHARE
+from pipeline.data.links import FOLLOW_LINKS
 from pipeline.features.registry import BACKBONES, DEFAULT_BACKBONE, get_spec
 from pipeline.fields import check_choices, field
 from pipeline.validation import check_scalar
@@ -56,6 +57,10 @@ class EmbedConfig:
             when a face is found in at least `pipeline.data.faces.FACE_SHARE` of a sample of
             the data (`pipeline.data.faces.probe_faces`), off otherwise (and for TFDS data);
             the cache's config holds the decision. Defaults to `"auto"`.
+        follow_links: which symbolic links in a data folder are read
+            (`pipeline.data.links`): `"no"` skips every link with a reason, `"inside"` follows
+            links that resolve inside the data folder, `"any"` follows all. What is listed is
+            part of the data's fingerprint, so not of the key. Defaults to `"no"`.
         cache_root: folder under which `<cache key>/` is written. Defaults to `"cache"`.
         batch_size: backbone batch size (speed only; not part of the key). Defaults to `32`.
         num_shards: TFRecord shards (0: let the runner decide; not part of the key).
@@ -88,6 +93,10 @@ class EmbedConfig:
         "auto", default_text="auto", help="crop the largest face (OpenCV Haar cascade) before "
         f"resizing; auto: on where faces are found in at least {FACE_SHARE:.0%} of "
         f"{DATA_PROBE_IMAGES} sampled images")
+    follow_links: str = field("no", choices=FOLLOW_LINKS, const="inside",
+                              help="read symbolic links in the data: no (skip them, with a "
+                              "reason), inside (bare --follow-links: those that stay inside the "
+                              "data folder) or any")
     cache_root: str = field("cache", flag="--cache-dir", help="cache root")
     batch_size: int = field(32, help="backbone batch size (speed only)")
     num_shards: int = field(0, help="TFRecord shards; 0: the runner decides")
@@ -123,6 +132,7 @@ class EmbedConfig:
         """Rebuilds a config from `to_dict()` output (as stored in a manifest)."""
         values = dict(values)
         values["augment"] = AugmentConfig(**values["augment"])
+        values.setdefault("follow_links", "any")  # made before the field: every link followed
         return cls(**values)
 
 

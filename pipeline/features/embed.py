@@ -70,8 +70,8 @@ class EmbedShardFn(ShardFn):
     computed_key = "embedded"
     layout = shards
 
-    def __init__(self, config, *, weights, weights_digest, run_dir, base=None):
-        super().__init__(run_dir, base=base)
+    def __init__(self, config, *, weights, weights_digest, run_dir, base=None, links=None):
+        super().__init__(run_dir, base=base, links=links)
         self._config, self._weights = config, weights
         self._weights_digest = weights_digest
         self._embedder = self._augment = None
@@ -168,16 +168,17 @@ class EmbedImages(beam.PTransform):
         weights_digest: their content digest (see `EmbedShardFn`).
         run_dir: the folder to write into.
         base: a previous cache to reuse records from (see `EmbedShardFn`). Defaults to `None`.
+        links: the source's `LinkPolicy` (see `ShardFn`). Defaults to `None`.
     """
 
-    def __init__(self, config, *, weights, weights_digest, run_dir, base=None):
+    def __init__(self, config, *, weights, weights_digest, run_dir, base=None, links=None):
         super().__init__()
         self._config, self._weights, self._run_dir, self._base = config, weights, run_dir, base
-        self._weights_digest = weights_digest
+        self._weights_digest, self._links = weights_digest, links
 
     def expand(self, pairs):
         return pairs | "ShardedPass" >> ShardedPass(
             EmbedShardFn(self._config, weights=self._weights,
                          weights_digest=self._weights_digest, run_dir=self._run_dir,
-                         base=self._base),
+                         base=self._base, links=self._links),
             step="EmbedShard", run_dir=self._run_dir, num_shards=self._config.num_shards)

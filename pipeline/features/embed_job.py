@@ -103,7 +103,8 @@ def _decide_on_data(config, source):
 
 
 def _prepare(config):
-    source = open_source(config.data, val_fraction=config.val_fraction, seed=config.seed)
+    source = open_source(config.data, val_fraction=config.val_fraction, seed=config.seed,
+                         follow_links=config.follow_links)
     config, face_probe, size_probe = _decide_on_data(config, source)
     embedder = shared_embedder(config.backbone, image_size=config.image_size,
                                weights=config.weights, alpha=config.alpha,
@@ -130,7 +131,7 @@ def build_embed_pipeline(pipeline, config, *, source, weights, weights_digest, r
     return (pipeline
             | source.list_examples()
             | "EmbedImages" >> EmbedImages(config, weights=weights, weights_digest=weights_digest,
-                                           run_dir=run_dir, base=base))
+                                           run_dir=run_dir, base=base, links=source.links))
 
 
 def _run_pipeline(config, prepared, pipeline_options, test_pipeline, show_progress):

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from pipeline.batch.layout import (IMAGES_PER_SHARD, auto_num_shards, index_name, read_index,
                                    shard_file, shard_of, write_index)
-from pipeline.files import atomic_path, file_sha256
+from pipeline.files import atomic_output, file_sha256
 
 __all__ = ["IMAGES_PER_SHARD", "SHARD_PREFIX", "shard_of", "auto_num_shards", "shard_name",
            "index_name", "write_shard", "write_index", "read_index", "read_shard_records"]
@@ -31,14 +31,14 @@ def write_shard(path, records):
     Returns:
         `{"records": n, "sha256": hex, "bytes": size}` of what was written.
     """
-    tmp, count = atomic_path(path), 0
-    with tf.io.TFRecordWriter(tmp) as writer:
-        for record in records:
-            writer.write(record)
-            count += 1
-    written = {"records": count, "sha256": file_sha256(tmp),
-               "bytes": tf.io.gfile.stat(tmp).length}
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    count = 0
+    with atomic_output(path) as tmp:
+        with tf.io.TFRecordWriter(tmp) as writer:
+            for record in records:
+                writer.write(record)
+                count += 1
+        written = {"records": count, "sha256": file_sha256(tmp),
+                   "bytes": tf.io.gfile.stat(tmp).length}
     return written
 
 

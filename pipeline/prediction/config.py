@@ -3,7 +3,8 @@ it without building anything).
 """
 import dataclasses
 
-from pipeline.fields import field
+from pipeline.data.links import FOLLOW_LINKS
+from pipeline.fields import check_choices, field
 from pipeline.validation import check_scalar
 
 __all__ = ["PredictConfig"]
@@ -22,6 +23,8 @@ class PredictConfig:
         with_embeddings: also write each image's pooled embedding. Defaults to `False`.
         labels_from_folders: the first folder level is the true label: True, False, or None
             (where every folder there is one of the model's classes). Defaults to `None`.
+        follow_links: which symbolic links in the data are read (`pipeline.data.links`).
+            Defaults to `"no"`.
         batch_size: images per forward pass. Defaults to `32`.
         num_shards: the shard count; 0: one per 1,000 images. Defaults to `0`.
         cached_embeddings: a head takes the embeddings its cache holds for an image's content
@@ -41,6 +44,10 @@ class PredictConfig:
     labels_from_folders: bool | None = field(
         None, help="record the first folder level as the true label (default: where every "
         "folder there is one of the model's classes)")
+    follow_links: str = field("no", choices=FOLLOW_LINKS, const="inside",
+                              help="read symbolic links in the data: no (skip them, with a "
+                              "reason), inside (bare --follow-links: those that stay inside the "
+                              "data folder) or any")
     batch_size: int = field(32, help="images per forward pass")
     num_shards: int = field(0, help="0: one per 1,000 images")
     cached_embeddings: bool = field(False, cli=False, help="a head takes its cache's "
@@ -48,6 +55,7 @@ class PredictConfig:
     most_wrong: int = field(50, cli=False, help="confident mistakes kept for a report")
 
     def __post_init__(self):
+        check_choices(self)
         check_scalar(self.top_k, "top_k", int, min_val=1)
         check_scalar(self.batch_size, "batch_size", int, min_val=1)
         check_scalar(self.num_shards, "num_shards", int, min_val=0)

@@ -29,7 +29,8 @@ import tensorflow as tf
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.data.images import IMAGE_EXTENSIONS
-from pipeline.data.sources import TFDS_PREFIX, ExampleRef, TfdsSource
+from pipeline.data.links import LinkPolicy
+from pipeline.data.sources import TFDS_PREFIX, ExampleRef, TfdsSource, match_folder
 
 __all__ = ["open_inputs", "FileInputs", "ListInputs", "TfdsInputs"]
 
@@ -53,27 +54,32 @@ class FileInputs:
         root: ids are paths relative to it.
         labels: whether the first folder level below the root is the true label.
         class_names: the model's classes.
+        links: the `LinkPolicy` of the root (a local folder is walked with it).
     """
 
-    def __init__(self, pattern, root, *, labels, class_names):
+    def __init__(self, pattern, root, *, labels, class_names, links):
         self.pattern, self.root, self.labels = pattern, root, labels
-        self.class_names = list(class_names)
+        self.class_names, self.links = list(class_names), links
+
+    def _paths(self, limit=None):
+        if self.pattern == posixpath.join(self.root, "**"):  # a folder
+            return match_folder(self.root, self.links, limit)
+        (result,) = FileSystems.match([self.pattern], limits=[limit])
+        return sorted(meta.path for meta in result.metadata_list)
 
     def describe(self):
         return {"kind": "files", "pattern": self.pattern, "labels_from_folders": self.labels}
 
     def check_not_empty(self, data):
         """Refuses a pattern that matches no image, looking at no more than `_PEEK` files."""
-        (result,) = FileSystems.match([self.pattern], limits=[_PEEK])
-        paths = [meta.path for meta in result.metadata_list]
+        paths = self._paths(_PEEK)
         if len(paths) < _PEEK and not any(p.lower().endswith(IMAGE_EXTENSIONS) for p in paths):
             raise ValueError(f"data {data!r}: no images found ({', '.join(IMAGE_EXTENSIONS)})")
 
     def refs(self, pattern):
-        (result,) = FileSystems.match([pattern])
-        for path in sorted(meta.path for meta in result.metadata_list):
-            if not path.lower().endswith(IMAGE_EXTENSIONS):
-                continue
+        for path in self._paths():
+            if not (path.lower().endswith(IMAGE_EXTENSIONS) or self.links.reason(path)):
+                continue  # not an image; a link is listed, to be skipped with its reason
             example_id = posixpath.relpath(path, self.root)
             true_label = example_id.split("/")[0] if self.labels and "/" in example_id else ""
             yield _ref(example_id, path, true_label, self.class_names)
@@ -92,9 +98,10 @@ class ListInputs:
         class_names: the model's classes.
     """
 
-    def __init__(self, path, *, class_names):
+    def __init__(self, path, *, class_names, follow_links="no"):
         self.path, self.class_names = path, list(class_names)
         self.folder = posixpath.dirname(path)
+        self.links = LinkPolicy(None, follow_links)  # a listed path that is a link
         with tf.io.gfile.GFile(path) as handle:
             first = handle.readline().strip()
         self.is_csv = path.lower().endswith(".csv")
@@ -136,6 +143,8 @@ class TfdsInputs:
         class_names: the model's classes.
     """
 
+    links = None  # bytes travel with the refs
+
     def __init__(self, name, split, *, class_names):
         self.source = TfdsSource(name)
         self.split, self.class_names = split, list(class_names)
@@ -162,7 +171,7 @@ def _folder_labels(root, class_names):
     return bool(names) and set(names) <= set(class_names)
 
 
-def open_inputs(data, class_names, *, labels_from_folders=None):
+def open_inputs(data, class_names, *, labels_from_folders=None, follow_links="no"):
     """Opens what a batch job reads (see the module docstring).
 
     Args:
@@ -170,6 +179,8 @@ def open_inputs(data, class_names, *, labels_from_folders=None):
         class_names: the model's classes (true labels are matched against them).
         labels_from_folders: take the first folder level as the true label: True, False, or
             None to decide by the folder names. Defaults to `None`.
+        follow_links: which symbolic links are read (`pipeline.data.links`). Defaults to
+            `"no"`.
 
     Raises:
         ValueError: no such folder or list, a glob without a folder to start from, or a
@@ -186,7 +197,7 @@ def open_inputs(data, class_names, *, labels_from_folders=None):
         root = root if "://" in root else os.path.abspath(root)
         pattern = data if "://" in data else os.path.abspath(data)
         inputs = FileInputs(pattern, root, labels=bool(labels_from_folders),
-                            class_names=class_names)
+                            class_names=class_names, links=LinkPolicy(root, follow_links))
         inputs.check_not_empty(data)
         return inputs
     if tf.io.gfile.isdir(data):
@@ -194,11 +205,11 @@ def open_inputs(data, class_names, *, labels_from_folders=None):
         labels = (_folder_labels(root, class_names) if labels_from_folders is None
                   else labels_from_folders)
         inputs = FileInputs(posixpath.join(root, "**"), root, labels=labels,
-                            class_names=class_names)
+                            class_names=class_names, links=LinkPolicy(root, follow_links))
         inputs.check_not_empty(data)
         return inputs
     if data.lower().endswith(_LIST_EXTENSIONS) and tf.io.gfile.exists(data):
         return ListInputs(data if "://" in data else os.path.abspath(data),
-                          class_names=class_names)
+                          class_names=class_names, follow_links=follow_links)
     raise ValueError(f"data {data!r}: expected a folder, a glob, a .txt or .csv list of paths, "
                      "or tfds:NAME[:SPLIT]")

@@ -82,7 +82,8 @@ def build_predict_pipeline(pipeline, inputs, spec, config, *, run_dir, base=None
                 spec, run_dir=run_dir, top_k=config.top_k,
                 with_embeddings=config.with_embeddings, batch_size=config.batch_size,
                 num_shards=config.num_shards, base=base,
-                cached_embeddings=config.cached_embeddings, most_wrong=config.most_wrong))
+                cached_embeddings=config.cached_embeddings, most_wrong=config.most_wrong,
+                links=inputs.links))
 
 
 class _Totals:
@@ -208,7 +209,8 @@ def run_predict(config, *, inputs=None, pipeline_options=None, test_pipeline=Non
         raise ValueError(f"model {config.model!r}: a SavedModel export has no embeddings; "
                          "predict with its model.keras or head folder for --with-embeddings")
     inputs = inputs or open_inputs(config.data, spec.class_names,
-                                   labels_from_folders=config.labels_from_folders)
+                                   labels_from_folders=config.labels_from_folders,
+                                   follow_links=config.follow_links)
     config_key = _config_key(config, spec)
     base = outputs.find_base(config.out, config_key)
     run_dir = outputs.new_run_dir(config.out, config_key)

@@ -14,8 +14,17 @@ import os
 import posixpath
 import threading
 
+import keras
 import numpy as np
 import tensorflow as tf
+
+from pipeline.features import cache
+from pipeline.features.backbones import manifest_weights
+from pipeline.features.embed import shared_embedder
+from pipeline.files import file_sha256
+from pipeline.training.end_to_end import MODEL_INFO, load_finetuned
+from pipeline.training.heads import load_head, logits_to_proba
+from pipeline.training.tta import has_flip_tta, trained_model
 
 __all__ = ["ModelSpec", "open_model", "load_predictor", "KINDS", "SAVED_MODEL", "LABELS",
            "FACE_CROP", "EXPORT_INFO"]
@@ -62,12 +71,11 @@ class ModelSpec:
 
 
 def _digest_files(paths, *extra):
+    """sha256 of each file's name and content, then of each of `extra` as text."""
     digest = hashlib.sha256()
     for path in paths:
         digest.update(os.path.basename(path).encode() + b"\0")
-        with tf.io.gfile.GFile(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        file_sha256(path, digest=digest)
     for value in extra:
         digest.update(str(value).encode() + b"\0")
     return digest.hexdigest()
@@ -79,17 +87,12 @@ def _tree_files(folder):
 
 
 def _open_finetuned(path):
-    from pipeline.training.end_to_end import MODEL_INFO
-
     info_path = os.path.join(os.path.dirname(path), MODEL_INFO)
     if not os.path.isfile(info_path):
         raise ValueError(f"model {path!r}: no {MODEL_INFO} beside it (both are written by "
                          "jobs.finetune)")
     with open(info_path) as handle:
         info = json.load(handle)
-    from pipeline.training.end_to_end import load_finetuned
-    from pipeline.training.tta import has_flip_tta
-
     model, _ = load_finetuned(path)  # read once here: refuse a broken file before any work
     return ModelSpec("finetuned", path, tuple(info["class_names"]), int(info["image_size"]),
                      bool(info["embed_config"].get("face_crop")), has_flip_tta(model),
@@ -97,8 +100,6 @@ def _open_finetuned(path):
 
 
 def _open_head(folder):
-    from pipeline.features import cache
-
     with open(os.path.join(folder, "head.json")) as handle:
         meta = json.load(handle)
     try:
@@ -163,12 +164,6 @@ def open_model(path):
 
 class _Finetuned:
     def __init__(self, spec, with_embeddings, cached_embeddings=False):
-        import keras
-
-        from pipeline.training.end_to_end import load_finetuned
-        from pipeline.training.heads import logits_to_proba
-        from pipeline.training.tta import trained_model
-
         model, _ = load_finetuned(spec.path)
         outputs = [model.output]
         if with_embeddings:
@@ -194,11 +189,6 @@ class _Head:
     embeddings (by content digest) stand in for the backbone on images the cache holds."""
 
     def __init__(self, spec, with_embeddings, cached_embeddings=False):
-        from pipeline.features import cache
-        from pipeline.features.backbones import manifest_weights
-        from pipeline.features.embed import shared_embedder
-        from pipeline.training.heads import load_head, logits_to_proba
-
         head = load_head(spec.path)
         manifest = cache.read_manifest(head.meta["cache_dir"])
         config = manifest["config"]

@@ -5,11 +5,15 @@ them out with the house building blocks (`pipeline.reports.pages`): headline cou
 and share per predicted class, a histogram of the predicted class's probability
 (`confidence.png`), the lowest-confidence images as a thumbnail grid (the queue to review or
 label next, thumbnails in `thumbs/`) and what was skipped. Every text from data is escaped and
-no path is shown: images are named by their id. Matplotlib is imported only when drawing.
+no path is shown: images are named by their id.
 """
 import html
 import os
 
+from matplotlib.figure import Figure
+
+from pipeline.files import write_bytes_atomic
+from pipeline.reports.figures import save_figure
 from pipeline.reports.pages import headline, table, thumbnail_grid, write_page
 
 __all__ = ["write_predict_page"]
@@ -18,21 +22,10 @@ _MAX_SKIPPED = 50
 _TOP_K_SHOWN = 3
 
 
-def _write_atomic(path, data):
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
-
-
 def _histogram_png(out_dir, histogram):
     """Draws the histogram into `confidence.png`; returns its `<img>` HTML, or a note if empty."""
     if not histogram or not sum(histogram):
         return "<p>No predictions.</p>"
-    from matplotlib.figure import Figure
-
-    from pipeline.reports.figures import save_figure
-
     fig = Figure(figsize=(6.4, 3.0), layout="constrained")
     ax = fig.add_subplot()
     width = 1.0 / len(histogram)
@@ -45,9 +38,7 @@ def _histogram_png(out_dir, histogram):
     ax.set_ylabel("images")
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
-    tmp = os.path.join(out_dir, "confidence.tmp.png")
-    save_figure(fig, tmp)
-    os.replace(tmp, os.path.join(out_dir, "confidence.png"))
+    save_figure(fig, os.path.join(out_dir, "confidence.png"))
     return ('<a href="confidence.png"><img src="confidence.png" '
             'alt="histogram of the probability of the predicted class"></a>')
 
@@ -69,7 +60,7 @@ def _tiles(out_dir, lowest):
         if row.get("thumbnail"):
             src = f"thumbs/{rank:04d}.jpg"
             os.makedirs(os.path.join(out_dir, "thumbs"), exist_ok=True)
-            _write_atomic(os.path.join(out_dir, src), row["thumbnail"])
+            write_bytes_atomic(os.path.join(out_dir, src), row["thumbnail"])
         lines = [f"#{rank + 1} {row['id']}",
                  f"predicted: {row['label']} ({row['probability']:.4f})"]
         if row.get("true_label") and row["true_label"] != row["label"]:

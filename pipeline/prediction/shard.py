@@ -15,7 +15,6 @@ thumbnail each.
 import base64
 import bisect
 import hashlib
-import io
 
 import apache_beam as beam
 import numpy as np
@@ -25,7 +24,7 @@ import tensorflow as tf
 
 from pipeline.batch import layout
 from pipeline.batch.spine import ShardedPass, ShardFn
-from pipeline.data.images import ImageError, decode_image, prepare_image
+from pipeline.data.images import jpeg_thumbnail, prepare_image
 from pipeline.data.sources import read_bytes
 from pipeline.files import write_bytes_atomic
 from pipeline.prediction.models import load_predictor
@@ -71,16 +70,8 @@ def read_rows(path, ids=None):
 
 def _thumbnail(data):
     """A small JPEG of encoded image bytes, base64, or None where it cannot be decoded."""
-    from PIL import Image
-
-    try:
-        image = Image.fromarray(decode_image(data))
-    except (ImageError, ValueError):
-        return None
-    image.thumbnail((_THUMB_SIDE, _THUMB_SIDE))
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=80)
-    return base64.b64encode(buffer.getvalue()).decode()
+    jpeg = jpeg_thumbnail(data, side=_THUMB_SIDE, quality=80)
+    return None if jpeg is None else base64.b64encode(jpeg).decode()
 
 
 class PredictShardFn(ShardFn):
@@ -106,8 +97,8 @@ class PredictShardFn(ShardFn):
     computed_key = "predicted"
 
     def __init__(self, spec, *, run_dir, top_k, with_embeddings, batch_size, base=None,
-                 cached_embeddings=False, most_wrong=MOST_WRONG_PER_SHARD):
-        super().__init__(run_dir, base=base)
+                 cached_embeddings=False, most_wrong=MOST_WRONG_PER_SHARD, links=None):
+        super().__init__(run_dir, base=base, links=links)
         self._spec, self._top_k, self._with_embeddings = spec, top_k, with_embeddings
         self._batch_size, self._cached_embeddings = batch_size, cached_embeddings
         self._most_wrong = most_wrong
@@ -231,19 +222,20 @@ class PredictImages(beam.PTransform):
     shared `ShardedPass` with `PredictShardFn` as its step.
 
     Args:
-        spec, top_k, with_embeddings, batch_size, base, cached_embeddings, most_wrong: as for
-            `PredictShardFn`.
+        spec, top_k, with_embeddings, batch_size, base, cached_embeddings, most_wrong, links: as
+            for `PredictShardFn` (and `ShardFn`).
         run_dir: the folder to write into.
         num_shards: the shard count (0: one per `layout.IMAGES_PER_SHARD` images).
     """
 
     def __init__(self, spec, *, run_dir, top_k, with_embeddings, batch_size, num_shards=0,
-                 base=None, cached_embeddings=False, most_wrong=MOST_WRONG_PER_SHARD):
+                 base=None, cached_embeddings=False, most_wrong=MOST_WRONG_PER_SHARD,
+                 links=None):
         super().__init__()
         self._fn = PredictShardFn(spec, run_dir=run_dir, top_k=top_k,
                                   with_embeddings=with_embeddings, batch_size=batch_size,
                                   base=base, cached_embeddings=cached_embeddings,
-                                  most_wrong=most_wrong)
+                                  most_wrong=most_wrong, links=links)
         self._run_dir, self._num_shards = run_dir, num_shards
 
     def expand(self, pairs):

@@ -3,16 +3,20 @@
 Every figure adapts to the number of classes (2 to about 100) and of runs (1 to about 500):
 `confusion_figure` grows with the classes, rotates its tick labels and writes a cell's count only
 where it fits; `trend_figure` puts dates on its axis and drops markers when runs crowd.
+
+The figures are `matplotlib.figure.Figure`s on their own Agg canvas, never pyplot's: drawing
+selects no global backend and keeps no figure alive once it is saved.
 """
 import datetime
+import os
 
-import matplotlib
+import matplotlib.dates as mdates
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn import metrics
 
-matplotlib.use("Agg")
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn import metrics  # noqa: E402
+from pipeline.files import atomic_output
 
 __all__ = ["confusion_figure", "reliability_figure", "reliability_bins", "roc_curves",
            "roc_pr_figure",
@@ -24,9 +28,17 @@ _MAX_FONT = 10.0
 
 
 def save_figure(fig, path, *, dpi=100):
-    """Saves `fig` to `path` and closes it."""
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    """Saves `fig` to `path` (in the format its extension names) through a temporary file and a
+    rename."""
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=os.path.splitext(path)[1][1:])
+
+
+def _subplots(*args, figsize, **kwargs):
+    """`pyplot.subplots` without pyplot: a figure on its own Agg canvas, and its axes."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def confusion_figure(confusion, class_names):
@@ -46,7 +58,7 @@ def confusion_figure(confusion, class_names):
     confusion = np.asarray(confusion)
     n = len(class_names)
     side = float(np.clip(_CELL_INCHES * n + 3.0, 5.0, 40.0))
-    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    fig, ax = _subplots(figsize=(side + 1.2, side))
     shares = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
     image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
@@ -99,7 +111,7 @@ def reliability_figure(rows, ece, *, bins=10):
         rows, ece: what `reliability_bins` returns (or `summaries.reliability_rows`).
         bins: the bin count they were made with. Defaults to `10`.
     """
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig, ax = _subplots(figsize=(5, 4.5))
     ax.plot([0, 1], [0, 1], color="gray", linestyle="--", label="perfectly calibrated")
     ax.bar([(r[0] + r[1]) / 2 for r in rows], [r[4] for r in rows], width=1.0 / bins,
            edgecolor="black", alpha=0.7, label="accuracy")
@@ -128,7 +140,7 @@ def roc_curves(y_true, scores):
 
 def roc_pr_figure(curves, *, positive="positive", prevalence=None):
     """ROC and precision-recall curves of a two-class problem (`curves`: see `roc_curves`)."""
-    fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10, 4.5))
+    fig, (roc_ax, pr_ax) = _subplots(1, 2, figsize=(10, 4.5))
     roc_ax.plot(curves["fpr"], curves["tpr"], label=f"{positive} (AUC = {curves['roc_auc']:.2f})")
     roc_ax.plot([0, 1], [0, 1], "k--", label="chance level (AUC = 0.5)")
     roc_ax.set_xlabel("false positive rate")
@@ -159,7 +171,7 @@ def thumbnail_grid_figure(images, captions, *, columns=5):
     """
     columns = max(1, min(columns, len(images)))
     rows = max(1, -(-len(images) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.7 * rows), squeeze=False)
+    fig, axes = _subplots(rows, columns, figsize=(2.4 * columns, 2.7 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, caption in zip(axes.flat, images, captions):
@@ -191,7 +203,7 @@ def trend_figure(rows, *, metrics_=("accuracy", "macro_f1"), fail_under=None, na
         fail_under: draws this accuracy floor as a red line, or None. Defaults to `None`.
         name: turns a row's `model` into its legend label. Defaults to `str`.
     """
-    fig, axes = plt.subplots(1, len(metrics_), figsize=(12, 4), squeeze=False)
+    fig, axes = _subplots(1, len(metrics_), figsize=(12, 4), squeeze=False)
     marker = "o" if len(rows) <= 40 else None
     for metric, ax in zip(metrics_, axes[0]):
         for model in sorted({r["model"] for r in rows}):
@@ -221,7 +233,7 @@ def recall_trend_figure(times, class_names, recalls):
     """
     recalls = np.asarray(recalls, dtype=float)
     if len(class_names) <= 10:
-        fig, ax = plt.subplots(figsize=(12, 3.8))
+        fig, ax = _subplots(figsize=(12, 3.8))
         dates = _dates(times)
         for index, name in enumerate(class_names):
             ax.plot(dates, recalls[:, index], marker="o" if len(times) <= 40 else None,
@@ -231,7 +243,7 @@ def recall_trend_figure(times, class_names, recalls):
         ax.legend(fontsize=7, ncol=min(5, len(class_names)), loc="lower left")
         ax.grid(alpha=0.3)
     else:
-        fig, ax = plt.subplots(figsize=(12, min(20.0, 2.0 + 0.18 * len(class_names))))
+        fig, ax = _subplots(figsize=(12, min(20.0, 2.0 + 0.18 * len(class_names))))
         image = ax.imshow(recalls.T, aspect="auto", cmap="RdYlGn", vmin=0, vmax=1,
                           interpolation="nearest")
         ax.set_yticks(range(len(class_names)), class_names, fontsize=min(8.0, 600 / len(
@@ -251,7 +263,7 @@ def plot_curves(history, *, phases=None, ax=None):
         The matplotlib figure.
     """
     if ax is None:
-        fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+        fig, ax = _subplots(1, 2, figsize=(11, 4))
     else:
         fig = ax[0].figure
     epochs = np.arange(1, len(history.get("loss", [])) + 1)

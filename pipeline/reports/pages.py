@@ -9,6 +9,10 @@ import html
 import os
 
 import numpy as np
+import tensorflow as tf
+
+from pipeline.data.images import jpeg_thumbnail
+from pipeline.files import write_text_atomic
 
 __all__ = ["STYLE", "html_page", "fmt", "delta", "headline", "table", "thumbnail",
            "thumbnail_grid", "write_page"]
@@ -57,10 +61,7 @@ def html_page(title, body, *, subtitle=""):
 
 def write_page(path, title, body, *, subtitle=""):
     """Writes `html_page(...)` to `path` atomically."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(html_page(title, body, subtitle=subtitle))
-    os.replace(tmp, path)
+    write_text_atomic(path, html_page(title, body, subtitle=subtitle))
 
 
 def fmt(value):
@@ -108,20 +109,17 @@ def table(columns, rows, *, trusted=()):
 
 
 def thumbnail(source_path, target_path, *, side=_THUMB_SIDE):
-    """Writes a JPEG thumbnail of an image file; returns whether it could."""
-    import tensorflow as tf
-    from PIL import Image
-
-    from pipeline.data.images import decode_image
-
+    """Writes a JPEG thumbnail (`jpeg_thumbnail`) of an image file; returns whether it could."""
     try:
         with tf.io.gfile.GFile(source_path, "rb") as handle:
-            image = Image.fromarray(decode_image(handle.read()))
+            jpeg = jpeg_thumbnail(handle.read(), side=side)
     except (OSError, ValueError, tf.errors.OpError):
         return False
-    image.thumbnail((side, side))
+    if jpeg is None:
+        return False
     os.makedirs(os.path.dirname(target_path), exist_ok=True)
-    image.convert("RGB").save(target_path, quality=85)
+    with open(target_path, "wb") as handle:
+        handle.write(jpeg)
     return True
 
 

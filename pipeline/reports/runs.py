@@ -13,10 +13,10 @@ import html
 import json
 import os
 import tempfile
-import uuid
 
 import numpy as np
 
+from pipeline.files import atomic_output
 from pipeline.reports import figures as figures
 from pipeline.reports.pages import delta, headline, table, thumbnail, thumbnail_grid, write_page
 
@@ -111,18 +111,10 @@ def compare_runs(rows, *, threshold=0.01, fail_under=None):
 
 def _write_rows(reports_dir, rows):
     path = os.path.join(reports_dir, "runs.csv")
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    with open(tmp, "w", newline="") as handle:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, RUNS_COLUMNS, restval="", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
-
-
-def _save_atomic(fig, reports_dir, name):
-    tmp = os.path.join(reports_dir, f".{uuid.uuid4().hex}-{name}")
-    figures.save_figure(fig, tmp)
-    os.replace(tmp, os.path.join(reports_dir, name))
 
 
 def _recall_history(reports_dir, rows):
@@ -142,12 +134,12 @@ def _recall_history(reports_dir, rows):
 
 
 def _draw(reports_dir, rows, fail_under):
-    _save_atomic(figures.trend_figure(rows, fail_under=fail_under, name=display_name),
-                 reports_dir, "trend.png")
+    figures.save_figure(figures.trend_figure(rows, fail_under=fail_under, name=display_name),
+                        os.path.join(reports_dir, "trend.png"))
     times, names, recalls = _recall_history(reports_dir, rows)
     if times:
-        _save_atomic(figures.recall_trend_figure(times, names, recalls), reports_dir,
-                     "recall_trend.png")
+        figures.save_figure(figures.recall_trend_figure(times, names, recalls),
+                            os.path.join(reports_dir, "recall_trend.png"))
 
 
 def _cards(latest, comparison):

@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from pipeline.reports.metrics import most_confused
+
 
 __all__ = ["SCORE_BINS", "LOGIT_RANGE", "THRESHOLDS", "CALIBRATION_BINS", "shard_summary",
            "merge_summaries", "summary_metrics", "reliability_rows", "roc_pr_curves"]
@@ -229,8 +231,6 @@ def summary_metrics(summary, class_names):
     Raises:
         ValueError: when the number of class names is not the summary's.
     """
-    from pipeline.reports import most_confused  # the package imports this module
-
     num_classes, n = summary["num_classes"], summary["count"]
     if len(class_names) != num_classes:
         raise ValueError(f"{len(class_names)} class names for {num_classes} classes")

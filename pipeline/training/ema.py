@@ -9,6 +9,8 @@ goes on, so checkpoints and resumable backups hold the trained weights and the o
 """
 import keras
 
+from pipeline.keras_compat import ema_variables, optimizer_variables
+
 __all__ = ["ema_momentum", "EmaCandidates"]
 
 
@@ -31,14 +33,13 @@ class EmaCandidates:
         self.swap_out = _Swap(self._put_trained)
 
     def _put_average(self, model):
-        optimizer = model.optimizer
-        variables = optimizer._trainable_variables  # Keras keeps the averages in this order
+        variables = optimizer_variables(model.optimizer)  # the order of the averages
         self._trained = [variable.numpy() for variable in variables]
-        for variable, average in zip(variables, optimizer._model_variables_moving_average):
+        for variable, average in zip(variables, ema_variables(model.optimizer)):
             variable.assign(average)
 
     def _put_trained(self, model):
-        for variable, value in zip(model.optimizer._trainable_variables, self._trained):
+        for variable, value in zip(optimizer_variables(model.optimizer), self._trained):
             variable.assign(value)
         self._trained = None
 

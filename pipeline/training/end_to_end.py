@@ -15,6 +15,7 @@ import keras
 
 from pipeline.data.augment import AugmentConfig, build_augmenter
 from pipeline.features.backbones import Preprocess, build_backbone, manifest_weights
+from pipeline.keras_compat import variable_index
 from pipeline.training.heads import (logits_to_proba, loss_and_metric,
                                      soft_loss_and_metric)
 from pipeline.training.tta import trained_model
@@ -129,7 +130,7 @@ class LayerScaledAdam(keras.optimizers.Adam):
         self._scales = [self.layer_scales.get(v.path.split("/")[0], 1.0) for v in variables]
 
     def update_step(self, gradient, variable, learning_rate):
-        scale = self._scales[self._get_variable_index(variable)]
+        scale = self._scales[variable_index(self, variable)]
         super().update_step(gradient, variable, learning_rate * scale)
 
     def get_config(self):

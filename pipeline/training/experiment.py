@@ -15,6 +15,8 @@ import dataclasses
 import os
 import time
 
+from matplotlib.figure import Figure
+
 from pipeline import reports
 from pipeline.console import track
 from pipeline.training.finetune import FinetuneConfig, run_finetune
@@ -69,13 +71,12 @@ def markdown(rows):
 
 
 def _write_tables(out_dir, rows):
-    import matplotlib.pyplot as plt
-
     reports.write_csv(os.path.join(out_dir, "comparison.csv"), _COLUMNS,
                       [[r[c] for c in _COLUMNS] for r in rows])
     with open(os.path.join(out_dir, "comparison.md"), "w") as handle:
         handle.write(markdown(rows) + "\n")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
     names = [r["model"] for r in rows]
     for ax, key, title in ((axes[0], "accuracy", "validation accuracy"),
                            (axes[1], "wall_s", "wall time (s)")):
@@ -84,4 +85,3 @@ def _write_tables(out_dir, rows):
     axes[0].axvline(rows[0]["majority_baseline"], color="gray", linestyle="--")
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "comparison.png"), dpi=100)
-    plt.close(fig)

@@ -75,7 +75,7 @@ def split_refs(manifest):
     if not source_info.get("root"):
         raise ValueError(f"fine-tuning needs a class-folder cache; {config['data']!r} is not one")
     source = FolderSource(source_info["root"], val_fraction=config["val_fraction"],
-                          seed=config["seed"])
+                          seed=config["seed"], follow_links=config.get("follow_links", "any"))
     refs = source.refs()
     if source.fingerprint(refs) != source_info["fingerprint"]:
         raise ValueError(f"data {source_info['root']!r} changed since cache "
