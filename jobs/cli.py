@@ -7,7 +7,8 @@ exists once, in the library. `config_from(Config, args)` builds the config back.
 
 A job module declares a `Job`: its flags, what it runs and what it prints. `Job.main` parses the
 arguments once, configures the output (the job's own lines only, unless `--verbose`), runs, prints
-the result and turns the project's errors (`ValueError`) into one line and exit status 1. A job
+the result and turns the failures a person can act on (the project's refusals, the file system,
+a runner: `pipeline.errors`) into one line and exit status 1. A job
 module imports only TensorFlow-free configs at its top and what runs inside its `run`, so that
 `--help` answers at once and TensorFlow's start-up lines can be dropped (`pipeline.console`).
 
@@ -23,7 +24,7 @@ import sys
 import types
 import typing
 
-from pipeline import console
+from pipeline import console, errors
 
 __all__ = ["Job", "add_config_flags", "config_from", "configure_output"]
 
@@ -184,8 +185,11 @@ class Job:
         configure_output(args.verbose)
         try:
             result = self.run(args, show_progress=True)
-        except ValueError as err:
-            sys.exit(f"error: {err}")
+        except Exception as err:  # noqa: BLE001  (known failures as one line; bugs raise)
+            line = errors.one_line(err)
+            if line is None:
+                raise
+            sys.exit(f"error: {line}")
         status = self.report(result, args)
         if status:
             sys.exit(status)

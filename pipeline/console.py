@@ -32,6 +32,10 @@ LIBRARY_LOGGERS = ("tensorflow", "keras", "absl", "apache_beam", "h5py", "matplo
                    "tensorflow_datasets", "urllib3", "google", "grpc", "py.warnings",
                    "distributed", "dask")
 
+#: Loggers that report a failure with its traceback before the failure is raised to the job,
+#: which says it in one line (`pipeline.errors`): quiet jobs drop their ERROR records too.
+_RAISED_LATER = ("apache_beam", "distributed")
+
 #: Warning categories that quiet jobs ignore wherever they come from.
 _QUIET_CATEGORIES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 
@@ -51,6 +55,9 @@ class _DropLibraryRecords(logging.Filter):
 def silence_library_logs():
     """Sets library loggers to ERROR and ignores library warnings; returns a `restore()` function.
 
+    Beam's and Dask's loggers go to CRITICAL: they log a worker's failure with its traceback
+    before the runner raises it to the job, which then says it in one line.
+
     TensorFlow's retracing and deprecation messages are Python log records or warnings, so they
     go too; the job's own `print` lines, its own warnings and exceptions are untouched.
 
@@ -64,7 +71,7 @@ def silence_library_logs():
     loggers = [logging.getLogger(name) for name in LIBRARY_LOGGERS]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
-        logger.setLevel(logging.ERROR)
+        logger.setLevel(logging.CRITICAL if logger.name in _RAISED_LATER else logging.ERROR)
     absl_level = _set_absl_verbosity("error")
     saved_filters = warnings.filters[:]
     for category in _QUIET_CATEGORIES:
@@ -187,18 +194,20 @@ class Progress:
         elif self._clock() - self._last_line >= self.interval:
             self._write(self.line())
 
-    def close(self):
-        """Ends the display with a final line; further calls do nothing."""
+    def close(self, *, failed=False):
+        """Ends the display with a final line (`done in ...`, or `stopped after ...` when the
+        work `failed`); further calls do nothing."""
         if self._closed:
             return
         self._closed = True
         if self._bar is not None:
             self._bar.close()
         else:
-            self._write(self.line(final=True))
+            self._write(self.line(final="stopped after" if failed else "done in"))
 
-    def line(self, *, final=False):
-        """The plain progress line as it stands now."""
+    def line(self, *, final=None):
+        """The plain progress line as it stands now; `final` is the last line's word for the
+        time taken (`done in`)."""
         elapsed = self._clock() - self._start
         rate = self.done / elapsed if elapsed > 0 else math.nan
         count = f"{self.done:,}" if self.total is None else f"{self.done:,}/{self.total:,}"
@@ -208,7 +217,7 @@ class Progress:
         if not math.isnan(rate):
             parts.append(f"{rate:.1f} {self.unit}/s")
         if final:
-            parts.append(f"done in {format_duration(elapsed)}")
+            parts.append(f"{final} {format_duration(elapsed)}")
         elif self.total and rate > 0:
             parts.append(f"ETA {format_duration((self.total - self.done) / rate)}")
         return ", ".join(parts)
@@ -220,8 +229,8 @@ class Progress:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc_info):
-        self.close()
+    def __exit__(self, exc_type, *exc_info):
+        self.close(failed=exc_type is not None)
 
 
 def track(iterable, *, desc, unit="items", total=None, count=None, **kwargs):

@@ -109,17 +109,17 @@ def _prepare(config):
     embedder = shared_embedder(config.backbone, image_size=config.image_size,
                                weights=config.weights, alpha=config.alpha,
                                weights_dir=config.weights_dir)
-    # Trace the backbone's function while the pipeline starts: a worker in this process (the
-    # local default) then finds it compiled.
-    blank = np.zeros((config.batch_size, config.image_size, config.image_size, 3), np.float32)
-    threading.Thread(target=embedder, args=(blank,), daemon=True).start()
     weights = embedder.weights_used
     digest = weights_digest(weights)
     key = config_key(config, weights_digest=digest)
     base = outputs.find_base(config.cache_root, key, accept=lambda manifest: (
         manifest.get("class_names") == list(source.class_names)))
-    return _Prepared(config, face_probe, size_probe, source, weights, digest, key, base,
-                     outputs.new_run_dir(config.cache_root, key))
+    run_dir = outputs.new_run_dir(config.cache_root, key)
+    # Trace the backbone's function while the pipeline starts: a worker in this process (the
+    # local default) then finds it compiled.
+    blank = np.zeros((config.batch_size, config.image_size, config.image_size, 3), np.float32)
+    threading.Thread(target=embedder, args=(blank,), daemon=True).start()
+    return _Prepared(config, face_probe, size_probe, source, weights, digest, key, base, run_dir)
 
 
 def build_embed_pipeline(pipeline, config, *, source, weights, weights_digest, run_dir,

@@ -1,0 +1,92 @@
+"""Failures under faults are one line, with exit status 1, and leave nothing half-done."""
+import errno
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+from jobs import embed
+from pipeline import errors
+from tests.conftest import IN_MEMORY, REPO, TINY
+
+#: Root without its override of file permissions (CI runs as root).
+NO_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"]
+
+
+def _job(*argv, prefix=()):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([*prefix, sys.executable, "-m", *argv], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+    return done.returncode, done.stdout.splitlines() + done.stderr.splitlines()
+
+
+def _files(root):
+    return sorted(os.path.relpath(os.path.join(top, name), root)
+                  for top, _, names in os.walk(root) for name in names)
+
+
+def test_the_failures_a_person_can_act_on_are_one_line():
+    assert errors.one_line(ValueError("data 'x': no images\nmore")) == "data 'x': no images"
+    assert errors.one_line(PermissionError(errno.EACCES, "Permission denied", "/c/x")) == (
+        "/c/x: permission denied")
+    assert errors.one_line(OSError(errno.ENOSPC, "No space left on device", "/c/a.tmp")) == (
+        "/c/a.tmp: no space left on the device")
+    full = tf.errors.ResourceExhaustedError(None, None, "/c/a.tmp; No space left on device")
+    assert errors.one_line(full) == "/c/a.tmp: no space left on the device"
+    denied = tf.errors.PermissionDeniedError(None, None, "/c/.runs; Permission denied")
+    assert errors.one_line(denied) == "/c/.runs: permission denied"
+    worker = RuntimeError("Pipeline failed: Traceback ...\nOSError: [Errno 28] No space left "
+                          "on device: '/c/x.tmp' [while running 'EmbedImages/EmbedShard']")
+    assert errors.one_line(worker) == ("/c/x.tmp: no space left on the device (in step "
+                                       "EmbedImages/EmbedShard)")
+    assert errors.one_line(KeyError("a bug")) is None
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv is not here")
+def test_an_unwritable_cache_root_is_one_line_and_writes_nothing(faces, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    code, lines = _job("jobs.embed", "--data", faces, *TINY, "--cache-dir",
+                       str(locked / "cache"), prefix=NO_OVERRIDE)
+    assert code == 1 and lines == [f"error: {locked / 'cache'}: permission denied"]
+    assert os.listdir(locked) == []
+
+
+def test_a_full_disk_while_writing_a_shard_is_one_line_and_leaves_no_partial_file(
+        faces, tmp_path, monkeypatch, capsys):
+    real = tf.io.TFRecordWriter
+
+    class FillsUp:
+        """A TFRecord writer on a disk that is full after two records."""
+
+        def __init__(self, path):
+            self.path, self._writer, self._count = path, real(path), 0
+
+        def write(self, record):
+            self._count += 1
+            if self._count > 2:
+                raise tf.errors.ResourceExhaustedError(
+                    None, None, f"{self.path}; No space left on device")
+            self._writer.write(record)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            self._writer.close()
+
+    monkeypatch.setattr(tf.io, "TFRecordWriter", FillsUp)
+    cache = tmp_path / "cache"
+    with pytest.raises(SystemExit) as exited:
+        embed.main(["--data", faces, *TINY, "--augment-copies", "0", "--cache-dir", str(cache),
+                    *IN_MEMORY])
+    line = exited.value.code
+    assert line.startswith(f"error: {cache}/.runs/") and "no space left on the device" in line
+    shown = capsys.readouterr()
+    assert "\n" not in line and "done" not in shown.out + shown.err
+    assert "Traceback" not in shown.out + shown.err
+    assert [name for name in _files(cache) if ".tmp" in name] == []
+    assert not [name for name in os.listdir(cache) if not name.startswith(".")]
