@@ -51,6 +51,8 @@ def summary(result):
 
 
 def _report(result, args):
+    for warning in result.warnings:
+        print(f"warning: {warning}")
     print(summary(result))
     print(result.cache_dir)
 

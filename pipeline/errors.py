@@ -13,7 +13,7 @@ import errno
 import re
 import sys
 
-__all__ = ["one_line"]
+__all__ = ["one_line", "cause"]
 
 #: What an errno means, in the project's words.
 _ERRNO = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
@@ -68,6 +68,15 @@ def _file_system(err):
             return f"{path}: {cause}" if path else cause
         return f"{_first_line(message)}"
     return None
+
+
+def cause(err):
+    """The project's plain words for a file-system error, without its path (`permission
+    denied`), or None: a skipped file's reason, beside its path."""
+    if isinstance(err, OSError) and err.errno in _ERRNO:
+        return _ERRNO[err.errno]
+    found = _spelled(getattr(err, "message", None) or str(err))
+    return found[1] if found else None
 
 
 def one_line(err):

@@ -25,7 +25,8 @@ def atomic_path(path):
 def atomic_output(path):
     """A temporary name beside `path` to write to, renamed to `path` when the block completes.
 
-    When the block raises, nothing is renamed: `path` keeps its old content (or stays absent).
+    When the block raises (a full disk, a killed writer), nothing is renamed and the partial
+    temporary file is removed: `path` keeps its old content (or stays absent).
 
     Args:
         path: the final path (local or `gs://`).
@@ -39,8 +40,13 @@ def atomic_output(path):
         ...         writer.write(record)
     """
     tmp = atomic_path(path)
-    yield tmp
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    try:
+        yield tmp
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+    except BaseException:
+        with contextlib.suppress(tf.errors.OpError, OSError):
+            tf.io.gfile.remove(tmp)
+        raise
 
 
 def write_bytes_atomic(path, data):

@@ -1,6 +1,7 @@
 """Failures under faults are one line, with exit status 1, and leave nothing half-done."""
 import errno
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -90,3 +91,66 @@ def test_a_full_disk_while_writing_a_shard_is_one_line_and_leaves_no_partial_fil
     assert "Traceback" not in shown.out + shown.err
     assert [name for name in _files(cache) if ".tmp" in name] == []
     assert not [name for name in os.listdir(cache) if not name.startswith(".")]
+
+
+def test_a_damaged_previous_cache_is_named_in_one_warning_and_not_reused(faces_copy, tmp_path,
+                                                                          capsys):
+    argv = ["--data", str(faces_copy), *TINY, "--augment-copies", "1", "--no-face-crop",
+            "--cache-dir", str(tmp_path / "cache"), *IN_MEMORY]
+    first = embed.run(argv)
+    (shard,) = [p for p in os.listdir(first.cache_dir) if p.endswith(".tfrecord")]
+    damaged = bytearray((pathlib.Path(first.cache_dir) / shard).read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01
+    (pathlib.Path(first.cache_dir) / shard).write_bytes(bytes(damaged))
+    shutil.copy(faces_copy / "smiling" / "smiling_0000.jpg", faces_copy / "smiling" / "new.jpg")
+    embed.main(argv)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (f"warning: the previous cache {first.cache_dir} is damaged ({shard}: its "
+                        "content does not match the sha256 in its index); its images were "
+                        "embedded again")
+    assert "25 images embedded, 0 reused" in lines[1]
+    fresh = embed.run([*argv[:-len(IN_MEMORY) - 2], "--cache-dir", str(tmp_path / "fresh"),
+                       *IN_MEMORY])
+    (again,) = [line for line in lines if line.startswith(str(tmp_path / "cache"))]
+    assert _shards(again) == _shards(fresh.cache_dir)
+
+
+def _shards(cache_dir):
+    return {name: (pathlib.Path(cache_dir) / name).read_bytes()
+            for name in os.listdir(cache_dir) if name.endswith(".tfrecord")}
+
+
+def _png_header_claiming(width, height):
+    """A PNG whose header says `width` x `height` (a decompression bomb's first bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+
+
+def test_too_large_images_are_refused_at_the_projects_limit_whoever_notices():
+    from pipeline.data.images import ImageError, decode_image
+
+    with pytest.raises(ImageError, match=r"^image too large: 400,000,000 pixels \(the limit is "
+                                         r"100 megapixels\)$"):
+        decode_image(_png_header_claiming(20_000, 20_000))  # Pillow's own limit is hit first
+    with pytest.raises(ImageError, match=r"^image too large: 12000x10000 pixels \(the limit is "
+                                         r"100 megapixels\)$"):
+        decode_image(_png_header_claiming(12_000, 10_000))
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv is not here")
+def test_a_file_without_read_permission_is_skipped_as_permission_denied(faces_copy, tmp_path):
+    private = faces_copy / "smiling" / "smiling_0000.jpg"
+    private.chmod(0)
+    code, lines = _job("jobs.embed", "--data", str(faces_copy), *TINY, "--augment-copies", "0",
+                       "--no-face-crop", "--cache-dir", str(tmp_path / "cache"),
+                       prefix=NO_OVERRIDE)
+    assert code == 0, lines
+    assert f"    {private}: permission denied" in lines

@@ -1,8 +1,12 @@
 """Atomic writes: the final file holds the whole content, and no temporary file is left."""
 import hashlib
 import json
+import os
 
-from pipeline.files import atomic_path, file_sha256, write_bytes_atomic, write_json_atomic
+import pytest
+
+from pipeline.files import (atomic_output, atomic_path, file_sha256, write_bytes_atomic,
+                            write_json_atomic)
 
 
 def test_atomic_paths_are_fresh_names_beside_the_file(tmp_path):
@@ -32,3 +36,14 @@ def test_file_sha256_is_the_content_digest_across_blocks(tmp_path):
     (tmp_path / "empty").write_bytes(b"")
     assert file_sha256(str(tmp_path / "big")) == hashlib.sha256(data).hexdigest()
     assert file_sha256(str(tmp_path / "empty")) == hashlib.sha256(b"").hexdigest()
+
+
+def test_a_write_that_fails_keeps_the_old_file_and_removes_its_partial_temporary(tmp_path):
+    path = tmp_path / "shard.tfrecord"
+    path.write_bytes(b"old")
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_output(str(path)) as tmp:
+            with open(tmp, "wb") as handle:
+                handle.write(b"half a shard")
+            raise OSError("disk full")
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["shard.tfrecord"]

@@ -27,11 +27,13 @@ import time
 import apache_beam as beam
 import tensorflow as tf
 
+from pipeline import errors
 from pipeline.batch import layout
 from pipeline.batch.accounting import LISTED_FILE
 from pipeline.data.fingerprint import combine_hashes, entry_hash
 from pipeline.data.images import ImageError
 from pipeline.data.sources import read_bytes
+from pipeline.files import file_sha256
 
 __all__ = ["PROGRESS_DIR", "ShardState", "ShardFn", "ShardedPass", "prefetch"]
 
@@ -55,7 +57,7 @@ def prefetch(function, items, *, ahead=_DECODE_AHEAD, threads=_DECODE_THREADS):
 
 
 def _reason(err):
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return errors.cause(err) or (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 class ShardState:
@@ -70,6 +72,7 @@ class ShardState:
         results: what the step will write (the step's own items).
         computed, reused: images run through the model, and images copied from a base.
         counters: the step's own counts, written into the index as they are.
+        base_faults: files of the base output found damaged (their images are run again).
     """
 
     def __init__(self, shard, num_shards, listed):
@@ -78,6 +81,7 @@ class ShardState:
         self.pending, self.results = [], []
         self.computed = self.reused = 0
         self.counters = collections.Counter()
+        self.base_faults = []
 
     def add_entry(self, ref):
         self.entries.append({"id": ref.id, "label_name": ref.label_name, "split": ref.split,
@@ -140,7 +144,7 @@ class ShardFn(beam.DoFn):
         shard, items = element
         items = sorted(items, key=lambda item: item[1][0].id)
         state = ShardState(shard, items[0][0], len(items))
-        reusable = self._reusable_base_entries([pair[0].id for _, pair in items])
+        reusable = self._reusable_base_entries([pair[0].id for _, pair in items], state)
         to_reuse, last = {}, time.monotonic()
         load = functools.partial(self._load, reusable=reusable)
         for done, (ref, data, loaded) in enumerate(prefetch(load, items), start=1):
@@ -190,18 +194,41 @@ class ShardFn(beam.DoFn):
         state.computed += 1
         self.add(ref, prepared, state)
 
-    def _reusable_base_entries(self, ids):
-        """`{id: base index entry (with its base shard)}` for this shard's ids, from the base."""
+    def _reusable_base_entries(self, ids, state):
+        """`{id: base index entry (with its base shard)}` for this shard's ids, from the base.
+
+        A base shard is used only when its file matches the sha256 its index recorded; a
+        damaged one is noted in `state.base_faults` and its images are run again.
+        """
         if not self._base:
             return {}
         wanted, base_n = set(ids), self._base["num_shards"]
         found = {}
         for base_shard in sorted({layout.shard_of(i, base_n) for i in wanted}):
-            index = self.layout.read_index(posixpath.join(
-                self._base["dir"], self.layout.index_name(base_shard, base_n))) or {"entries": []}
+            name = self.layout.index_name(base_shard, base_n)
+            try:
+                index = self.layout.read_index(self.base_path(name)) or {"entries": []}
+            except (ValueError, OSError, tf.errors.OpError) as err:
+                state.base_faults.append(f"{name}: unreadable ({_reason(err)})")
+                continue
+            fault = self._base_fault(index)
+            if fault:
+                state.base_faults.append(fault)
+                continue
             found.update((entry["id"], {**entry, "shard": base_shard})
                          for entry in index["entries"] if entry["id"] in wanted)
         return found
+
+    def _base_fault(self, index):
+        """Why a base shard's file cannot be trusted, or None (it matches its sha256)."""
+        if not index.get("file"):
+            return None
+        try:
+            if file_sha256(self.base_path(index["file"])) == index.get("sha256"):
+                return None
+        except (OSError, tf.errors.OpError) as err:
+            return f"{index['file']}: unreadable ({_reason(err)})"
+        return f"{index['file']}: its content does not match the sha256 in its index"
 
     def _reuse(self, to_reuse, state):
         """Copies the base's results of unchanged images; any not found there are run again."""
@@ -225,7 +252,8 @@ class ShardFn(beam.DoFn):
             "shard": state.shard, "num_shards": state.num_shards, "listed": state.listed,
             "entries": state.entries, "skipped": state.skipped, "no_face": state.no_face,
             self.computed_key: state.computed, "reused": state.reused,
-            "fingerprint": state.fingerprint(), **state.counters, **written,
+            "fingerprint": state.fingerprint(), "base_faults": state.base_faults,
+            **state.counters, **written,
             **self.index_extras(state)}
         self.layout.write_index(posixpath.join(
             self._run_dir, self.layout.index_name(state.shard, state.num_shards)), index)

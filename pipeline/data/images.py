@@ -5,6 +5,7 @@ the backbone are the same whichever job produced them. Files that cannot be read
 with a short reason; callers skip, count and report them.
 """
 import io
+import re
 import warnings
 
 import numpy as np
@@ -62,8 +63,7 @@ def decode_image(data):
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
                 if width * height > MAX_PIXELS:
-                    raise ImageError(f"image too large ({width}x{height} pixels; "
-                                     f"the limit is {MAX_PIXELS} pixels)")
+                    raise ImageError(_too_large(f"{width}x{height} pixels"))
                 if (image.format in _TF_FORMATS and image.mode in _TF_MODES
                         and "transparency" not in image.info):
                     return _tf_decode(data)
@@ -71,9 +71,17 @@ def decode_image(data):
                 return _to_rgb(image)
     except UnidentifiedImageError as err:
         raise ImageError("not an image file (unrecognised format)") from err
-    except (OSError, SyntaxError, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError as err:  # Pillow noticed first, at its own limit
+        pixels = re.search(r"Image size \((\d+) pixels\)", str(err))
+        raise ImageError(_too_large(f"{int(pixels.group(1)):,} pixels" if pixels
+                                    else f"over {MAX_PIXELS:,} pixels")) from err
+    except (OSError, SyntaxError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ImageError(f"unreadable image: {reason}") from err
+
+
+def _too_large(size):
+    return f"image too large: {size} (the limit is {MAX_PIXELS // 1_000_000} megapixels)"
 
 
 def _tf_decode(data):

@@ -32,6 +32,7 @@ class RunAccount:
         embedded: images that went through the backbone in this run.
         reused: images whose records were copied from a previous cache.
         embedding_dim: the embedding size.
+        base_faults: files of the previous cache found damaged (their images embedded again).
     """
 
     listed: int
@@ -44,6 +45,7 @@ class RunAccount:
     embedded: int
     reused: int
     embedding_dim: int
+    base_faults: list = dataclasses.field(default_factory=list)
 
 
 def _nest_counts(indexes):
@@ -94,7 +96,8 @@ def account(run_dir, *, augment_copies, class_names):
         fingerprint=combine_hashes(int(index["fingerprint"], 16) for index in indexes),
         embedded=sum(index["embedded"] for index in indexes),
         reused=sum(index["reused"] for index in indexes),
-        embedding_dim=max((index["embedding_dim"] for index in indexes), default=0))
+        embedding_dim=max((index["embedding_dim"] for index in indexes), default=0),
+        base_faults=sorted({fault for index in indexes for fault in index.get("base_faults", ())}))
 
 
 def _check_classes(indexes, class_names):

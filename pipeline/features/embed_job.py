@@ -47,6 +47,7 @@ class EmbedResult:
         reused: True when the data and config matched a complete cache, which was kept as is.
         embedded: images that went through the backbone in this run.
         reused_images: images whose records were copied from a previous cache in this run.
+        warnings: one line each about what the run worked around (a damaged previous cache).
     """
 
     cache_dir: str
@@ -54,6 +55,7 @@ class EmbedResult:
     reused: bool
     embedded: int = 0
     reused_images: int = 0
+    warnings: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,6 +178,9 @@ def run_embed(config, *, pipeline_options=None, test_pipeline=None, show_progres
     except BaseException:
         outputs.release(prepared.run_dir)  # nothing of a failed run is kept
         raise
+    warnings = ((f"the previous cache {prepared.base['dir']} is damaged "
+                 f"({', '.join(run.base_faults)}); its images were embedded again",)
+                if run.base_faults else ())
     key = cache_key(config, data_fingerprint=run.fingerprint,
                     weights_digest=prepared.weights_digest)
     cache_dir = posixpath.join(config.cache_root, key)
@@ -186,10 +191,10 @@ def run_embed(config, *, pipeline_options=None, test_pipeline=None, show_progres
         manifest, published = outputs.publish(prepared.run_dir, cache_dir, _manifest(
             config, prepared, run, key, seconds=time.time() - started))
         return EmbedResult(cache_dir, manifest, reused=not published, embedded=run.embedded,
-                           reused_images=run.reused)
+                           reused_images=run.reused, warnings=warnings)
     outputs.release(prepared.run_dir)
     return EmbedResult(cache_dir, manifest, reused=True, embedded=run.embedded,
-                       reused_images=run.reused)
+                       reused_images=run.reused, warnings=warnings)
 
 
 def _manifest(config, prepared, run, key, *, seconds):
