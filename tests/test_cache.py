@@ -15,7 +15,9 @@ def cache_dir(tiny_cache):
 
 @pytest.mark.parametrize("make, reason", [
     (lambda cache_dir, faces, tmp: faces, "holds images, not embeddings"),
-    (lambda cache_dir, faces, tmp: os.path.dirname(cache_dir), "is a cache root, not a cache"),
+    (lambda cache_dir, faces, tmp: os.path.dirname(cache_dir),
+     r"is a cache root holding 1 cache\(s\), not a cache: pass one of its folders "
+     r"\([0-9a-f]{16}\)"),
     (lambda cache_dir, faces, tmp: str(tmp), "holds no cache"),
 ])
 def test_a_folder_that_is_not_a_cache_is_named_for_what_it_is(cache_dir, faces, tmp_path,

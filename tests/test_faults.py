@@ -154,3 +154,44 @@ def test_a_file_without_read_permission_is_skipped_as_permission_denied(faces_co
                        prefix=NO_OVERRIDE)
     assert code == 0, lines
     assert f"    {private}: permission denied" in lines
+
+
+def test_twenty_evaluations_recorded_eight_at_a_time_keep_every_row(tmp_path):
+    import concurrent.futures
+    import csv
+
+    import numpy as np
+
+    from pipeline.evaluation.evaluate import _record_run
+    from pipeline.reports import write_report
+
+    y = np.array([0, 1] * 10)
+    proba = np.stack([np.where(y == 1, 0.3, 0.7), np.where(y == 1, 0.7, 0.3)], axis=1)
+    report = write_report(tmp_path / "report", ids=np.array([f"{i}.jpg" for i in range(20)]),
+                          y_true=y, proba=proba, class_names=["cat", "dog"], title="soak")
+
+    def record(i):
+        row = {**report, "time": f"2026-12-01T06:{i:02d}:00+0000", "model": f"/m/{i}",
+               "data": "/data", "data_fingerprint": "fp", "run_dir": f"run-{i:02d}"}
+        return _record_run(str(tmp_path), row, threshold=0.01, fail_under=None)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(record, range(20)))
+    with open(tmp_path / "runs.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(row["run_dir"] for row in rows) == [f"run-{i:02d}" for i in range(20)]
+    page = (tmp_path / "index.html").read_text()
+    assert all(f"run-{i:02d}" in page for i in range(20))
+    assert not [name for name in os.listdir(tmp_path) if ".tmp" in name]
+
+
+def test_a_dask_worker_that_keeps_dying_is_one_line():
+    scheduler = pytest.importorskip("distributed.scheduler")
+
+    class Worker:
+        address = "tcp://127.0.0.1:40000"
+
+    err = scheduler.KilledWorker("('EmbedImages/ShardedPass/EmbedShard-0', 3)", Worker(), 3)
+    line = errors.one_line(err)
+    assert line.startswith("a Dask worker died running every attempt of a task (")
+    assert "\n" not in line and line.endswith("; see the workers' logs")

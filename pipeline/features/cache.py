@@ -72,9 +72,13 @@ def read_manifest(cache_dir):
 def _not_a_cache(folder):
     """Why a folder without a manifest is not a cache, in one line."""
     names = [name.rstrip("/") for name in tf.io.gfile.listdir(folder)]
-    if any(tf.io.gfile.exists(posixpath.join(folder, name, MANIFEST)) for name in names):
-        return (f"cache {folder!r} is a cache root, not a cache: pass one of its folders, "
-                "e.g. the one `python -m jobs.embed` printed last")
+    caches = sorted(name for name in names
+                    if tf.io.gfile.exists(posixpath.join(folder, name, MANIFEST)))
+    if caches:
+        shown = ", ".join(caches[:5]) + (f" and {len(caches) - 5} more" if len(caches) > 5 else "")
+        return (f"cache {folder!r} is a cache root holding {len(caches)} cache(s), not a cache: "
+                f"pass one of its folders ({shown}), e.g. the one `python -m jobs.embed` "
+                "printed last")
     if any(name.startswith(("embeddings-", "index-", "_listed", "_progress")) for name in names):
         return (f"cache {folder!r} is incomplete (no {MANIFEST}): its embed job was interrupted "
                 "or is still running; run `python -m jobs.embed` again")

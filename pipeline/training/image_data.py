@@ -1,4 +1,5 @@
-"""The fine-tune job's images: the cache's split, decoded and resized exactly as the embed job did."""
+"""The fine-tune job's images: the cache's split, decoded and resized exactly as the embed job
+did."""
 import numpy as np
 import tensorflow as tf
 
