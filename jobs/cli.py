@@ -106,7 +106,9 @@ def add_config_flags(parser, config_class, *, skip=()):
         else:
             kind, nargs = _flag_type(value_types)
             kwargs["type"] = meta.get("parse") or kind
-            if nargs:
+            if nargs and meta.get("repeatable"):
+                kwargs.update(action="append", default=list(default))
+            elif nargs:
                 kwargs["nargs"] = nargs
             if meta.get("const") is not None:
                 kwargs.update(nargs="?", const=meta["const"])

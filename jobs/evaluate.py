@@ -26,14 +26,19 @@ def _run(args, *, show_progress=False):
     from pipeline.batch.runner import pipeline_options  # noqa: PLC0415  (TensorFlow, Beam:
     from pipeline.evaluation.evaluate import evaluate  # noqa: PLC0415  after the output is set)
 
+    from pipeline.evaluation.gate import parse_requirement  # noqa: PLC0415
+
     config = config_from(EvaluateConfig, args)
+    requirements = [parse_requirement(text) for text in config.require]
     report = evaluate(config.model, config.data, config.reports_dir, top_n=config.top_n,
                       regression_threshold=config.regression_threshold,
                       fail_under=config.fail_under, predictions_dir=config.predictions_dir,
-                      follow_links=config.follow_links,
+                      follow_links=config.follow_links, baseline=config.baseline,
+                      requirements=requirements, bless=config.bless,
                       pipeline_options=pipeline_options(args.beam_args),
                       show_progress=show_progress)
-    failed = config.fail_under is not None and report["accuracy"] < config.fail_under
+    failed = ((config.fail_under is not None and report["accuracy"] < config.fail_under)
+              or not report["requirements_passed"] or (config.bless and not report["blessed"]))
     return report, (1 if failed else 0)
 
 
@@ -44,7 +49,21 @@ def _report(result, args):
           f"{report['embedded']}, reused {report['reused']})")
     for reason in report["comparison"]["reasons"]:
         print(f"REGRESSION: {reason}")
-    if status:
+    against = report["baseline_comparison"]
+    if against is not None:
+        accuracy = against["metrics"]["accuracy"]
+        print(f"against {report['baseline']}: {against['verdict']} (accuracy "
+              f"{accuracy['difference']:+.4f}, 95 % interval [{accuracy['low']:+.4f}, "
+              f"{accuracy['high']:+.4f}]; {against['fixed']} fixed, {against['broken']} newly "
+              f"broken, McNemar p = {against['mcnemar_p']:.3g})")
+    for check in report["requirements"]:
+        if not check["passed"]:
+            value = "not known" if check["value"] is None else f"{check['value']:.4f}"
+            print(f"FAILED: {check['requirement']} ({check['what']} is {value})")
+    if report["blessed"]:
+        print(f"blessed: {report['blessed']['model']}")
+    fail_under = args.fail_under
+    if fail_under is not None and report["accuracy"] < fail_under:
         print(f"FAILED: accuracy {report['accuracy']:.4f} is below --fail-under")
     print(os.path.join(report["run_dir"], "index.html"))
     return status

@@ -21,7 +21,8 @@ __all__ = ["field", "check_choices"]
 
 
 def field(default=dataclasses.MISSING, *, help, choices=None, flag=None, aliases=(),
-          metavar=None, parse=None, default_text=None, negatable=True, const=None, cli=True):
+          metavar=None, parse=None, default_text=None, negatable=True, const=None,
+          repeatable=False, cli=True):
     """A dataclass field with its help and command-line spelling in its metadata.
 
     Args:
@@ -39,11 +40,13 @@ def field(default=dataclasses.MISSING, *, help, choices=None, flag=None, aliases
             something on (`--resume`). Defaults to `True`.
         const: the value of the bare flag, which then takes an optional value (`--follow-links`
             means `inside`, `--follow-links=any` all). Defaults to `None`.
+        repeatable: a tuple field's flag is given once per value (`--require A --require B`).
+            Defaults to `False`.
         cli: whether the command line offers the field. Defaults to `True`.
     """
     metadata = {"help": help, "choices": choices, "flag": flag, "aliases": tuple(aliases),
                 "metavar": metavar, "parse": parse, "default_text": default_text,
-                "negatable": negatable, "const": const, "cli": cli}
+                "negatable": negatable, "const": const, "repeatable": repeatable, "cli": cli}
     return dataclasses.field(default=default, metadata=metadata)
 
 

@@ -34,6 +34,10 @@ class EvaluateConfig:
             `REPORTS_DIR/predictions`. Defaults to `None`.
         follow_links: which symbolic links in a data folder are read (`pipeline.data.links`).
             Defaults to `"no"`.
+        baseline: a model compared with on the same images; None: the reports folder's
+            blessed model, where there is one. Defaults to `None`.
+        require: thresholds that must all hold (`pipeline.evaluation.gate`). Defaults to `()`.
+        bless: write `blessed.json` when every threshold holds. Defaults to `False`.
     """
 
     model: str = field(help=_MODEL_HELP, metavar="PATH")
@@ -53,9 +57,18 @@ class EvaluateConfig:
                               help="read symbolic links in a data folder: no (skip them, with a "
                               "reason), inside (bare --follow-links: those that stay inside the "
                               "data folder) or any")
+    baseline: str | None = field(None, metavar="MODEL", help="compare with this model on the "
+                                 "same images (default: the reports folder's blessed model)")
+    require: tuple[str, ...] = field((), repeatable=True, metavar="EXPR",
+                                     help="a threshold that must hold, once per flag: "
+                                     "accuracy>=0.85, recall[*]>=0.6, recall[cat]>=0.7, "
+                                     "accuracy-baseline>=-0.005; exit 1 when one does not")
+    bless: bool = field(False, negatable=False, help="write blessed.json (this model) into the "
+                        "reports folder when every --require holds; exit 1 otherwise")
 
     def __post_init__(self):
         check_choices(self)
+        object.__setattr__(self, "require", tuple(self.require))
         check_scalar(self.regression_threshold, "regression_threshold", float, min_val=0.0)
         check_scalar(self.top_n, "top_n", int, min_val=0)
 
@@ -68,12 +81,16 @@ class ExportConfig:
         model: a fine-tuned `model.keras` or a head folder.
         out: the export folder.
         int8: also a dynamic-range int8 TFLite file. Defaults to `False`.
+        require_blessed: a reports folder whose blessed model this must be, or None. Defaults
+            to `None`.
     """
 
     model: str = field(help="model.keras from jobs.finetune, or a head folder from "
                        "jobs.train_head", metavar="PATH")
     out: str = field(help="export folder", metavar="DIR")
     int8: bool = field(False, negatable=False, help="also a dynamic-range int8 TFLite")
+    require_blessed: str | None = field(None, metavar="REPORTS_DIR", help="refuse a model "
+                                        "that is not the one blessed in this reports folder")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ holds (by content digest), so only images never seen before go through the backb
 import contextlib
 import csv
 import fcntl
+import functools
 import html
 import io
 import json
@@ -28,6 +29,7 @@ import tensorflow as tf
 
 from pipeline import reports
 from pipeline.data.sources import FolderSource
+from pipeline.evaluation import gate, review
 from pipeline.features import cache
 from pipeline.files import write_bytes_atomic, write_json_atomic
 from pipeline.prediction.inputs import ListInputs, TfdsInputs, open_inputs
@@ -36,6 +38,7 @@ from pipeline.prediction.models import open_model
 from pipeline.prediction.shard import read_rows
 from pipeline.reports import runs as report_runs
 from pipeline.reports.runs import RUNS_COLUMNS, display_name
+from pipeline.reports.summaries import summary_metrics
 
 __all__ = ["RUNS_COLUMNS", "PREDICTIONS_DIR", "eval_inputs", "evaluate"]
 
@@ -181,9 +184,23 @@ def _prediction_rows(out_dir, manifest):
                        "confidence": row["probability"]}
 
 
+def _score(model_path, data, inputs, predictions_dir, *, top_n, pipeline_options,
+           show_progress):
+    """The predict pass of one model over the inputs (rows reused by digest)."""
+    result = run_predict(PredictConfig(model=model_path, data=data, out=predictions_dir,
+                                       labels_from_folders=True, cached_embeddings=True,
+                                       most_wrong=top_n),
+                         inputs=inputs, pipeline_options=pipeline_options,
+                         show_progress=show_progress, page=False, desc="evaluate")
+    if result.summary["evaluation"] is None:
+        raise ValueError(f"data {data!r}: no readable image to evaluate")
+    return result
+
+
 def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.01,
              fail_under=None, clock=time.time, pipeline_options=None, show_progress=False,
-             predictions_dir=None, follow_links="no"):
+             predictions_dir=None, follow_links="no", baseline=None, requirements=(),
+             bless=False):
     """Evaluates a model on a data set and records the run; returns the report dict.
 
     Args:
@@ -207,10 +224,18 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
             `<reports_dir>/predictions`.
         follow_links: which symbolic links in a data folder are read (`pipeline.data.links`;
             a cache's images are read as its embed job read them). Defaults to `"no"`.
+        baseline: a model to compare with on the same images (paired figures with 95 %
+            intervals, McNemar's test, a verdict); None: the reports folder's blessed model,
+            where there is one and it is not this model. Defaults to `None`.
+        requirements: `gate.Requirement`s that must all hold. Defaults to `()`.
+        bless: write `blessed.json` (this model) when every requirement holds. Defaults to
+            `False`.
 
     Returns:
-        The report dict, with `run_dir`, `comparison` (see `report_runs.compare_runs`) and
-        `changes` (counts of fixed and newly broken images, or None).
+        The report dict, with `run_dir`, `comparison` (see `report_runs.compare_runs`),
+        `changes` (counts of fixed and newly broken images, or None), `baseline_comparison`
+        (or None), `requirements` (the checks), `requirements_passed` and `blessed` (what was
+        written into `blessed.json`, or None).
 
     Raises:
         ValueError: an unknown model, classes the model does not know, or no readable image.
@@ -219,14 +244,18 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
     predictions_dir = predictions_dir or os.path.join(reports_dir, PREDICTIONS_DIR)
     inputs, split = eval_inputs(data, list(spec.class_names), predictions_dir,
                                 follow_links=follow_links)
-    result = run_predict(PredictConfig(model=model_path, data=data, out=predictions_dir,
-                                       labels_from_folders=True, cached_embeddings=True,
-                                       most_wrong=top_n),
-                         inputs=inputs, pipeline_options=pipeline_options,
-                         show_progress=show_progress, page=False, desc="evaluate")
+    score = functools.partial(_score, data=data, inputs=inputs, predictions_dir=predictions_dir,
+                              top_n=top_n, pipeline_options=pipeline_options,
+                              show_progress=show_progress)
+    result = score(model_path)
     summary = result.summary
-    if summary["evaluation"] is None:
-        raise ValueError(f"data {data!r}: no readable image to evaluate")
+    current = gate.read_blessed(reports_dir)
+    if baseline is None and current is not None and current["model_digest"] != spec.digest:
+        baseline = current["model"]
+    comparison = review.against_baseline(baseline, spec, result, score)
+    checks = gate.check(requirements, summary_metrics(summary["evaluation"], spec.class_names),
+                        class_names=list(spec.class_names), comparison=comparison)
+    passed = all(c["passed"] for c in checks)
     fingerprint = summary["fingerprint"] + split
     now = clock()
     stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(now))
@@ -238,19 +267,28 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
         os.path.join(reports_dir, run_dir), summary=summary["evaluation"],
         most_wrong_rows=summary["most_wrong"], class_names=list(spec.class_names),
         title=title, top_n=top_n, clock=lambda: now, config={"model": model_path, "data": data},
-        sections=_changes_section(changes),
+        sections=_changes_section(changes) + review.review_sections(
+            comparison=comparison, checks=checks, class_names=list(spec.class_names),
+            baseline_name=display_name(baseline) if baseline else "", blessed=bless and passed),
         extra={"job": "evaluate", "data_fingerprint": fingerprint,
                "skipped": summary["skipped"], "num_skipped": len(summary["skipped"]),
                "embedded": summary["embedded"], "reused": summary["rows"] - summary["embedded"],
                "predictions_dir": result.out_dir,
                "cache_dir": spec.cache_dir,
                "data_name": _data_name(data), "model_name": display_name(model_path),
-               "changes": changes})
+               "changes": changes, "model_digest": spec.digest, "baseline": baseline,
+               "baseline_comparison": comparison, "requirements": checks,
+               "requirements_passed": passed})
+    blessed = gate.bless(reports_dir, model=model_path, model_digest=spec.digest,
+                         run_dir=run_dir, checks=checks,
+                         created=report["created"]) if bless and passed else None
     report["comparison"] = _record_run(
         reports_dir, {**report, "time": report["created"], "model": model_path, "data": data,
                       "data_name": report["data_name"],
-                      "run_dir": run_dir, "fail_under": fail_under},
+                      "run_dir": run_dir, "fail_under": fail_under,
+                      **review.runs_fields(report, comparison, checks, blessed)},
         threshold=regression_threshold, fail_under=fail_under)
-    _amend_report(os.path.join(reports_dir, run_dir), comparison=report["comparison"])
-    report["run_dir"] = os.path.join(reports_dir, run_dir)
+    _amend_report(os.path.join(reports_dir, run_dir), comparison=report["comparison"],
+                  blessed=blessed)
+    report["run_dir"], report["blessed"] = os.path.join(reports_dir, run_dir), blessed
     return report

@@ -25,6 +25,8 @@ class PredictConfig:
             (where every folder there is one of the model's classes). Defaults to `None`.
         follow_links: which symbolic links in the data are read (`pipeline.data.links`).
             Defaults to `"no"`.
+        require_blessed: a reports folder whose blessed model (`jobs.evaluate --bless`) this
+            must be, or None (checked by `jobs.predict`). Defaults to `None`.
         batch_size: images per forward pass. Defaults to `32`.
         num_shards: the shard count; 0: one per 1,000 images. Defaults to `0`.
         cached_embeddings: a head takes the embeddings its cache holds for an image's content
@@ -48,6 +50,8 @@ class PredictConfig:
                               help="read symbolic links in the data: no (skip them, with a "
                               "reason), inside (bare --follow-links: those that stay inside the "
                               "data folder) or any")
+    require_blessed: str | None = field(None, metavar="REPORTS_DIR", help="refuse a model "
+                                        "that is not the one blessed in this reports folder")
     batch_size: int = field(32, help="images per forward pass")
     num_shards: int = field(0, help="0: one per 1,000 images")
     cached_embeddings: bool = field(False, cli=False, help="a head takes its cache's "

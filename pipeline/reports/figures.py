@@ -195,7 +195,8 @@ def _date_axis(ax, dates):
 
 
 def trend_figure(rows, *, metrics_=("accuracy", "macro_f1"), fail_under=None, name=str):
-    """Metrics of every run over time, one line per model, with the majority baseline.
+    """Metrics of every run over time, one line per model with its 95 % interval as a band
+    (where runs.csv has `<metric>_low`/`_high`), and the majority baseline.
 
     Args:
         rows: runs.csv rows (dicts with `time`, `model`, the metrics, `majority_baseline`).
@@ -208,8 +209,14 @@ def trend_figure(rows, *, metrics_=("accuracy", "macro_f1"), fail_under=None, na
     for metric, ax in zip(metrics_, axes[0]):
         for model in sorted({r["model"] for r in rows}):
             mine = [r for r in rows if r["model"] == model and r.get(metric) not in ("", None)]
-            ax.plot(_dates([r["time"] for r in mine]), [float(r[metric]) for r in mine],
-                    marker=marker, markersize=4, linewidth=1.2, label=name(model))
+            line, = ax.plot(_dates([r["time"] for r in mine]), [float(r[metric]) for r in mine],
+                            marker=marker, markersize=4, linewidth=1.2, label=name(model))
+            banded = [r for r in mine if r.get(f"{metric}_low") not in ("", None)]
+            if banded:
+                ax.fill_between(_dates([r["time"] for r in banded]),
+                                [float(r[f"{metric}_low"]) for r in banded],
+                                [float(r[f"{metric}_high"]) for r in banded],
+                                color=line.get_color(), alpha=0.15, linewidth=0)
         ax.plot(_dates([r["time"] for r in rows]), [float(r["majority_baseline"]) for r in rows],
                 color="gray", linestyle=":", label="majority baseline")
         if fail_under is not None and metric == "accuracy":

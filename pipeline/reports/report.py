@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.reports import figures, summaries
+from pipeline.reports.intervals import metric_intervals
 from pipeline.reports.figures import plot_curves
 from pipeline.reports.metrics import compute_metrics, most_wrong
 from pipeline.reports.pages import headline, html_page, table, thumbnail, thumbnail_grid
@@ -117,14 +118,21 @@ def _subtitle(report):
     return " · ".join(parts)
 
 
+def _interval(report, metric):
+    """`95 % CI low–high` of a headline metric, or `""`."""
+    found = (report.get("intervals") or {}).get(metric)
+    return f"95 % CI {found[0]:.4f}–{found[1]:.4f}" if found else ""
+
+
 def _headline(report):
     baseline = f"majority baseline {report['majority_baseline']:.4f}"
     return headline([
-        ("accuracy", report["accuracy"], html.escape(baseline)),
-        ("macro F1", report["macro_f1"], ""), ("ROC-AUC", report["roc_auc"],
-                                                "macro one-vs-rest" if len(
-                                                    report["class_names"]) > 2 else ""),
-        ("top-5 accuracy", report.get("top5_accuracy"), ""),
+        ("accuracy", report["accuracy"], f"{_interval(report, 'accuracy')}<br>"
+                                         f"{html.escape(baseline)}"),
+        ("macro F1", report["macro_f1"], _interval(report, "macro_f1")),
+        ("ROC-AUC", report["roc_auc"], "macro one-vs-rest" if len(
+            report["class_names"]) > 2 else ""),
+        ("top-5 accuracy", report.get("top5_accuracy"), _interval(report, "top5_accuracy")),
         ("ECE", report["ece"], "expected calibration error"),
         ("examples", report["num_examples"], "")])
 
@@ -221,6 +229,10 @@ def write_report(out_dir, *, class_names, ids=None, y_true=None, proba=None, sum
     figures_, drawing, wrong = (
         _from_summary(summary, list(most_wrong_rows), class_names, top_n) if summary is not None
         else _from_arrays(ids, y_true, proba, class_names, paths, top_n))
+    top5 = figures_.get("top5_accuracy")
+    figures_["intervals"] = metric_intervals(
+        figures_["confusion_matrix"],
+        top5_correct=None if top5 is None else round(top5 * figures_["num_examples"]))
     report = {"title": title, **figures_, "class_names": list(class_names),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(clock())),
               "config": config or {}, **(extra or {})}

@@ -20,13 +20,19 @@ from pipeline.files import atomic_output
 from pipeline.reports import figures as figures
 from pipeline.reports.pages import delta, headline, table, thumbnail, thumbnail_grid, write_page
 
-__all__ = ["RUNS_COLUMNS", "read_runs", "compare_runs", "update_runs_index", "display_name",
-           "write_predictions", "read_predictions_file", "diff_runs",
+__all__ = ["BLESSED", "RUNS_COLUMNS", "read_runs", "compare_runs", "update_runs_index",
+           "display_name", "write_predictions", "read_predictions_file", "diff_runs",
            "diff_run_folders", "write_changes"]
+
+#: The reports folder's record of the model that passed review (`pipeline.evaluation.gate`).
+BLESSED = "blessed.json"
 
 RUNS_COLUMNS = ("time", "model", "data", "data_fingerprint", "accuracy", "macro_f1", "roc_auc",
                 "majority_baseline", "num_examples", "num_skipped", "embedded", "reused",
-                "run_dir", "top5_accuracy", "ece", "fail_under", "regression", "data_name")
+                "run_dir", "top5_accuracy", "ece", "fail_under", "regression", "data_name",
+                "accuracy_low", "accuracy_high", "macro_f1_low", "macro_f1_high", "baseline",
+                "verdict", "accuracy_difference", "accuracy_difference_low",
+                "accuracy_difference_high", "mcnemar_p", "requirements_passed", "blessed")
 #: Compared metrics and whether lower is better.
 _COMPARED = (("accuracy", False), ("macro_f1", False), ("roc_auc", False),
              ("top5_accuracy", False), ("ece", True))
@@ -155,7 +161,20 @@ def _cards(latest, comparison):
     return headline(cards)
 
 
-def _index_body(rows, comparison, threshold, has_recall):
+def _blessed_line(reports_dir):
+    """Which model is blessed (`jobs.evaluate --bless`) and since when, or `""`."""
+    path = os.path.join(reports_dir, BLESSED)
+    if not os.path.isfile(path):
+        return '<p>No model is blessed here yet (<code>jobs.evaluate --bless</code>).</p>'
+    with open(path) as handle:
+        blessed = json.load(handle)
+    return (f'<p class="ok">Blessed: <strong>{html.escape(display_name(blessed["model"]))}'
+            f'</strong> since {html.escape(blessed["blessed_at"][:16].replace("T", " "))} '
+            f'(<a href="{html.escape(blessed["evaluation"])}/index.html">the evaluation that '
+            "passed</a>).</p>")
+
+
+def _index_body(rows, comparison, threshold, has_recall, blessed=""):
     if comparison["regression"]:
         banner = ('<p class="flag">Regression: '
                   + html.escape("; ".join(comparison["reasons"])) + "</p>")
@@ -169,16 +188,20 @@ def _index_body(rows, comparison, threshold, has_recall):
               "data": row.get("data_name") or display_name(row["data"]),
               "images": int(_number(row, "num_examples") or 0),
               "regression": "yes" if row.get("regression") else "",
+              "vs baseline": row.get("verdict", ""),
+              "blessed": "yes" if row.get("blessed") == "True" else "",
               "report": f'<a href="{html.escape(row["run_dir"])}/index.html">report</a>'}
              for row in reversed(rows[-_TABLE_ROWS:])]
     runs = table(["time", "model", "data", "accuracy", "macro_f1", "roc_auc",
-                  "majority_baseline", "images", "regression", "report"], shown,
+                  "majority_baseline", "images", "regression", "vs baseline", "blessed",
+                  "report"], shown,
                  trusted=("report",))
     recall = '<h2>Per-class recall</h2><img src="recall_trend.png" alt="">' if has_recall else ""
     more = (f"<p>The latest {_TABLE_ROWS} of {len(rows)} runs; all are in "
             '<a href="runs.csv">runs.csv</a>.</p>' if len(rows) > _TABLE_ROWS else "")
-    return (banner + _cards(rows[-1], comparison) + '<h2>Trend</h2><img src="trend.png" alt="">'
-            + recall + "<h2>Runs</h2>" + more + runs)
+    return (banner + blessed + _cards(rows[-1], comparison)
+            + '<h2>Trend</h2><img src="trend.png" alt="">' + recall + "<h2>Runs</h2>" + more
+            + runs)
 
 
 def update_runs_index(reports_dir, row, *, threshold=0.01, fail_under=None):
@@ -204,7 +227,8 @@ def update_runs_index(reports_dir, row, *, threshold=0.01, fail_under=None):
     latest = rows[-1]
     write_page(os.path.join(reports_dir, "index.html"), "Evaluation runs",
                _index_body(rows, comparison, threshold,
-                           os.path.isfile(os.path.join(reports_dir, "recall_trend.png"))),
+                           os.path.isfile(os.path.join(reports_dir, "recall_trend.png")),
+                           _blessed_line(reports_dir)),
                subtitle=f"{len(rows)} runs · latest {latest['time']}: "
                         f"{display_name(latest['model'])} on "
                         f"{latest.get('data_name') or display_name(latest['data'])}")

@@ -1,0 +1,146 @@
+"""The gate of a review: thresholds a candidate must meet, and the model that passed (blessed).
+
+A requirement is one line: a value threshold (`accuracy>=0.85`, `recall[*]>=0.6` for every
+class, `recall[cat]>=0.7`) or a change threshold against the baseline
+(`accuracy-baseline>=-0.005`). `check` evaluates every requirement on a report (and on each
+slice's figures); `bless` writes `blessed.json` into the reports folder only when all hold;
+`require_blessed` refuses, in one line, a model that is not the blessed one.
+
+Example:
+    >>> checks = check([parse_requirement("accuracy>=0.85")], report)
+    >>> all(c["passed"] for c in checks)
+"""
+import dataclasses
+import json
+import operator
+import os
+import re
+
+from pipeline.files import write_json_atomic
+from pipeline.reports.runs import BLESSED
+
+__all__ = ["BLESSED", "METRICS", "Requirement", "parse_requirement", "check", "bless",
+           "read_blessed", "require_blessed"]
+
+#: Metrics a requirement can name (`recall[CLASS]` and `recall[*]` besides).
+METRICS = ("accuracy", "macro_f1", "top5_accuracy")
+_OPERATORS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+_GRAMMAR = re.compile(r"^\s*(?P<metric>accuracy|macro_f1|top5_accuracy|recall\[(?P<klass>[^\]]+)\])"
+                      r"\s*(?P<baseline>-\s*baseline)?\s*(?P<op>>=|<=|>|<)\s*"
+                      r"(?P<bound>[-+]?(\d+(\.\d*)?|\.\d+))\s*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Requirement:
+    """One threshold.
+
+    Attributes:
+        text: as written.
+        metric: `accuracy`, `macro_f1`, `top5_accuracy` or `recall`.
+        klass: the class of a recall (`*`: every class), else None.
+        against_baseline: the threshold is on the difference from the baseline.
+        op: `>=`, `>`, `<=` or `<`.
+        bound: the number.
+    """
+
+    text: str
+    metric: str
+    klass: str | None
+    against_baseline: bool
+    op: str
+    bound: float
+
+
+def parse_requirement(text):
+    """A `Requirement` of `text`; raises `ValueError` naming what is wrong."""
+    match = _GRAMMAR.match(text)
+    if not match:
+        raise ValueError(f"--require {text!r}: expected METRIC[-baseline] OP NUMBER with METRIC "
+                         f"one of {', '.join(METRICS)}, recall[CLASS] or recall[*] and OP one "
+                         "of >=, >, <=, < (e.g. accuracy>=0.85, accuracy-baseline>=-0.005)")
+    metric = "recall" if match["klass"] is not None else match["metric"]
+    return Requirement(text.strip(), metric, match["klass"], bool(match["baseline"]),
+                       match["op"], float(match["bound"]))
+
+
+def _values(requirement, report, comparison, class_names):
+    """`[(what, value)]` the requirement judges: one per class for `recall[*]`."""
+    if requirement.metric != "recall":
+        names = [(requirement.metric, requirement.metric)]
+    else:
+        wanted = class_names if requirement.klass == "*" else [requirement.klass]
+        unknown = [name for name in wanted if name not in class_names]
+        if unknown:
+            raise ValueError(f"--require {requirement.text!r}: no class {unknown[0]!r} (the "
+                             f"model's: {', '.join(class_names)})")
+        names = [(f"recall[{name}]", name) for name in wanted]
+    found = []
+    for what, key in names:
+        if requirement.against_baseline:
+            if comparison is None:
+                raise ValueError(f"--require {requirement.text!r}: a change threshold needs a "
+                                 "baseline (--baseline MODEL, or a blessed model)")
+            metric = (f"recall[{class_names.index(key)}]" if requirement.metric == "recall"
+                      else key)
+            entry = comparison["metrics"].get(metric)
+            found.append((what, None if entry is None else entry["difference"]))
+        elif requirement.metric == "recall":
+            found.append((what, report["per_class"][key]["recall"]))
+        else:
+            found.append((what, report.get(key)))
+    return found
+
+
+def check(requirements, report, *, class_names, comparison=None, slice_name=None):
+    """Every requirement on `report` (a report dict or a slice's figures).
+
+    Args:
+        requirements: `Requirement`s.
+        report: figures with `accuracy`, `macro_f1`, `top5_accuracy` (where known) and
+            `per_class[name]["recall"]`.
+        class_names: the model's classes.
+        comparison: `intervals.paired_comparison` output for change thresholds, or None.
+        slice_name: the slice these figures are of, or None (all images).
+
+    Returns:
+        `[{requirement, what, slice, value, passed}]`; a figure that is not known (top-5 with
+        fewer than 10 classes) does not pass.
+    """
+    checks = []
+    for requirement in requirements:
+        for what, value in _values(requirement, report, comparison, class_names):
+            passed = value is not None and _OPERATORS[requirement.op](value, requirement.bound)
+            checks.append({"requirement": requirement.text, "what": what,
+                           "slice": slice_name, "value": value, "passed": bool(passed)})
+    return checks
+
+
+def read_blessed(reports_dir):
+    """The reports folder's `blessed.json`, or None."""
+    path = os.path.join(reports_dir, BLESSED)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def bless(reports_dir, *, model, model_digest, run_dir, checks, created):
+    """Writes `blessed.json`: the model that passed every requirement, and the evaluation that
+    showed it; returns what it wrote."""
+    blessed = {"model": model, "model_digest": model_digest, "evaluation": run_dir,
+               "requirements": sorted({c["requirement"] for c in checks}), "checks": checks,
+               "blessed_at": created}
+    write_json_atomic(os.path.join(reports_dir, BLESSED), blessed)
+    return blessed
+
+
+def require_blessed(reports_dir, model, model_digest):
+    """Raises `ValueError` (one line) unless `model` is the one blessed in `reports_dir`."""
+    blessed = read_blessed(reports_dir)
+    if blessed is None:
+        raise ValueError(f"--require-blessed {reports_dir!r}: no blessed model there (run "
+                         "`python -m jobs.evaluate ... --bless` first)")
+    if blessed["model_digest"] != model_digest:
+        raise ValueError(f"model {model!r} is not the blessed one of {reports_dir!r} "
+                         f"({blessed['model']}, blessed {blessed['blessed_at']})")
+    return blessed

@@ -1,0 +1,156 @@
+"""A candidate against its baseline on the same images: the paired figures, the verdict and the
+gate's checks, as report sections.
+
+`against_baseline` scores the baseline on the candidate's inputs and joins the two prediction
+runs by image id (each model's rows: `pipeline.prediction`); `compare_predictions` compares them
+with `pipeline.reports.intervals.paired_comparison`. The verdict reads the accuracy
+difference's 95 % interval: better (above 0), worse (below 0), or no measurable difference.
+"""
+import html
+import os
+
+import numpy as np
+
+from pipeline.prediction.models import open_model
+from pipeline.prediction.shard import read_rows
+from pipeline.reports.intervals import paired_comparison
+
+__all__ = ["scored_images", "compare_predictions", "verdict", "against_baseline",
+           "runs_fields", "review_sections"]
+
+_TOP = 5
+
+
+def scored_images(out_dir, manifest, class_names):
+    """`{id: (true index, predicted index, true class in the top 5)}` of a prediction run's
+    labelled images, read shard by shard."""
+    index = {name: i for i, name in enumerate(class_names)}
+    scored = {}
+    for shard in manifest["shards"]:
+        for row in read_rows(os.path.join(out_dir, shard["file"])):
+            if row["true_label"] in index:
+                top = list(row["top_k_labels"])[:_TOP]
+                scored[row["id"]] = (index[row["true_label"]], index[row["label"]],
+                                     row["true_label"] in top)
+    return scored
+
+
+def verdict(comparison):
+    """`better`, `worse` or `no measurable difference`, from the accuracy difference's interval."""
+    accuracy = comparison["metrics"]["accuracy"]
+    if accuracy["low"] > 0:
+        return "better"
+    if accuracy["high"] < 0:
+        return "worse"
+    return "no measurable difference"
+
+
+def compare_predictions(candidate, baseline, class_names, *, top5=False):
+    """The paired comparison of two `scored_images` maps on the images both scored.
+
+    Returns:
+        `intervals.paired_comparison` output, with `verdict`; None when no image is shared.
+    """
+    shared = sorted(set(candidate) & set(baseline))
+    if not shared:
+        return None
+    a = np.array([candidate[i] for i in shared])
+    b = np.array([baseline[i] for i in shared])
+    comparison = paired_comparison(a[:, 0], a[:, 1], b[:, 1], len(class_names),
+                                   candidate_top5=a[:, 2] if top5 else None,
+                                   baseline_top5=b[:, 2] if top5 else None)
+    comparison["verdict"] = verdict(comparison)
+    return comparison
+
+
+def against_baseline(baseline, spec, result, score):
+    """The paired comparison with the `baseline` model on the candidate's images, or None.
+
+    Args:
+        baseline: the baseline model's path, or None.
+        spec: the candidate's `ModelSpec`.
+        result: the candidate's `PredictResult`.
+        score: `score(model path)` runs the same pass for another model.
+    """
+    if baseline is None:
+        return None
+    baseline_spec = open_model(baseline)
+    if list(baseline_spec.class_names) != list(spec.class_names):
+        raise ValueError(f"baseline {baseline!r}: its classes "
+                         f"({', '.join(baseline_spec.class_names)}) are not the candidate's "
+                         f"({', '.join(spec.class_names)})")
+    classes = list(spec.class_names)
+    baseline_result = score(baseline)
+    return compare_predictions(
+        scored_images(result.out_dir, result.manifest, classes),
+        scored_images(baseline_result.out_dir, baseline_result.manifest, classes),
+        classes, top5=len(classes) >= 10)
+
+
+def runs_fields(report, comparison, checks, blessed):
+    """The runs.csv fields of a run's intervals, its comparison and its gate."""
+    intervals = report.get("intervals") or {}
+    row = {f"{metric}_{side}": intervals[metric][i] for metric in ("accuracy", "macro_f1")
+           if metric in intervals for i, side in enumerate(("low", "high"))}
+    if comparison is not None:
+        accuracy = comparison["metrics"]["accuracy"]
+        row.update(baseline=report["baseline"], verdict=comparison["verdict"],
+                   accuracy_difference=accuracy["difference"],
+                   accuracy_difference_low=accuracy["low"],
+                   accuracy_difference_high=accuracy["high"],
+                   mcnemar_p=comparison["mcnemar_p"])
+    if checks:
+        row["requirements_passed"] = all(c["passed"] for c in checks)
+    row["blessed"] = bool(blessed)
+    return row
+
+
+def _signed(value):
+    return f"{value:+.4f}"
+
+
+def _comparison_table(comparison, class_names, baseline_name):
+    rows = []
+    for name, entry in comparison["metrics"].items():
+        label = name
+        if name.startswith("recall["):
+            label = f"recall {class_names[int(name[7:-1])]}"
+        rows.append(f"<tr><td>{html.escape(label)}</td><td>{entry['candidate']:.4f}</td>"
+                    f"<td>{entry['baseline']:.4f}</td><td>{_signed(entry['difference'])}</td>"
+                    f"<td>[{_signed(entry['low'])}, {_signed(entry['high'])}]</td></tr>")
+    summary = (f"<p><strong>Verdict: {html.escape(comparison['verdict'])}</strong> against "
+               f"{html.escape(baseline_name)} on the same {comparison['num_examples']} images "
+               f"({comparison['fixed']} fixed, {comparison['broken']} newly broken; McNemar's "
+               f"exact p = {comparison['mcnemar_p']:.3g}). Differences with their 95 % paired "
+               "bootstrap interval.</p>")
+    return (summary + "<table><tr><th>metric</th><th>candidate</th><th>baseline</th>"
+            "<th>difference</th><th>95 % interval</th></tr>" + "".join(rows) + "</table>")
+
+
+def _value_text(value):
+    return "not known" if value is None else f"{value:.4f}"
+
+
+def _checks_table(checks):
+    rows = "".join(
+        f"<tr><td>{html.escape(c['requirement'])}</td><td>{html.escape(c['what'])}</td>"
+        f"<td>{html.escape(c['slice'] or 'all images')}</td><td>{_value_text(c['value'])}</td>"
+        f"<td>{'pass' if c['passed'] else '<strong>FAIL</strong>'}</td></tr>" for c in checks)
+    return ("<table><tr><th>requirement</th><th>figure</th><th>slice</th><th>value</th>"
+            "<th>result</th></tr>" + rows + "</table>")
+
+
+def review_sections(*, comparison, checks, class_names, baseline_name, blessed):
+    """The report's review sections: against the baseline, the requirements, the blessing."""
+    sections = []
+    if comparison is not None:
+        sections.append(("Against the baseline",
+                         _comparison_table(comparison, class_names, baseline_name)))
+    if checks:
+        passed = all(c["passed"] for c in checks)
+        note = ("<p>Every requirement holds" + (": this model is now the blessed one."
+                                                 if blessed else ".") + "</p>" if passed else
+                f"<p><strong>{sum(not c['passed'] for c in checks)} requirement(s) do not "
+                "hold.</strong></p>")
+        sections.append(("Requirements", note + _checks_table(checks)))
+    return sections
