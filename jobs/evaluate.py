@@ -35,6 +35,7 @@ def _run(args, *, show_progress=False):
                       fail_under=config.fail_under, predictions_dir=config.predictions_dir,
                       follow_links=config.follow_links, baseline=config.baseline,
                       requirements=requirements, bless=config.bless,
+                      slice_by=config.slice_by, slices_csv=config.slices,
                       pipeline_options=pipeline_options(args.beam_args),
                       show_progress=show_progress)
     failed = ((config.fail_under is not None and report["accuracy"] < config.fail_under)

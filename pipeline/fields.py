@@ -51,8 +51,12 @@ def field(default=dataclasses.MISSING, *, help, choices=None, flag=None, aliases
 
 
 def check_choices(config):
-    """Checks every field of `config` that declares choices; raises `ValueError` on the first."""
+    """Checks every field of `config` that declares choices (each value of a repeatable one);
+    raises `ValueError` on the first."""
     for item in dataclasses.fields(config):
         choices = item.metadata.get("choices")
-        if choices is not None:
-            check_choice(getattr(config, item.name), item.name, choices)
+        if choices is None:
+            continue
+        value = getattr(config, item.name)
+        for one in value if item.metadata.get("repeatable") else [value]:
+            check_choice(one, item.name, choices)

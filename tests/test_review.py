@@ -1,6 +1,8 @@
 """A review that decides: the candidate against the baseline, thresholds, and the blessed model."""
 import csv
 import json
+import os
+import shutil
 
 import pytest
 
@@ -79,3 +81,37 @@ def test_a_candidate_is_compared_gated_and_blessed_then_guards_export_and_predic
         assert refused.value.code.startswith(f"error: model {logistic_head!r} is not the "
                                              "blessed one of")
     assert not (tmp_path / "p").exists() and not (tmp_path / "e").exists()
+
+
+def test_slices_give_figures_per_part_and_the_gate_applies_per_slice(tiny_head, faces,
+                                                                     tmp_path):
+    data = tmp_path / "data"
+    for name in sorted(os.listdir(faces)):  # class/<camera>/file: a folder level to slice by
+        for n, file in enumerate(sorted(os.listdir(os.path.join(faces, name)))):
+            camera = data / name / ("phone" if n % 3 == 0 else "studio")
+            camera.mkdir(parents=True, exist_ok=True)
+            shutil.copy(os.path.join(faces, name, file), camera / file)
+    own = tmp_path / "own.csv"
+    ids = sorted(f"{c}/{cam}/{f}" for c in os.listdir(data) for cam in os.listdir(data / c)
+                 for f in os.listdir(data / c / cam))
+    own.write_text("id,site\n" + "".join(f"{i},{'north' if n % 2 else 'south'}\n"
+                                         for n, i in enumerate(ids)))
+    report, status = evaluate.run([
+        "--model", tiny_head, "--data", str(data), "--reports-dir", str(tmp_path / "reports"),
+        "--slice-by", "folder", "--slice-by", "size", "--slices", str(own),
+        "--require", "accuracy>=0.0"])
+    assert status == 0
+    slices = {(row["dimension"], row["slice"]): row for row in report["slices"]}
+    assert set(slices) == {("folder", "phone"), ("folder", "studio"), ("size", "< 128 px"),
+                           ("site", "north"), ("site", "south")}
+    assert slices[("folder", "phone")]["count"] == 8 and slices[("size", "< 128 px")][
+        "count"] == 24
+    accuracies = [row["accuracy"] for row in report["slices"]]
+    assert accuracies == sorted(accuracies)  # the furthest below the whole first
+    for row in report["slices"]:
+        low, high = row["accuracy_interval"]
+        assert low <= row["accuracy"] <= high
+    assert sorted(c["slice"] or "" for c in report["requirements"]) == sorted(
+        ["", "folder=phone", "folder=studio", "size=< 128 px", "site=north", "site=south"])
+    page = (tmp_path / "reports" / report["run_dir"].split("/")[-1] / "index.html").read_text()
+    assert "<h2>Slices</h2>" in page and "studio" in page

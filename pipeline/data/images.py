@@ -14,7 +14,8 @@ from PIL import Image, UnidentifiedImageError
 from pipeline.data.faces import crop_face
 
 __all__ = ["IMAGE_EXTENSIONS", "MAX_PIXELS", "LARGE_IMAGE_SCALE", "ImageError", "decode_image",
-           "resize_image", "prepare_image", "load_image", "jpeg_thumbnail", "probe_image_size"]
+           "resize_image", "prepare_image", "prepare_decoded", "load_image", "jpeg_thumbnail",
+           "probe_image_size"]
 
 #: Extensions read from class folders (lower case; matched case-insensitively), as
 #: `tf.keras.utils.image_dataset_from_directory` does.
@@ -142,7 +143,12 @@ def prepare_image(data, image_size, *, face_crop=False):
         `(image, face_found)`: the float32 image, and whether a face was found (None without
         `face_crop`; False means the whole image was kept).
     """
-    image, found = decode_image(data), None
+    return prepare_decoded(decode_image(data), image_size, face_crop=face_crop)
+
+
+def prepare_decoded(image, image_size, *, face_crop=False):
+    """`prepare_image` of an image decoded already (`decode_image`)."""
+    found = None
     if face_crop:
         image, found = crop_face(image)
     return resize_image(image, image_size), found

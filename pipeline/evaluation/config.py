@@ -8,8 +8,10 @@ from pipeline.fields import check_choices, field
 from pipeline.training.heads import HEADS
 from pipeline.validation import check_scalar
 
-__all__ = ["EvaluateConfig", "ExportConfig", "AuditConfig", "LABEL_SCORES"]
+__all__ = ["EvaluateConfig", "ExportConfig", "AuditConfig", "LABEL_SCORES", "SLICE_BY"]
 
+#: Slice dimensions of an evaluation (`pipeline.evaluation.slices`).
+SLICE_BY = ("folder", "size", "face")
 #: cleanlab's label-quality scores.
 LABEL_SCORES = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
 
@@ -38,6 +40,8 @@ class EvaluateConfig:
             blessed model, where there is one. Defaults to `None`.
         require: thresholds that must all hold (`pipeline.evaluation.gate`). Defaults to `()`.
         bless: write `blessed.json` when every threshold holds. Defaults to `False`.
+        slice_by: slice dimensions (`folder`, `size`, `face`). Defaults to `()`.
+        slices: a CSV file of the images' metadata to slice by, or None. Defaults to `None`.
     """
 
     model: str = field(help=_MODEL_HELP, metavar="PATH")
@@ -65,10 +69,16 @@ class EvaluateConfig:
                                      "accuracy-baseline>=-0.005; exit 1 when one does not")
     bless: bool = field(False, negatable=False, help="write blessed.json (this model) into the "
                         "reports folder when every --require holds; exit 1 otherwise")
+    slice_by: tuple[str, ...] = field((), repeatable=True, choices=SLICE_BY, help="figures per "
+                                      "slice, once per flag: folder (the sub-folder under each "
+                                      "class), size (shorter-side buckets), face (found or not)")
+    slices: str | None = field(None, metavar="FILE.csv", help="slices of your own: a CSV file "
+                               "with an id column and any columns of metadata")
 
     def __post_init__(self):
         check_choices(self)
         object.__setattr__(self, "require", tuple(self.require))
+        object.__setattr__(self, "slice_by", tuple(self.slice_by))
         check_scalar(self.regression_threshold, "regression_threshold", float, min_val=0.0)
         check_scalar(self.top_n, "top_n", int, min_val=0)
 

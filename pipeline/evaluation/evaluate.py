@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from pipeline import reports
 from pipeline.data.sources import FolderSource
-from pipeline.evaluation import gate, review
+from pipeline.evaluation import gate, review, slices
 from pipeline.features import cache
 from pipeline.files import write_bytes_atomic, write_json_atomic
 from pipeline.prediction.inputs import ListInputs, TfdsInputs, open_inputs
@@ -200,7 +200,7 @@ def _score(model_path, data, inputs, predictions_dir, *, top_n, pipeline_options
 def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.01,
              fail_under=None, clock=time.time, pipeline_options=None, show_progress=False,
              predictions_dir=None, follow_links="no", baseline=None, requirements=(),
-             bless=False):
+             bless=False, slice_by=(), slices_csv=None):
     """Evaluates a model on a data set and records the run; returns the report dict.
 
     Args:
@@ -230,6 +230,10 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
         requirements: `gate.Requirement`s that must all hold. Defaults to `()`.
         bless: write `blessed.json` (this model) when every requirement holds. Defaults to
             `False`.
+        slice_by: slice dimensions (`pipeline.evaluation.slices.SLICE_BY`): each slice's
+            figures, and the requirements checked on each. Defaults to `()`.
+        slices_csv: a CSV file of the images' own metadata (`id` and any columns), sliced
+            like `slice_by`. Defaults to `None`.
 
     Returns:
         The report dict, with `run_dir`, `comparison` (see `report_runs.compare_runs`),
@@ -252,9 +256,16 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
     current = gate.read_blessed(reports_dir)
     if baseline is None and current is not None and current["model_digest"] != spec.digest:
         baseline = current["model"]
-    comparison = review.against_baseline(baseline, spec, result, score)
-    checks = gate.check(requirements, summary_metrics(summary["evaluation"], spec.class_names),
-                        class_names=list(spec.class_names), comparison=comparison)
+    classes = list(spec.class_names)
+    scored = review.scored_images(result.out_dir, result.manifest, classes)
+    against = review.baseline_scored(baseline, spec, score)
+    comparison = (None if against is None else
+                  review.compare_predictions(scored, against, classes, top5=len(classes) >= 10))
+    figures = summary_metrics(summary["evaluation"], classes)
+    slice_rows = slices.slice_figures(
+        scored, slices.slice_keys(scored, by=slice_by, slices_csv=slices_csv), classes)
+    checks = review.gate_checks(requirements, figures, scored=scored, baseline=against,
+                                slices=slice_rows, class_names=classes, comparison=comparison)
     passed = all(c["passed"] for c in checks)
     fingerprint = summary["fingerprint"] + split
     now = clock()
@@ -268,17 +279,18 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
         most_wrong_rows=summary["most_wrong"], class_names=list(spec.class_names),
         title=title, top_n=top_n, clock=lambda: now, config={"model": model_path, "data": data},
         sections=_changes_section(changes) + review.review_sections(
-            comparison=comparison, checks=checks, class_names=list(spec.class_names),
-            baseline_name=display_name(baseline) if baseline else "", blessed=bless and passed),
+            comparison=comparison, checks=checks, class_names=classes, slices=slice_rows,
+            accuracy=figures["accuracy"], baseline_name=display_name(baseline) if baseline
+            else "", blessed=bless and passed),
         extra={"job": "evaluate", "data_fingerprint": fingerprint,
                "skipped": summary["skipped"], "num_skipped": len(summary["skipped"]),
                "embedded": summary["embedded"], "reused": summary["rows"] - summary["embedded"],
-               "predictions_dir": result.out_dir,
-               "cache_dir": spec.cache_dir,
+               "predictions_dir": result.out_dir, "cache_dir": spec.cache_dir,
                "data_name": _data_name(data), "model_name": display_name(model_path),
                "changes": changes, "model_digest": spec.digest, "baseline": baseline,
                "baseline_comparison": comparison, "requirements": checks,
-               "requirements_passed": passed})
+               "requirements_passed": passed,
+               "slices": [{k: v for k, v in row.items() if k != "ids"} for row in slice_rows]})
     blessed = gate.bless(reports_dir, model=model_path, model_digest=spec.digest,
                          run_dir=run_dir, checks=checks,
                          created=report["created"]) if bless and passed else None

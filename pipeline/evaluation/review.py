@@ -6,32 +6,40 @@ runs by image id (each model's rows: `pipeline.prediction`); `compare_prediction
 with `pipeline.reports.intervals.paired_comparison`. The verdict reads the accuracy
 difference's 95 % interval: better (above 0), worse (below 0), or no measurable difference.
 """
+import collections
 import html
 import os
 
 import numpy as np
 
+from pipeline.evaluation import gate
+from pipeline.evaluation.slices import slices_section
 from pipeline.prediction.models import open_model
 from pipeline.prediction.shard import read_rows
 from pipeline.reports.intervals import paired_comparison
 
-__all__ = ["scored_images", "compare_predictions", "verdict", "against_baseline",
-           "runs_fields", "review_sections"]
+__all__ = ["Scored", "scored_images", "compare_predictions", "verdict", "baseline_scored",
+           "gate_checks", "runs_fields", "review_sections"]
 
 _TOP = 5
 
+#: One scored image: true and predicted class indices, whether the true class is in the top 5,
+#: whether a face was found (None without face crop), and the shorter side in pixels (or None).
+Scored = collections.namedtuple("Scored", "true pred top5 face_found short_side")
+
 
 def scored_images(out_dir, manifest, class_names):
-    """`{id: (true index, predicted index, true class in the top 5)}` of a prediction run's
-    labelled images, read shard by shard."""
+    """`{id: Scored}` of a prediction run's labelled images, read shard by shard."""
     index = {name: i for i, name in enumerate(class_names)}
     scored = {}
     for shard in manifest["shards"]:
         for row in read_rows(os.path.join(out_dir, shard["file"])):
             if row["true_label"] in index:
-                top = list(row["top_k_labels"])[:_TOP]
-                scored[row["id"]] = (index[row["true_label"]], index[row["label"]],
-                                     row["true_label"] in top)
+                sides = [row.get("width"), row.get("height")]
+                scored[row["id"]] = Scored(
+                    index[row["true_label"]], index[row["label"]],
+                    row["true_label"] in list(row["top_k_labels"])[:_TOP], row["face_found"],
+                    None if None in sides else min(sides))
     return scored
 
 
@@ -54,8 +62,8 @@ def compare_predictions(candidate, baseline, class_names, *, top5=False):
     shared = sorted(set(candidate) & set(baseline))
     if not shared:
         return None
-    a = np.array([candidate[i] for i in shared])
-    b = np.array([baseline[i] for i in shared])
+    a = np.array([candidate[i][:3] for i in shared])
+    b = np.array([baseline[i][:3] for i in shared])
     comparison = paired_comparison(a[:, 0], a[:, 1], b[:, 1], len(class_names),
                                    candidate_top5=a[:, 2] if top5 else None,
                                    baseline_top5=b[:, 2] if top5 else None)
@@ -63,14 +71,13 @@ def compare_predictions(candidate, baseline, class_names, *, top5=False):
     return comparison
 
 
-def against_baseline(baseline, spec, result, score):
-    """The paired comparison with the `baseline` model on the candidate's images, or None.
+def baseline_scored(baseline, spec, score):
+    """The baseline model's `scored_images` on the candidate's inputs, or None.
 
     Args:
         baseline: the baseline model's path, or None.
         spec: the candidate's `ModelSpec`.
-        result: the candidate's `PredictResult`.
-        score: `score(model path)` runs the same pass for another model.
+        score: `score(model path)` runs the candidate's pass for another model.
     """
     if baseline is None:
         return None
@@ -81,10 +88,22 @@ def against_baseline(baseline, spec, result, score):
                          f"({', '.join(spec.class_names)})")
     classes = list(spec.class_names)
     baseline_result = score(baseline)
-    return compare_predictions(
-        scored_images(result.out_dir, result.manifest, classes),
-        scored_images(baseline_result.out_dir, baseline_result.manifest, classes),
-        classes, top5=len(classes) >= 10)
+    return scored_images(baseline_result.out_dir, baseline_result.manifest, classes)
+
+
+def gate_checks(requirements, figures, *, scored, baseline, slices, class_names,
+                comparison):
+    """Every requirement on the whole set (`figures`) and on each slice (`slices` rows of
+    `pipeline.evaluation.slices.slice_figures`), change thresholds against `baseline`."""
+    checks = gate.check(requirements, figures, class_names=class_names, comparison=comparison)
+    changes = any(r.against_baseline for r in requirements)
+    for row in slices:
+        of_slice = (compare_predictions({i: scored[i] for i in row["ids"]}, baseline,
+                                        class_names, top5=len(class_names) >= 10)
+                    if changes and baseline is not None else None)
+        checks += gate.check(requirements, row, class_names=class_names, comparison=of_slice,
+                             slice_name=f"{row['dimension']}={row['slice']}")
+    return checks
 
 
 def runs_fields(report, comparison, checks, blessed):
@@ -140,8 +159,10 @@ def _checks_table(checks):
             "<th>result</th></tr>" + rows + "</table>")
 
 
-def review_sections(*, comparison, checks, class_names, baseline_name, blessed):
-    """The report's review sections: against the baseline, the requirements, the blessing."""
+def review_sections(*, comparison, checks, class_names, slices, accuracy, baseline_name,
+                    blessed):
+    """The report's review sections: against the baseline, the requirements (and the
+    blessing), the slices (whose whole-set accuracy is `accuracy`)."""
     sections = []
     if comparison is not None:
         sections.append(("Against the baseline",
@@ -153,4 +174,6 @@ def review_sections(*, comparison, checks, class_names, baseline_name, blessed):
                 f"<p><strong>{sum(not c['passed'] for c in checks)} requirement(s) do not "
                 "hold.</strong></p>")
         sections.append(("Requirements", note + _checks_table(checks)))
+    if slices:
+        sections.append(slices_section(slices, accuracy))
     return sections

@@ -38,7 +38,7 @@ from pipeline.reports.summaries import merge_summaries
 
 __all__ = ["PredictConfig", "PredictResult", "CSV_FILE", "CSV_MAX_ROWS", "run_predict"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CSV_FILE, CSV_MAX_ROWS = "predictions.csv", 1_000_000
 #: Lowest-confidence images on the page.
 PAGE_LOWEST = 48

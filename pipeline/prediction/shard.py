@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from pipeline.batch import layout
 from pipeline.batch.spine import ShardedPass, ShardFn
-from pipeline.data.images import jpeg_thumbnail, prepare_image
+from pipeline.data.images import decode_image, jpeg_thumbnail, prepare_decoded
 from pipeline.data.sources import read_bytes
 from pipeline.files import write_bytes_atomic
 from pipeline.prediction.models import load_predictor
@@ -37,7 +37,8 @@ __all__ = ["COLUMNS", "HISTOGRAM_BINS", "LOWEST_PER_SHARD", "MOST_WRONG_PER_SHAR
 SHARD_PREFIX = "predictions"
 #: The Parquet columns, in order (`embedding` only with `with_embeddings`).
 COLUMNS = ("id", "path", "digest", "label", "label_index", "probability", "top_k_labels",
-           "top_k_probabilities", "probabilities", "true_label", "face_found", "embedding")
+           "top_k_probabilities", "probabilities", "true_label", "face_found", "width", "height",
+           "embedding")
 #: Bins of the confidence histogram over [0, 1], and the lowest-confidence images per shard.
 HISTOGRAM_BINS, LOWEST_PER_SHARD, MOST_WRONG_PER_SHARD = 20, 48, 50
 _THUMB_SIDE = 128
@@ -54,7 +55,7 @@ def _schema(with_embeddings):
               ("probability", pa.float32()), ("top_k_labels", pa.list_(pa.string())),
               ("top_k_probabilities", pa.list_(pa.float32())),
               ("probabilities", pa.list_(pa.float32())), ("true_label", pa.string()),
-              ("face_found", pa.bool_())]
+              ("face_found", pa.bool_()), ("width", pa.int32()), ("height", pa.int32())]
     if with_embeddings:
         fields.append(("embedding", pa.list_(pa.float32())))
     return pa.schema(fields)
@@ -109,7 +110,10 @@ class PredictShardFn(ShardFn):
                                          cached_embeddings=self._cached_embeddings)
 
     def prepare(self, ref, data):
-        return prepare_image(data, self._spec.image_size, face_crop=self._spec.face_crop)
+        decoded = decode_image(data)
+        image, found = prepare_decoded(decoded, self._spec.image_size,
+                                       face_crop=self._spec.face_crop)
+        return image, found, decoded.shape[:2]
 
     def add(self, ref, prepared, state):
         state.pending.append((ref, *prepared))
@@ -118,17 +122,17 @@ class PredictShardFn(ShardFn):
         size, pending = self._batch_size, state.pending
         while len(pending) >= (1 if final else size):
             batch, pending[:] = pending[:size], pending[size:]
-            images = np.stack([image for _, image, _ in batch])
+            images = np.stack([image for _, image, _, _ in batch])
             padded = np.concatenate([images, np.zeros((size - len(batch),) + images.shape[1:],
                                                       images.dtype)])
-            proba, embeddings, computed = self._predictor(padded, [ref.digest for ref, _, _ in
+            proba, embeddings, computed = self._predictor(padded, [ref.digest for ref, *_ in
                                                                     batch])
             state.counters["embedded"] += computed
-            for n, (ref, _, face_found) in enumerate(batch):
-                state.results.append(self._row(ref, proba[n], face_found, None if embeddings
-                                               is None else embeddings[n]))
+            for n, (ref, _, face_found, (height, width)) in enumerate(batch):
+                state.results.append(self._row(ref, proba[n], face_found, (width, height),
+                                               None if embeddings is None else embeddings[n]))
 
-    def _row(self, ref, proba, face_found, embedding):
+    def _row(self, ref, proba, face_found, size, embedding):
         names = self._spec.class_names
         proba = np.asarray(proba, np.float32)
         order = np.argsort(-proba, kind="stable")[:self._top_k]
@@ -138,7 +142,7 @@ class PredictShardFn(ShardFn):
                "top_k_labels": [names[int(i)] for i in order],
                "top_k_probabilities": [float(proba[i]) for i in order],
                "probabilities": proba.tolist(), "true_label": ref.label_name or None,
-               "face_found": face_found}
+               "face_found": face_found, "width": int(size[0]), "height": int(size[1])}
         if self._with_embeddings:
             row["embedding"] = np.asarray(embedding, np.float32).tolist()
         return row
