@@ -26,14 +26,14 @@ def genki_subset(root, per_class):
     return str(root)
 
 
-def run_job(module, args):
-    """Runs `python -m module args` in a subprocess.
+def run_job(module, args, *, check=True):
+    """Runs `python -m module args` in a subprocess (`check`: a non-zero exit raises).
 
     Returns:
         `(seconds, peak RSS MB of the largest child so far, the last line it printed)`.
     """
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, check=True,
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, check=check,
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

@@ -8,7 +8,7 @@ JOBS = (
     ("train_head", "a classifier on a feature cache in seconds; --folds K for k-fold evaluation"),
     ("finetune", "the end-to-end model, warm-started from a head, backbone unfrozen"),
     ("evaluate", "a model on new data: a time-stamped report, runs.csv and a trend (cron-ready)"),
-    ("experiment", "the seeds' four models from one cache, compared in one table"),
+    ("experiment", "head and fine-tune on 1 %, 10 % and 100 % of one cache, in one table"),
     ("audit", "label issues, near-duplicates, leaks and outliers of a cache (cleanlab)"),
     ("export", "SavedModel and TFLite (float32, int8) with labels, for serving; heads too"),
     ("predict", "a trained model over new images on any Beam runner: Parquet, CSV and a page"),

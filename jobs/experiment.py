@@ -1,6 +1,6 @@
 """Experiment job: `python -m jobs.experiment --cache DIR --out DIR [--quick]`.
 
-Runs the seeds' serial experiments on one feature cache: feature extraction on 1 %, 10 % and
+Runs the classic transfer-learning grid on one feature cache: feature extraction on 1 %, 10 % and
 100 % of the training images, fine-tuning on 10 % and 100 % (each from the head of the same
 fraction), each in its own folder under `--out`, then prints and writes the comparison table
 (`comparison.csv`, `comparison.md`, `comparison.png`). `--quick` runs the same grid with tiny
@@ -12,7 +12,7 @@ import os
 from jobs.cli import Job, add_config_flags
 from pipeline.fields import field
 
-EXAMPLE = """example (the seeds' four models plus feature extraction on 100 %, tiny settings):
+EXAMPLE = """example (four models plus feature extraction on 100 %, tiny settings):
   python -m jobs.experiment --cache cache/<key> --out runs/experiment --quick
 """
 

@@ -1,4 +1,5 @@
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -145,14 +146,59 @@ def test_bad_regularisation_is_refused(field, value, message):
         HeadConfig(**{field: value})
 
 
-def test_ensemble_is_one_head_with_the_members_mean_weights():
-    (x, y), (vx, vy) = _separable(200, seed=10), _separable(60, seed=11)
-    members = [train_head(_split(x, y), _split(vx, vy), num_classes=2,
-                          config=dataclasses.replace(FAST, ensemble=1, seed=seed))
-               for seed in (5, 6, 7)]
-    ensemble = train_head(_split(x, y), _split(vx, vy), num_classes=2,
-                          config=dataclasses.replace(FAST, ensemble=3, seed=5))
-    for got, *expected in zip(ensemble.model.get_weights(),
-                              *(m.model.get_weights() for m in members)):
-        np.testing.assert_allclose(got, np.mean(expected, axis=0), rtol=1e-6)
+def _noisy(n, seed, num_classes=2, dim=8):
+    """Overlapping classes (the first one the most frequent): heads stop early, each seed at
+    an epoch of its own."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(num_classes, n, p=np.r_[0.6, np.full(num_classes - 1,
+                                                           0.4 / (num_classes - 1))])
+    x = rng.normal(0, 1, (n, dim))
+    x[np.arange(n), y] += 1.0
+    return x, y
+
+
+def _logits(head, x):
+    return head.model.predict(x.astype(np.float32), verbose=0)
+
+
+@pytest.mark.parametrize("num_classes, options", [
+    (2, {}),
+    (3, {"class_weight": True, "mixup": 0.3, "standardize": True, "label_smoothing": 0.1,
+         "weight_decay": 1e-2})])
+def test_ensemble_trained_together_is_the_mean_of_its_members_trained_one_by_one(num_classes,
+                                                                                options):
+    (x, y), (vx, vy) = _noisy(300, 12, num_classes), _noisy(100, 13, num_classes)
+    config = dataclasses.replace(FAST, **options)
+    members = [train_head(_split(x, y), _split(vx, vy), num_classes=num_classes,
+                          config=dataclasses.replace(config, ensemble=1, seed=config.seed + m))
+               for m in range(5)]
+    ensemble = train_head(_split(x, y), _split(vx, vy), num_classes=num_classes,
+                          config=dataclasses.replace(config, ensemble=5))
+    epochs = [len(member.history["loss"]) for member in members]
+    assert len(set(epochs)) > 1 and min(epochs) < config.epochs
+    np.testing.assert_allclose(_logits(ensemble, vx),
+                               np.mean([_logits(member, vx) for member in members], axis=0),
+                               atol=1e-5)
     assert ensemble.history == members[0].history
+
+
+def test_early_stopping_keeps_the_weights_of_the_best_epoch():
+    (x, y), (vx, vy) = _noisy(300, 14), _noisy(100, 15)
+    config = dataclasses.replace(FAST, ensemble=1)
+    stopped = train_head(_split(x, y), _split(vx, vy), num_classes=2, config=config)
+    best = stopped.history["best_epoch"]
+    assert best + config.patience == len(stopped.history["loss"])
+    until_best = train_head(_split(x, y), _split(vx, vy), num_classes=2,
+                            config=dataclasses.replace(config, epochs=best))
+    np.testing.assert_array_equal(_logits(until_best, vx), _logits(stopped, vx))
+
+
+def test_saved_dense_head_is_the_one_layer_head_and_loads_without_warnings(tmp_path):
+    (x, y), (vx, vy) = _separable(200, seed=16), _separable(50, seed=17)
+    train_head(_split(x, y), _split(vx, vy), num_classes=2,
+               config=dataclasses.replace(FAST, epochs=3, ensemble=2)).save(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        head = load_head(tmp_path)
+    assert [layer.name for layer in head.model.layers] == ["head_dropout", "head_logits"]
+    assert head.model.get_layer("head_logits").get_weights()[0].shape == (16, 1)

@@ -42,7 +42,6 @@ def test_table_escapes_cells_except_trusted_columns_and_right_aligns_numbers():
     assert '<td class="n">3</td>' in html and "None" not in html
 
 
-@pytest.mark.xfail(strict=True, reason="table() prints a missing trusted cell as 'None'")
 def test_a_missing_trusted_cell_is_left_empty():
     assert "None" not in table(["link"], [{}], trusted=("link",))
 

@@ -28,7 +28,7 @@ def read_listed(run_dir, *, job):
     """`{"listed": n, "num_shards": n}` that `AssignShards` wrote for the driver."""
     path = posixpath.join(run_dir, LISTED_FILE)
     if not tf.io.gfile.exists(path):
-        raise IncompleteRunError(f"{job} run incomplete: step CountListed wrote no count "
+        raise IncompleteRunError(f"{job} run incomplete: step AssignShards wrote no count "
                                  "(the pipeline did not run to its end); nothing was published")
     with tf.io.gfile.GFile(path) as handle:
         return json.load(handle)

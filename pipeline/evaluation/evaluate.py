@@ -36,6 +36,7 @@ from pipeline.prediction.inputs import ListInputs, TfdsInputs, open_inputs
 from pipeline.prediction.job import PredictConfig, run_predict
 from pipeline.prediction.models import open_model
 from pipeline.prediction.shard import read_rows
+from pipeline.reports import cells
 from pipeline.reports import runs as report_runs
 from pipeline.reports.runs import RUNS_COLUMNS, display_name
 from pipeline.reports.summaries import summary_metrics
@@ -274,6 +275,9 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
     title = f"{display_name(model_path)} on {_data_name(data)}"
     changes = _changes(reports_dir, run_dir, _prediction_rows(result.out_dir, result.manifest),
                        fingerprint, title, rows=summary["rows"])
+    run_path = os.path.join(reports_dir, run_dir)
+    cells.write_cell_pages(run_path, cells.prediction_rows(run_path),
+                           class_names=list(spec.class_names), title=title)
     report = reports.write_report(
         os.path.join(reports_dir, run_dir), summary=summary["evaluation"],
         most_wrong_rows=summary["most_wrong"], class_names=list(spec.class_names),

@@ -78,8 +78,9 @@ def account(run_dir, *, augment_copies, class_names):
         A `RunAccount`.
 
     Raises:
-        IncompleteRunError: a missing count or index, missing images or records, a missing or
-            truncated shard file, or a class left with no readable image.
+        IncompleteRunError: a missing count or index, missing images or records, or a missing
+            or truncated shard file.
+        ValueError: a class left with no readable image.
     """
     listed, indexes = read_indexes(
         run_dir, job="embed", step="EmbedShard",

@@ -48,7 +48,7 @@ class EmbedConfig:
             it (to a multiple of 32) where the images' median shorter side is larger than it
             (`pipeline.data.images.probe_image_size`; TFDS data keeps the backbone's own); the
             cache's config holds the decision. Defaults to `"auto"`.
-        augment: the augmentation recipe. Defaults to the seeds' recipe.
+        augment: the augmentation recipe. Defaults to flip, rotation 0.1, zoom 0.1, contrast 0.1.
         augment_copies: augmented copies per training image (K). Defaults to `2`.
         val_fraction: fraction of folder examples hashed into validation. Defaults to `0.2`.
         seed: seed of the split and of the augmentations. Defaults to `123`.

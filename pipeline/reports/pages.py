@@ -100,7 +100,7 @@ def table(columns, rows, *, trusted=()):
 
     def cell(column, value):
         if column in trusted:
-            return f"<td>{value}</td>"
+            return f"<td>{'' if value is None else value}</td>"
         number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
         return f'<td class="n">{fmt(value)}</td>' if number else f"<td>{fmt(value)}</td>"
 

@@ -13,7 +13,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from pipeline.reports import figures, summaries
+from pipeline.reports import cells, figures, summaries
 from pipeline.reports.intervals import metric_intervals
 from pipeline.reports.figures import plot_curves
 from pipeline.reports.metrics import compute_metrics, most_wrong
@@ -142,17 +142,23 @@ def _figure(src, width=None):
     return f'<a href="{html.escape(src)}"><img src="{html.escape(src)}"{style} alt=""></a>'
 
 
-def _index_body(report, pngs, files, sections):
-    per_class = table(["class", "precision", "recall", "f1", "support"],
-                      [{"class": n, **v} for n, v in report["per_class"].items()])
-    if len(report["class_names"]) > 20:
-        pairs = table(["true", "predicted", "count", "share_of_true"], report["most_confused"])
-        parts = [_headline(report), "<h2>Confusion matrix</h2>", _figure("confusion_matrix.png"),
-                 "<h3>Most confused pairs</h3>", pairs, "<h2>Per class</h2>", per_class]
-    else:
-        parts = [_headline(report), "<h2>Confusion matrix and per class</h2>",
-                 f'<div class="row"><div>{_figure("confusion_matrix.png", 560)}</div>'
-                 f"<div>{per_class}</div></div>"]
+def _matrix_section(report, links):
+    """The confusion matrix (linked HTML table), the per-class table and the confused pairs."""
+    names = report["class_names"]
+    matrix = (cells.confusion_table(report["confusion_matrix"], names, links=links)
+              + '<p class="sub">Also as <a href="confusion_matrix.png">PNG</a> and '
+                '<a href="confusion_matrix.csv">CSV</a>.</p>')
+    per_class = cells.class_table(report["per_class"], names, links=links)
+    if len(names) > 20:
+        pairs = cells.pairs_table(report["most_confused"], names, links=links)
+        return ["<h2>Confusion matrix</h2>", matrix, "<h3>Most confused pairs</h3>", pairs,
+                "<h2>Per class</h2>", per_class]
+    return ["<h2>Confusion matrix and per class</h2>",
+            f'<div class="row"><div>{matrix}</div><div>{per_class}</div></div>']
+
+
+def _index_body(report, pngs, files, sections, links):
+    parts = [_headline(report), *_matrix_section(report, links)]
     parts += [f"<h2>{heading}</h2>{content}" for heading, content in sections]
     if "roc_pr.png" in pngs:
         thresholds = table(["threshold", "predicted_positive", "precision", "recall"],
@@ -194,6 +200,19 @@ def _from_summary(summary, rows, class_names, top_n):
     return report, drawing, ranked
 
 
+def _cell_links(out_dir, class_names, title, *, summary, arrays):
+    """The `cells.Links` of the matrix: pages written from the arrays where `paths` are known,
+    found in `out_dir/cells/` beside a summary (`jobs.evaluate` writes them first), else None."""
+    if summary is not None:
+        return cells.read_links(out_dir, class_names)
+    ids, y_true, proba, paths = arrays
+    if paths is None:
+        return None
+    return cells.write_cell_pages(out_dir, cells.array_rows(ids, y_true, proba, class_names,
+                                                            paths),
+                                  class_names=class_names, title=title)
+
+
 def write_report(out_dir, *, class_names, ids=None, y_true=None, proba=None, summary=None,
                  most_wrong_rows=(), title="Evaluation", paths=None, history=None, phases=None,
                  config=None, extra=None, top_n=50, sections=(), clock=time.time):
@@ -214,7 +233,9 @@ def write_report(out_dir, *, class_names, ids=None, y_true=None, proba=None, sum
         most_wrong_rows: with `summary`, the most confident mistakes, most confident first
             (`{id, path, true, predicted, confidence, thumbnail}`). Defaults to `()`.
         title: the page title: names, never absolute paths. Defaults to `"Evaluation"`.
-        paths: image file paths for thumbnails, or None. Defaults to None.
+        paths: image file paths for thumbnails and the matrix's image pages
+            (`pipeline.reports.cells`; `""` for an unknown file), or None (the matrix without
+            links). Defaults to None.
         history: training curves (`loss`, `accuracy`, `val_loss`, `val_accuracy` lists).
             Defaults to None (no curves).
         phases: [(name, first epoch)] for the curves' phase markers. Defaults to None.
@@ -239,12 +260,14 @@ def write_report(out_dir, *, class_names, ids=None, y_true=None, proba=None, sum
     _write_tables(out_dir, report, class_names)
     pngs = _write_figures(out_dir, report, class_names, drawing, history, phases)
     _write_most_wrong(out_dir, wrong, title)
+    links = _cell_links(out_dir, class_names, title, summary=summary,
+                        arrays=(ids, y_true, proba, paths))
     report["most_wrong"] = [{k: v for k, v in row.items() if k != "thumbnail"} for row in wrong]
     with open(os.path.join(out_dir, "report.json"), "w") as handle:
         json.dump(report, handle, indent=2, sort_keys=True, default=_json_default)
     files = sorted(f for f in os.listdir(out_dir) if os.path.isfile(os.path.join(out_dir, f)))
     with open(os.path.join(out_dir, "index.html"), "w", encoding="utf-8") as handle:
-        handle.write(html_page(title, _index_body(report, pngs, files, sections),
+        handle.write(html_page(title, _index_body(report, pngs, files, sections, links),
                                subtitle=_subtitle(report)))
     return report
 

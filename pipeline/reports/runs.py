@@ -5,7 +5,7 @@ on the same data fingerprint (signed deltas; a regression flag when a metric dro
 threshold or accuracy is under the fail-under floor), and redraws `trend.png`,
 `recall_trend.png` and `index.html`. `diff_runs` lists the images whose prediction changed
 between two runs over the same images (same ids and digests); `write_changes` writes them as
-`changes.csv` and a thumbnail page.
+`changes.csv` and a page whose entries link to their images (`pipeline.reports.cells`).
 """
 import csv
 import hashlib
@@ -17,8 +17,8 @@ import tempfile
 import numpy as np
 
 from pipeline.files import atomic_output
-from pipeline.reports import figures as figures
-from pipeline.reports.pages import delta, headline, table, thumbnail, thumbnail_grid, write_page
+from pipeline.reports import cells, figures
+from pipeline.reports.pages import delta, headline, table, write_page
 
 __all__ = ["BLESSED", "RUNS_COLUMNS", "read_runs", "compare_runs", "update_runs_index",
            "display_name", "write_predictions", "read_predictions_file", "diff_runs",
@@ -323,7 +323,8 @@ def diff_run_folders(previous_path, current_path, *, rows):
 
 
 def write_changes(run_path, changes, *, previous_run, title):
-    """Writes `changes.csv` and `changes.html` (thumbnails, fixed and newly broken apart).
+    """Writes `changes.csv` and `changes.html`: fixed and newly broken apart, each entry (true
+    class, before, after) linked to a page of its images (`cells.write_change_pages`).
 
     Returns:
         The counts per kind of change, with `previous_run`.
@@ -333,22 +334,14 @@ def write_changes(run_path, changes, *, previous_run, title):
         writer = csv.DictWriter(handle, columns)
         writer.writeheader()
         writer.writerows(changes)
-    sections = []
-    for kind, heading in (("fixed", "Fixed (wrong before, right now)"),
-                          ("broken", "Newly broken (right before, wrong now)"),
-                          ("changed", "Still wrong, differently")):
-        tiles = []
-        for index, change in enumerate(c for c in changes if c["change"] == kind):
-            thumb = f"thumbs/{kind}_{index:04d}.jpg"
-            ok = bool(change["path"]) and thumbnail(change["path"],
-                                                    os.path.join(run_path, thumb))
-            tiles.append((thumb if ok else "", change["id"], [
-                change["id"], f"true: {change['true']}",
-                f"{change['before']} -> {change['after']} ({change['confidence']:.4f})"]))
-        body = thumbnail_grid(tiles) if tiles else "<p>No image.</p>"
-        sections.append(f"<h2>{html.escape(heading)}: {len(tiles)}</h2>{body}")
-    write_page(os.path.join(run_path, "changes.html"), f"Changed predictions: {title}",
-               "".join(sections), subtitle=f"against the previous run {previous_run}")
+    tables = cells.write_change_pages(run_path, changes, title=title)
     counts = {kind: sum(c["change"] == kind for c in changes)
               for kind in ("fixed", "broken", "changed")}
+    sections = [f"<h2>{html.escape(heading)}: {counts[kind]}</h2>"
+                + tables.get(kind, "<p>No image.</p>")
+                for kind, heading in (("fixed", "Fixed (wrong before, right now)"),
+                                      ("broken", "Newly broken (right before, wrong now)"),
+                                      ("changed", "Still wrong, differently"))]
+    write_page(os.path.join(run_path, "changes.html"), f"Changed predictions: {title}",
+               "".join(sections), subtitle=f"against the previous run {previous_run}")
     return {"previous_run": previous_run, **counts}

@@ -1,0 +1,384 @@
+"""From every number of a report to its images: linked confusion cells, classes and changes.
+
+`confusion_table` draws the confusion matrix as an HTML table, each cell coloured by its share of
+the true class (the blue scale of `confusion_matrix.png`) and, where the images are known, a
+link to them; `class_table` and `pairs_table` link the per-class rows and the most confused pairs
+the same way. The pages behind the links are static files beside the report:
+
+    <report>/
+      index.html                          the matrix; its counts link into cells/
+      cells/
+        c<t>-<p>.html, c<t>-<p>-2.html ...  images of true class t predicted as p (0-based)
+        class-<t>.html, ...                every image of true class t
+        thumbs/<sha256 of the id>.jpg      128 px JPEG thumbnails
+      changes.html                        its entries link into changes/
+      changes/
+        <kind>-<i>.html, ...              the images of entry i of a kind (fixed, broken, ...)
+        thumbs/...
+
+`write_cell_pages` writes `cells/` from every image's row (`id`, `path`, `true`, `predicted`,
+`confidence`: `predictions.csv`, or the arrays of a training report); `read_links` finds the
+pages already written into a folder; `write_change_pages` writes `changes/` from
+`pipeline.reports.runs.diff_runs`' rows.
+
+Within a page set the images run most confident first, then by id, `PAGE_SIZE` (200) to a page.
+To keep the driver bounded on big evaluations, only the first `THUMBNAILS` (200) images of each
+page set get a thumbnail (the whole first page at the default size); later pages list their rows
+without one, so a cell of a million images costs 200 image reads, not a million. The rows are
+spread over at most 64 temporary files by true class, so the writer holds one class's rows in
+memory at a time, never the whole evaluation's. Links are relative, every text is escaped, and
+pages name images by id, never by path.
+
+Example:
+    >>> links = write_cell_pages("runs/head", rows, class_names=["cat", "dog"], title="head")
+    >>> html_text = confusion_table([[5, 1], [0, 6]], ["cat", "dog"], links=links)
+"""
+import collections
+import contextlib
+import csv
+import hashlib
+import html
+import os
+import shutil
+import tempfile
+from typing import NamedTuple
+
+import numpy as np
+
+from pipeline.reports.pages import table, thumbnail, write_page
+from pipeline.validation import check_scalar
+
+__all__ = ["PAGE_SIZE", "THUMBNAILS", "Links", "confusion_table", "class_table", "pairs_table",
+           "array_rows", "prediction_rows", "write_cell_pages", "read_links", "write_image_pages",
+           "write_change_pages"]
+
+#: Images on one page of a page set.
+PAGE_SIZE = 200
+#: Images of a page set that get a thumbnail (the first ones).
+THUMBNAILS = 200
+
+_CELLS, _CHANGES, _THUMBS = "cells", "changes", "thumbs"
+_BUCKETS = 64
+_NAMED_COLUMNS = 12
+_COLUMNS = ("id", "path", "true", "predicted", "confidence")
+#: The blue scale of `confusion_matrix.png` (matplotlib's "Blues"): share -> RGB stops.
+_HEAT = ((0.0, (247, 251, 255)), (0.5, (107, 174, 214)), (1.0, (8, 48, 107)))
+_STYLE = """
+.matrix{max-width:100%;overflow-x:auto;margin:8px 0}
+table.cm{border-collapse:collapse;margin:0;font-size:13px}
+table.cm td,table.cm th{border:1px solid #fff;padding:3px 6px;text-align:center;
+white-space:nowrap;overflow-wrap:normal;font-variant-numeric:tabular-nums}
+table.cm.small{font-size:11px}table.cm.small td{padding:2px 3px;min-width:24px}
+table.cm th{font-weight:500}table.cm tr>th:first-child{text-align:left}
+table.cm .nm{display:inline-block;max-width:14em;overflow:hidden;text-overflow:ellipsis;
+vertical-align:bottom}
+table.cm tr:first-child .nm{max-width:6em}
+table.cm td a{color:inherit}table.cm td.d{font-weight:700}
+.scale{display:inline-block;width:120px;height:10px;vertical-align:middle;
+background:linear-gradient(90deg,#f7fbff,#6baed6,#08306b)}
+.thumbs img{width:64px;height:64px;object-fit:contain;background:#eee;display:block}
+"""
+
+
+class Links(NamedTuple):
+    """Where the images of the report's numbers are: hrefs relative to the report folder.
+
+    Attributes:
+        cells: `{(true index, predicted index): href}` of the non-empty confusion cells.
+        classes: `{true index: href}` of the classes with images.
+    """
+    cells: dict
+    classes: dict
+
+
+def _link(href, text):
+    """`text` escaped, inside a link to `href` when there is one."""
+    text = html.escape(str(text))
+    return f'<a href="{html.escape(href)}">{text}</a>' if href else text
+
+
+def _heat(share):
+    """The background and text colours of a cell whose share of its true class is `share`."""
+    (low, start), (high, end) = next(
+        (a, b) for a, b in zip(_HEAT, _HEAT[1:]) if share <= b[0])
+    weight = (share - low) / (high - low)
+    rgb = ",".join(str(round(a + (b - a) * weight)) for a, b in zip(start, end))
+    return f"rgb({rgb})", "#fff" if share > 0.5 else "#1f2328"
+
+
+def _name(text):
+    return f'<span class="nm">{text}</span>'
+
+
+def confusion_table(confusion, class_names, *, links=None):
+    """The confusion matrix as a coloured HTML table (trusted HTML, its texts escaped).
+
+    Rows are true classes, columns predicted ones; a cell's colour is its share of the true class
+    and its count links to its images where `links` has them. Beyond 12 classes the columns are
+    numbered (the rows say which name each number is, and every header has its full name as a
+    tooltip), and the table scrolls inside its own box rather than widen the page.
+
+    Args:
+        confusion: counts (n, n), rows true, columns predicted.
+        class_names: the n class names.
+        links: where the cells' and classes' images are. Defaults to None (no links).
+    """
+    links = links or Links({}, {})
+    confusion = np.asarray(confusion)
+    shares = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    numbered = len(class_names) > _NAMED_COLUMNS
+    head = "".join(f'<th title="{html.escape(name)}">'
+                   f'{index + 1 if numbered else _name(html.escape(name))}</th>'
+                   for index, name in enumerate(class_names))
+    rows = []
+    for t, name in enumerate(class_names):
+        label = f"{t + 1} {name}" if numbered else name
+        cells = "".join(_cell(confusion[t, p], shares[t, p], links.cells.get((t, p)),
+                              name, predicted, diagonal=t == p)
+                        for p, predicted in enumerate(class_names))
+        rows.append(f'<tr><th title="{html.escape(name)}">'
+                    f'{_name(_link(links.classes.get(t), label))}</th>{cells}</tr>')
+    hint = " Each count links to its images." if links.cells else ""
+    return (f"<style>{_STYLE}</style>"
+            f'<div class="matrix"><table class="cm{" small" if numbered else ""}">'
+            f"<tr><th>true \\ predicted</th>{head}</tr>{''.join(rows)}</table></div>"
+            f'<p class="sub">Colour: share of the true class, 0 <span class="scale"></span> 1.'
+            f"{hint}</p>")
+
+
+def _cell(count, share, href, true, predicted, *, diagonal):
+    background, ink = _heat(float(share))
+    tip = f"true {true}, predicted {predicted}: {count:,} ({share:.4f} of {true})"
+    css = ' class="d"' if diagonal else ""
+    text = _link(href, f"{count:,}") if count else "0"
+    return (f'<td{css} style="background:{background};color:{ink if count else "#b1bac4"}" '
+            f'title="{html.escape(tip)}">{text}</td>')
+
+
+def class_table(per_class, class_names, *, links=None):
+    """The per-class table (precision, recall, F1, support); each class links to its images.
+
+    Args:
+        per_class: `{name: {precision, recall, f1, support}}`, as in `report.json`.
+        class_names: the class names, in the matrix's order.
+        links: see `confusion_table`. Defaults to None (no links).
+    """
+    links = links or Links({}, {})
+    index = {name: i for i, name in enumerate(class_names)}
+    return table(["class", "precision", "recall", "f1", "support"],
+                 [{**row, "class": _link(links.classes.get(index[name]), name)}
+                  for name, row in per_class.items()], trusted=("class",))
+
+
+def pairs_table(most_confused, class_names, *, links=None):
+    """The most confused pairs (`report.json`'s `most_confused`), each linked to its images."""
+    links = links or Links({}, {})
+    index = {name: i for i, name in enumerate(class_names)}
+    rows = [{**row, "images": _link(links.cells.get((index[row["true"]],
+                                                     index[row["predicted"]])), "images")}
+            for row in most_confused]
+    return table(["true", "predicted", "count", "share_of_true", "images"], rows,
+                 trusted=("images",))
+
+
+def array_rows(ids, y_true, proba, class_names, paths):
+    """Every image's row (`id`, `path`, `true`, `predicted`, `confidence`) from a training
+    report's arrays (`paths` may hold `""` for an image whose file is unknown)."""
+    proba = np.asarray(proba, np.float64)
+    predicted = np.argmax(proba, axis=1)
+    for key, label, guess, row, path in zip(ids, y_true, predicted, proba, paths):
+        yield {"id": str(key), "path": str(path or ""), "true": class_names[int(label)],
+               "predicted": class_names[int(guess)], "confidence": float(row[guess])}
+
+
+def prediction_rows(run_path):
+    """Streams the rows of `run_path/predictions.csv` (`runs.write_predictions`)."""
+    with open(os.path.join(run_path, "predictions.csv"), newline="") as handle:
+        yield from csv.DictReader(handle)
+
+
+def _fresh(folder):
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(os.path.join(folder, _THUMBS))
+    return folder
+
+
+def _class_of(index, name, row):
+    try:
+        return index[name]
+    except KeyError:
+        raise ValueError(f"image {row['id']!r}: expected a class among "
+                         f"{', '.join(index)}; got {name!r}") from None
+
+
+def _by_true_class(rows, index, scratch):
+    """Yields `(true index, rows)` for each class with images, holding one bucket of classes
+    (of at most `_BUCKETS`) in memory at a time; rows are checked against the classes."""
+    count = min(len(index), _BUCKETS)
+    paths = [os.path.join(scratch, f"{i}.csv") for i in range(count)]
+    with contextlib.ExitStack() as stack:
+        writers = [csv.DictWriter(stack.enter_context(open(p, "w", newline="")), _COLUMNS,
+                                  extrasaction="ignore") for p in paths]
+        for row in rows:
+            _class_of(index, row["predicted"], row)
+            writers[_class_of(index, row["true"], row) % count].writerow(row)
+    for path in paths:
+        groups = collections.defaultdict(list)
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle, _COLUMNS):
+                groups[index[row["true"]]].append(row)
+        yield from sorted(groups.items())
+
+
+def write_cell_pages(out_dir, rows, *, class_names, title, page_size=PAGE_SIZE,
+                     thumbnails=THUMBNAILS):
+    """Writes `out_dir/cells/`: the image pages of every non-empty confusion cell and class.
+
+    Any earlier `cells/` folder is replaced. The pages link back to `out_dir/index.html`.
+
+    Args:
+        out_dir: the report folder.
+        rows: every image's row (`id`, `path`, `true`, `predicted`, `confidence`), in any order
+            (an iterable, read once: `predictions.csv`'s rows, or `array_rows`).
+        class_names: the class names, in the matrix's order.
+        title: the report's title (names, never paths), which the pages' titles begin with.
+        page_size: images per page. Defaults to `PAGE_SIZE`.
+        thumbnails: the first images of each page set that get a thumbnail. Defaults to
+            `THUMBNAILS`.
+
+    Returns:
+        The `Links` of the pages written.
+
+    Raises:
+        ValueError: a row whose class is not among `class_names`.
+    """
+    folder = _fresh(os.path.join(out_dir, _CELLS))
+    index = {name: i for i, name in enumerate(class_names)}
+    links = Links({}, {})
+    with tempfile.TemporaryDirectory() as scratch:
+        for t, group in _by_true_class(rows, index, scratch):
+            true = class_names[t]
+            links.classes[t] = f"{_CELLS}/" + write_image_pages(
+                folder, f"class-{t}", group, title=f"{title}: true {true}", back="../index.html",
+                page_size=page_size, thumbnails=thumbnails)
+            cells = collections.defaultdict(list)
+            for row in group:
+                cells[index[row["predicted"]]].append(row)
+            for p, cell in sorted(cells.items()):
+                links.cells[(t, p)] = f"{_CELLS}/" + write_image_pages(
+                    folder, f"c{t}-{p}", cell, back="../index.html", page_size=page_size,
+                    title=f"{title}: true {true}, predicted {class_names[p]}",
+                    thumbnails=thumbnails)
+    return links
+
+
+def read_links(out_dir, class_names):
+    """The `Links` of the cell pages found in `out_dir/cells/` (by their names), e.g. those
+    `jobs.evaluate` wrote from `predictions.csv` before drawing the report."""
+    def found(name):
+        return os.path.isfile(os.path.join(out_dir, _CELLS, name))
+
+    n = len(class_names)
+    return Links({(t, p): f"{_CELLS}/c{t}-{p}.html" for t in range(n) for p in range(n)
+                  if found(f"c{t}-{p}.html")},
+                 {t: f"{_CELLS}/class-{t}.html" for t in range(n) if found(f"class-{t}.html")})
+
+
+def _thumb(folder, row):
+    """The thumbnail's src (relative to `folder`), written once per id, or `""`."""
+    src = f"{_THUMBS}/{hashlib.sha256(row['id'].encode()).hexdigest()[:24]}.jpg"
+    target = os.path.join(folder, src)
+    if os.path.isfile(target) or (row["path"] and thumbnail(row["path"], target)):
+        return src
+    return ""
+
+
+def _nav(names, number, back):
+    """The links of page `number` of `names`: back, first, previous, next, last."""
+    last = len(names) - 1
+    steps = [("first", 0), ("previous", number - 1), ("next", number + 1), ("last", last)]
+    moves = " ".join(_link(names[to], label) for label, to in steps
+                     if 0 <= to <= last and to != number)
+    return (f'<p>{_link(back, "back to the report")} · page {number + 1:,} of '
+            f"{len(names):,} {moves}</p>")
+
+
+def write_image_pages(folder, stem, rows, *, title, back, columns=("true", "predicted"),
+                      page_size=PAGE_SIZE, thumbnails=THUMBNAILS):
+    """Writes a page set: `stem.html`, `stem-2.html`, ... in `folder`, and their thumbnails.
+
+    Each page is a table (number, thumbnail, id, `columns`, confidence), most confident first,
+    then by id.
+
+    Args:
+        folder: where the pages go (thumbnails in `folder/thumbs/`).
+        stem: the first page's name without `.html`.
+        rows: the images (`id`, `path`, `confidence` and `columns`).
+        title: the pages' title.
+        back: the relative href of the page that links here.
+        columns: the rows' text fields shown between the id and the confidence. Defaults to
+            `("true", "predicted")`.
+        page_size: images per page. Defaults to `PAGE_SIZE`.
+        thumbnails: how many of the first images get a thumbnail. Defaults to `THUMBNAILS`.
+
+    Returns:
+        The first page's file name.
+    """
+    check_scalar(page_size, "page_size", int, min_val=1)
+    check_scalar(thumbnails, "thumbnails", int, min_val=0)
+    rows = sorted(rows, key=lambda r: (-float(r["confidence"]), r["id"]))
+    names = [f"{stem}.html"] + [f"{stem}-{n}.html"
+                                for n in range(2, -(-len(rows) // page_size) + 1)]
+    note = (f" Thumbnails for the first {thumbnails:,} only." if len(rows) > thumbnails
+            else "")
+    for number, name in enumerate(names):
+        start = number * page_size
+        shown = [{"#": start + i + 1, "image": _image(folder, row, start + i < thumbnails),
+                  "id": row["id"], **{c: row[c] for c in columns},
+                  "confidence": float(row["confidence"])}
+                 for i, row in enumerate(rows[start:start + page_size])]
+        nav = _nav(names, number, back)
+        body = (f"<style>{_STYLE}</style>{nav}<div class=\"thumbs\">"
+                + table(["#", "image", "id", *columns, "confidence"], shown, trusted=("image",))
+                + f"</div>{nav}")
+        write_page(os.path.join(folder, name), title, body,
+                   subtitle=f"{len(rows):,} images, the most confident first.{note}")
+    return names[0]
+
+
+def _image(folder, row, wanted):
+    src = _thumb(folder, row) if wanted else ""
+    return f'<img src="{html.escape(src)}" alt="" loading="lazy">' if src else ""
+
+
+def write_change_pages(run_path, changes, *, title, page_size=PAGE_SIZE, thumbnails=THUMBNAILS):
+    """Writes `run_path/changes/`: one page set per entry of the changes page, an entry being
+    the images of one kind of change with the same true class and the same predictions before
+    and after; any earlier `changes/` folder is replaced.
+
+    Args:
+        run_path: the run folder (its `changes.html` links here).
+        changes: `pipeline.reports.runs.diff_runs`' rows.
+        title: the run's title, which the pages' titles begin with.
+        page_size, thumbnails: see `write_cell_pages`.
+
+    Returns:
+        `{kind: trusted HTML}`: each kind's table of entries (true, before, after, images), the
+        largest first, each count linked to its pages.
+    """
+    folder = _fresh(os.path.join(run_path, _CHANGES))
+    entries = collections.defaultdict(list)
+    for change in changes:
+        entries[(change["change"], change["true"], change["before"], change["after"])].append(
+            change)
+    ordered = sorted(entries.items(), key=lambda item: (-len(item[1]), item[0]))
+    tables = collections.defaultdict(list)
+    for (kind, true, before, after), images in ordered:
+        first = write_image_pages(
+            folder, f"{kind}-{len(tables[kind])}", images, back="../changes.html",
+            title=f"{title}: {kind}, true {true}, {before} -> {after}",
+            columns=("true", "before", "after"), page_size=page_size, thumbnails=thumbnails)
+        tables[kind].append({"true": true, "before": before, "after": after,
+                             "images": _link(f"{_CHANGES}/{first}", f"{len(images):,}")})
+    return {kind: table(["true", "before", "after", "images"], rows, trusted=("images",))
+            for kind, rows in tables.items()}
