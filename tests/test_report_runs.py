@@ -7,6 +7,7 @@ import tempfile
 import numpy as np
 import pytest
 
+from pipeline.reports import changes
 from pipeline.reports import runs as report_runs
 from pipeline.reports import write_report
 
@@ -109,7 +110,7 @@ def test_the_diff_of_two_run_folders_by_buckets_equals_the_whole_diff(tmp_path, 
         report_runs.write_predictions(tmp_path / name, rows)
         runs.append({row["id"]: {k: str(v) for k, v in row.items()} for row in rows})
     whole = report_runs.diff_runs(*runs)
-    monkeypatch.setattr(report_runs, "DIFF_BUCKET_ROWS", 7)  # 6 buckets
+    monkeypatch.setattr(changes, "DIFF_BUCKET_ROWS", 7)  # 6 buckets
     assert report_runs.diff_run_folders(tmp_path / "before", tmp_path / "after",
                                         rows=40) == whole
     assert len(whole) > 5

@@ -6,9 +6,10 @@ lays them out (`pipeline.reports.pages`), into one folder:
 
 | file | what |
 |---|---|
-| `index.html` | headline figures first (with the majority baseline), then everything else |
+| `index.html` | headline figures first (95 % intervals, the majority baseline), then the rest |
 | `report.json` | every figure plus the config, cache key and versions (top-level `accuracy`) |
 | `confusion_matrix.png` / `.csv` | colour row-normalised, cells counts; sized for 2-100 classes |
+| `cells/` | where image paths are known: each confusion cell's and class's images (`cells`) |
 | `most_confused.csv` | the off-diagonal pairs, most frequent first |
 | `per_class.csv`, `classification_report.txt` | precision, recall, F1, support |
 | `reliability.png` | reliability diagram (`ece` in `report.json`) |
@@ -16,9 +17,10 @@ lays them out (`pipeline.reports.pages`), into one folder:
 | `curves.png` | training curves of every phase, with a marker where each phase starts |
 | `most_wrong.csv` / `.html` / `.png` | mistakes ranked by the wrong prediction's confidence |
 
-The numbers are `pipeline.reports.metrics`' (or, from a pass's shards, `summaries`'), the
-folder `pipeline.reports.report`'s, the CSV and Markdown writers `pipeline.reports.tables`';
-this package re-exports their public names.
+The numbers are `pipeline.reports.metrics`' (or, from a pass's shards, `summaries`'), their
+intervals `intervals`', the folder `pipeline.reports.report`'s, the linked tables `matrix`'s,
+the CSV and Markdown writers `pipeline.reports.tables`'; the reports folder of scheduled runs is
+`runs` (and `changes`). This package re-exports the public names of the report itself.
 """
 from pipeline.reports.figures import plot_curves
 from pipeline.reports.metrics import class_roc_auc, compute_metrics, most_confused, most_wrong

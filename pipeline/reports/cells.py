@@ -1,9 +1,7 @@
-"""From every number of a report to its images: linked confusion cells, classes and changes.
+"""From every number of a report to its images: the pages behind the linked confusion cells,
+classes and changes (the tables themselves: `pipeline.reports.matrix`, re-exported here).
 
-`confusion_table` draws the confusion matrix as an HTML table, each cell coloured by its share of
-the true class (the blue scale of `confusion_matrix.png`) and, where the images are known, a
-link to them; `class_table` and `pairs_table` link the per-class rows and the most confused pairs
-the same way. The pages behind the links are static files beside the report:
+The pages are static files beside the report:
 
     <report>/
       index.html                          the matrix; its counts link into cells/
@@ -41,10 +39,10 @@ import html
 import os
 import shutil
 import tempfile
-from typing import NamedTuple
 
 import numpy as np
 
+from pipeline.reports.matrix import STYLE, Links, class_table, confusion_table, link, pairs_table
 from pipeline.reports.pages import table, thumbnail, write_page
 from pipeline.validation import check_scalar
 
@@ -59,126 +57,7 @@ THUMBNAILS = 200
 
 _CELLS, _CHANGES, _THUMBS = "cells", "changes", "thumbs"
 _BUCKETS = 64
-_NAMED_COLUMNS = 12
 _COLUMNS = ("id", "path", "true", "predicted", "confidence")
-#: The blue scale of `confusion_matrix.png` (matplotlib's "Blues"): share -> RGB stops.
-_HEAT = ((0.0, (247, 251, 255)), (0.5, (107, 174, 214)), (1.0, (8, 48, 107)))
-_STYLE = """
-.matrix{max-width:100%;overflow-x:auto;margin:8px 0}
-table.cm{border-collapse:collapse;margin:0;font-size:13px}
-table.cm td,table.cm th{border:1px solid #fff;padding:3px 6px;text-align:center;
-white-space:nowrap;overflow-wrap:normal;font-variant-numeric:tabular-nums}
-table.cm.small{font-size:11px}table.cm.small td{padding:2px 3px;min-width:24px}
-table.cm th{font-weight:500}table.cm tr>th:first-child{text-align:left}
-table.cm .nm{display:inline-block;max-width:14em;overflow:hidden;text-overflow:ellipsis;
-vertical-align:bottom}
-table.cm tr:first-child .nm{max-width:6em}
-table.cm td a{color:inherit}table.cm td.d{font-weight:700}
-.scale{display:inline-block;width:120px;height:10px;vertical-align:middle;
-background:linear-gradient(90deg,#f7fbff,#6baed6,#08306b)}
-.thumbs img{width:64px;height:64px;object-fit:contain;background:#eee;display:block}
-"""
-
-
-class Links(NamedTuple):
-    """Where the images of the report's numbers are: hrefs relative to the report folder.
-
-    Attributes:
-        cells: `{(true index, predicted index): href}` of the non-empty confusion cells.
-        classes: `{true index: href}` of the classes with images.
-    """
-    cells: dict
-    classes: dict
-
-
-def _link(href, text):
-    """`text` escaped, inside a link to `href` when there is one."""
-    text = html.escape(str(text))
-    return f'<a href="{html.escape(href)}">{text}</a>' if href else text
-
-
-def _heat(share):
-    """The background and text colours of a cell whose share of its true class is `share`."""
-    (low, start), (high, end) = next(
-        (a, b) for a, b in zip(_HEAT, _HEAT[1:]) if share <= b[0])
-    weight = (share - low) / (high - low)
-    rgb = ",".join(str(round(a + (b - a) * weight)) for a, b in zip(start, end))
-    return f"rgb({rgb})", "#fff" if share > 0.5 else "#1f2328"
-
-
-def _name(text):
-    return f'<span class="nm">{text}</span>'
-
-
-def confusion_table(confusion, class_names, *, links=None):
-    """The confusion matrix as a coloured HTML table (trusted HTML, its texts escaped).
-
-    Rows are true classes, columns predicted ones; a cell's colour is its share of the true class
-    and its count links to its images where `links` has them. Beyond 12 classes the columns are
-    numbered (the rows say which name each number is, and every header has its full name as a
-    tooltip), and the table scrolls inside its own box rather than widen the page.
-
-    Args:
-        confusion: counts (n, n), rows true, columns predicted.
-        class_names: the n class names.
-        links: where the cells' and classes' images are. Defaults to None (no links).
-    """
-    links = links or Links({}, {})
-    confusion = np.asarray(confusion)
-    shares = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
-    numbered = len(class_names) > _NAMED_COLUMNS
-    head = "".join(f'<th title="{html.escape(name)}">'
-                   f'{index + 1 if numbered else _name(html.escape(name))}</th>'
-                   for index, name in enumerate(class_names))
-    rows = []
-    for t, name in enumerate(class_names):
-        label = f"{t + 1} {name}" if numbered else name
-        cells = "".join(_cell(confusion[t, p], shares[t, p], links.cells.get((t, p)),
-                              name, predicted, diagonal=t == p)
-                        for p, predicted in enumerate(class_names))
-        rows.append(f'<tr><th title="{html.escape(name)}">'
-                    f'{_name(_link(links.classes.get(t), label))}</th>{cells}</tr>')
-    hint = " Each count links to its images." if links.cells else ""
-    return (f"<style>{_STYLE}</style>"
-            f'<div class="matrix"><table class="cm{" small" if numbered else ""}">'
-            f"<tr><th>true \\ predicted</th>{head}</tr>{''.join(rows)}</table></div>"
-            f'<p class="sub">Colour: share of the true class, 0 <span class="scale"></span> 1.'
-            f"{hint}</p>")
-
-
-def _cell(count, share, href, true, predicted, *, diagonal):
-    background, ink = _heat(float(share))
-    tip = f"true {true}, predicted {predicted}: {count:,} ({share:.4f} of {true})"
-    css = ' class="d"' if diagonal else ""
-    text = _link(href, f"{count:,}") if count else "0"
-    return (f'<td{css} style="background:{background};color:{ink if count else "#b1bac4"}" '
-            f'title="{html.escape(tip)}">{text}</td>')
-
-
-def class_table(per_class, class_names, *, links=None):
-    """The per-class table (precision, recall, F1, support); each class links to its images.
-
-    Args:
-        per_class: `{name: {precision, recall, f1, support}}`, as in `report.json`.
-        class_names: the class names, in the matrix's order.
-        links: see `confusion_table`. Defaults to None (no links).
-    """
-    links = links or Links({}, {})
-    index = {name: i for i, name in enumerate(class_names)}
-    return table(["class", "precision", "recall", "f1", "support"],
-                 [{**row, "class": _link(links.classes.get(index[name]), name)}
-                  for name, row in per_class.items()], trusted=("class",))
-
-
-def pairs_table(most_confused, class_names, *, links=None):
-    """The most confused pairs (`report.json`'s `most_confused`), each linked to its images."""
-    links = links or Links({}, {})
-    index = {name: i for i, name in enumerate(class_names)}
-    rows = [{**row, "images": _link(links.cells.get((index[row["true"]],
-                                                     index[row["predicted"]])), "images")}
-            for row in most_confused]
-    return table(["true", "predicted", "count", "share_of_true", "images"], rows,
-                 trusted=("images",))
 
 
 def array_rows(ids, y_true, proba, class_names, paths):
@@ -297,10 +176,9 @@ def _nav(names, number, back):
     """The links of page `number` of `names`: back, first, previous, next, last."""
     last = len(names) - 1
     steps = [("first", 0), ("previous", number - 1), ("next", number + 1), ("last", last)]
-    moves = " ".join(_link(names[to], label) for label, to in steps
+    moves = " ".join(link(names[to], label) for label, to in steps
                      if 0 <= to <= last and to != number)
-    return (f'<p>{_link(back, "back to the report")} · page {number + 1:,} of '
-            f"{len(names):,} {moves}</p>")
+    return f"<p>{link(back, 'back')} · page {number + 1:,} of {len(names):,} {moves}</p>"
 
 
 def write_image_pages(folder, stem, rows, *, title, back, columns=("true", "predicted"),
@@ -338,11 +216,12 @@ def write_image_pages(folder, stem, rows, *, title, back, columns=("true", "pred
                   "confidence": float(row["confidence"])}
                  for i, row in enumerate(rows[start:start + page_size])]
         nav = _nav(names, number, back)
-        body = (f"<style>{_STYLE}</style>{nav}<div class=\"thumbs\">"
+        body = (f"<style>{STYLE}</style>{nav}<div class=\"thumbs\">"
                 + table(["#", "image", "id", *columns, "confidence"], shown, trusted=("image",))
                 + f"</div>{nav}")
         write_page(os.path.join(folder, name), title, body,
-                   subtitle=f"{len(rows):,} images, the most confident first.{note}")
+                   subtitle=f"{len(rows):,} image{'' if len(rows) == 1 else 's'}, the most "
+                            f"confident first.{note}")
     return names[0]
 
 
@@ -379,6 +258,6 @@ def write_change_pages(run_path, changes, *, title, page_size=PAGE_SIZE, thumbna
             title=f"{title}: {kind}, true {true}, {before} -> {after}",
             columns=("true", "before", "after"), page_size=page_size, thumbnails=thumbnails)
         tables[kind].append({"true": true, "before": before, "after": after,
-                             "images": _link(f"{_CHANGES}/{first}", f"{len(images):,}")})
+                             "images": link(f"{_CHANGES}/{first}", f"{len(images):,}")})
     return {kind: table(["true", "before", "after", "images"], rows, trusted=("images",))
             for kind, rows in tables.items()}

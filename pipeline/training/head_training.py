@@ -4,6 +4,7 @@ One call trains one head per requested training fraction (deterministic stratifi
 training images, all copies of an image together), writes each head with its full report, and,
 for several fractions, a comparison table: the seeds' "Model 1 / Model 2" experiments in seconds.
 """
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -26,6 +27,7 @@ def example_paths(manifest, ids):
 
 
 def _fit_one(cache_dir, manifest, train, val, out_dir, *, config, fraction, top_n, verbose):
+    """Trains and saves one fraction's head; returns the keyword arguments of its report."""
     mask = fraction_subset(train.ids, train.labels, fraction, seed=config.seed)
     subset = cache.FeatureSplit(*(array[mask] for array in train))
     start = time.perf_counter()
@@ -38,8 +40,9 @@ def _fit_one(cache_dir, manifest, train, val, out_dir, *, config, fraction, top_
                  "train_fraction": fraction, "train_images": int(len(np.unique(subset.ids)))}
     head.save(out_dir)
     proba = head.predict_proba(val.embeddings)
-    report = reports.write_report(
-        out_dir, ids=val.ids, y_true=val.labels, proba=proba, class_names=manifest["class_names"],
+    return dict(
+        out_dir=out_dir, ids=val.ids, y_true=val.labels, proba=proba,
+        class_names=manifest["class_names"],
         title=f"{config.head} head on {fraction:g} of the training images",
         paths=example_paths(manifest, val.ids), history=head.history,
         phases=[("head", 1)], top_n=top_n, config=dataclasses.asdict(config),
@@ -48,7 +51,6 @@ def _fit_one(cache_dir, manifest, train, val, out_dir, *, config, fraction, top_
                "train_fraction": fraction, "train_images": head.meta["train_images"],
                "train_records": int(mask.sum()), "train_seconds": round(seconds, 3),
                "epochs_run": len(head.history.get("loss", [])) or None})
-    return report
 
 
 def train_heads_on_cache(cache_dir, out_dir, *, config=HeadConfig(), fractions=(1.0,),
@@ -77,14 +79,17 @@ def train_heads_on_cache(cache_dir, out_dir, *, config=HeadConfig(), fractions=(
     manifest = cache.read_manifest(cache_dir)
     train = cache.load_split(cache_dir, "train")
     val = cache.load_split(cache_dir, "val", clean_only=True, verify=False)
-    if len(fractions) == 1:
-        return [_fit_one(cache_dir, manifest, train, val, out_dir, config=config,
-                         fraction=fractions[0], top_n=top_n, verbose=verbose)]
-    results = [_fit_one(cache_dir, manifest, train, val,
-                        os.path.join(out_dir, f"fraction_{fraction:g}"), config=config,
-                        fraction=fraction, top_n=top_n, verbose=verbose)
-               for fraction in fractions]
-    _write_comparison(out_dir, results)
+    folders = ([out_dir] if len(fractions) == 1 else
+               [os.path.join(out_dir, f"fraction_{fraction:g}") for fraction in fractions])
+    # Each report (figures, thumbnails) is written in the background while the next fraction's
+    # head trains: with small fractions it takes longer than the training.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as writer:
+        pending = [writer.submit(reports.write_report, **_fit_one(
+            cache_dir, manifest, train, val, folder, config=config, fraction=fraction,
+            top_n=top_n, verbose=verbose)) for fraction, folder in zip(fractions, folders)]
+        results = [report.result() for report in pending]
+    if len(fractions) > 1:
+        _write_comparison(out_dir, results)
     return results
 
 
