@@ -13,6 +13,7 @@ from pipeline.batch import accounting, layout
 from pipeline.batch.spine import PROGRESS_DIR, ShardedPass, ShardFn, prefetch
 from pipeline.data.images import ImageError
 from pipeline.data.sources import ExampleRef
+from pipeline.files import file_sha256
 from tests.conftest import IN_MEMORY
 
 IDS = [f"{name}/{index:02d}.jpg" for name in ("cat", "dog") for index in range(9)]
@@ -46,7 +47,8 @@ class _LengthFn(ShardFn):
         name = f"lengths-{state.shard}.json"
         with open(self.run_path(name), "w") as handle:
             json.dump(sorted(state.results), handle)
-        return {"file": name, "records": len(state.results), "sha256": "",
+        return {"file": name, "records": len(state.results),
+                "sha256": file_sha256(self.run_path(name)),  # a base is verified by it
                 "bytes": os.path.getsize(self.run_path(name))}
 
 

@@ -11,28 +11,25 @@ histograms, its most confident mistakes with thumbnails), and the report is draw
 sum. The rows are kept in `<reports>/predictions/`, so an image already scored by the same
 model is copied, not run again; a head also takes its cache's embeddings for images the cache
 holds (by content digest), so only images never seen before go through the backbone.
+
+A review (`pipeline.evaluation.review`, `gate`, `slices`) compares the model with a baseline on
+the same images, checks the requirements on all images and on each slice, and blesses it.
 """
 import contextlib
-import csv
 import fcntl
 import functools
 import html
-import io
 import json
 import os
-import posixpath
 import re
 import time
 import uuid
 
-import tensorflow as tf
 
 from pipeline import reports
-from pipeline.data.sources import FolderSource
 from pipeline.evaluation import gate, review, slices
-from pipeline.features import cache
-from pipeline.files import write_bytes_atomic, write_json_atomic
-from pipeline.prediction.inputs import ListInputs, TfdsInputs, open_inputs
+from pipeline.evaluation.inputs import data_name, eval_inputs
+from pipeline.files import write_json_atomic
 from pipeline.prediction.job import PredictConfig, run_predict
 from pipeline.prediction.models import open_model
 from pipeline.prediction.shard import read_rows
@@ -45,71 +42,6 @@ __all__ = ["RUNS_COLUMNS", "PREDICTIONS_DIR", "eval_inputs", "evaluate"]
 
 #: Where an evaluation's rows are kept, under the reports folder (reused by content digest).
 PREDICTIONS_DIR = "predictions"
-
-
-def _label_map(found, known, data):
-    unknown = sorted(set(found) - set(known))
-    if unknown:
-        raise ValueError(f"data {data!r}: classes {unknown} are not among the model's "
-                         f"({', '.join(known)})")
-    return {name: known.index(name) for name in found}
-
-
-def eval_inputs(data, class_names, predictions_dir, *, follow_links="no"):
-    """What to score: the inputs of `data`, labelled with the model's classes.
-
-    `data` is a class folder (every image), `tfds:NAME[:SPLIT]` (default split `test`), or a
-    cache folder, optionally `DIR:SPLIT` (default `val`), whose split's images are listed into
-    `<predictions_dir>/lists/` for the pass to read.
-
-    Returns:
-        `(inputs, fingerprint suffix)`: the suffix tells splits of one data set apart.
-
-    Raises:
-        ValueError: classes the model does not know, or data that is none of these.
-    """
-    if data.startswith("tfds:"):
-        name, _, split = data[len("tfds:"):].partition(":")
-        inputs = TfdsInputs(name, split or "test", class_names=class_names)
-        _label_map(inputs.source.class_names, class_names, data)
-        return inputs, f":{split or 'test'}"
-    root, _, split = data.rpartition(":") if re.search(r":(train|val|test)$", data) else (
-        data, "", "")
-    if os.path.isfile(os.path.join(root, cache.MANIFEST)):
-        return _cache_split_inputs(root, split or "val", class_names, predictions_dir, data), (
-            f":{split or 'val'}")
-    _label_map(FolderSource(data, val_fraction=0.0, follow_links=follow_links).class_names,
-               class_names, data)
-    return open_inputs(data, class_names, labels_from_folders=True,
-                       follow_links=follow_links), ""
-
-
-def _cache_split_inputs(root, split, class_names, predictions_dir, data):
-    manifest = cache.read_manifest(root)
-    _label_map(manifest["class_names"], class_names, data)
-    refs = cache.load_split(root, split, clean_only=True)
-    base = manifest["source"].get("root") or ""
-    listing = posixpath.join(predictions_dir, "lists", f"{manifest['cache_key']}-{split}.csv")
-    tf.io.gfile.makedirs(posixpath.dirname(listing))
-    text = io.StringIO()
-    writer = csv.writer(text)
-    writer.writerow(["id", "path", "label"])
-    writer.writerows([i, posixpath.join(base, i), manifest["class_names"][label]]
-                     for i, label in zip(refs.ids.tolist(), refs.labels.tolist()))
-    write_bytes_atomic(listing, text.getvalue().encode())
-    return ListInputs(listing, class_names=class_names,
-                      follow_links=manifest["config"].get("follow_links", "any"))
-
-
-def _data_name(data):
-    """The data set's name for titles; a cache folder is named after the folder it embedded."""
-    root, _, split = data.rpartition(":") if re.search(r":(train|val|test)$", data) else (
-        data, "", "")
-    if os.path.isfile(os.path.join(root, cache.MANIFEST)):
-        source = cache.read_manifest(root)["source"]
-        name = display_name(source.get("root") or source.get("data") or root)
-        return f"{name} ({split or 'val'})"
-    return display_name(data)
 
 
 def _slug(path):
@@ -272,7 +204,7 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
     now = clock()
     stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(now))
     run_dir = f"{stamp}-{_slug(display_name(model_path))}-{uuid.uuid4().hex[:6]}"
-    title = f"{display_name(model_path)} on {_data_name(data)}"
+    title = f"{display_name(model_path)} on {data_name(data)}"
     changes = _changes(reports_dir, run_dir, _prediction_rows(result.out_dir, result.manifest),
                        fingerprint, title, rows=summary["rows"])
     run_path = os.path.join(reports_dir, run_dir)
@@ -290,7 +222,7 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
                "skipped": summary["skipped"], "num_skipped": len(summary["skipped"]),
                "embedded": summary["embedded"], "reused": summary["rows"] - summary["embedded"],
                "predictions_dir": result.out_dir, "cache_dir": spec.cache_dir,
-               "data_name": _data_name(data), "model_name": display_name(model_path),
+               "data_name": data_name(data), "model_name": display_name(model_path),
                "changes": changes, "model_digest": spec.digest, "baseline": baseline,
                "baseline_comparison": comparison, "requirements": checks,
                "requirements_passed": passed,

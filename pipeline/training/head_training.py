@@ -29,7 +29,7 @@ def example_paths(manifest, ids):
 def _fit_one(cache_dir, manifest, train, val, out_dir, *, config, fraction, top_n, verbose):
     """Trains and saves one fraction's head; returns the keyword arguments of its report."""
     mask = fraction_subset(train.ids, train.labels, fraction, seed=config.seed)
-    subset = cache.FeatureSplit(*(array[mask] for array in train))
+    subset = train if mask.all() else cache.FeatureSplit(*(array[mask] for array in train))
     start = time.perf_counter()
     head = train_head(subset, val, num_classes=len(manifest["class_names"]), config=config,
                       verbose=verbose)
