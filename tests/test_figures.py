@@ -58,6 +58,17 @@ def test_trend_figure_draws_a_line_per_model_the_baseline_and_the_floor():
     labels = [line.get_label() for line in accuracy.get_lines()]
     assert labels == ["a", "b", "majority baseline", "fail under 0.7"]
     assert [len(line.get_xdata()) for line in f1.get_lines()] == [0, 0, 4]  # no macro-F1 values
+    assert not accuracy.collections  # no intervals in these rows: no band
+
+
+def test_trend_figure_draws_each_runs_interval_as_a_band():
+    rows = [{"time": f"2024-01-0{d}T10:00:00", "model": "a", "accuracy": "0.8",
+             "accuracy_low": "0.75", "accuracy_high": "0.85", "macro_f1": "0.7",
+             "majority_baseline": "0.5"} for d in (1, 2, 3)]
+    accuracy, f1 = figures.trend_figure(rows).axes[:2]
+    band, bars = accuracy.collections
+    assert band.get_paths()[0].vertices[:, 1].min() == pytest.approx(0.75)
+    assert len(bars.get_segments()) == 3 and not f1.collections  # macro-F1 without intervals
 
 
 def test_plot_curves_marks_later_phases_and_draws_on_given_axes():

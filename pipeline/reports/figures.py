@@ -213,10 +213,12 @@ def trend_figure(rows, *, metrics_=("accuracy", "macro_f1"), fail_under=None, na
                             marker=marker, markersize=4, linewidth=1.2, label=name(model))
             banded = [r for r in mine if r.get(f"{metric}_low") not in ("", None)]
             if banded:
-                ax.fill_between(_dates([r["time"] for r in banded]),
-                                [float(r[f"{metric}_low"]) for r in banded],
-                                [float(r[f"{metric}_high"]) for r in banded],
-                                color=line.get_color(), alpha=0.15, linewidth=0)
+                dates = _dates([r["time"] for r in banded])
+                low = [float(r[f"{metric}_low"]) for r in banded]
+                high = [float(r[f"{metric}_high"]) for r in banded]
+                ax.fill_between(dates, low, high, color=line.get_color(), alpha=0.15,
+                                linewidth=0)
+                ax.vlines(dates, low, high, color=line.get_color(), alpha=0.5, linewidth=1)
         ax.plot(_dates([r["time"] for r in rows]), [float(r["majority_baseline"]) for r in rows],
                 color="gray", linestyle=":", label="majority baseline")
         if fail_under is not None and metric == "accuracy":
