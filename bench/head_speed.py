@@ -1,21 +1,25 @@
-"""Seconds of `python -m jobs.train_head` with its defaults, this checkout against a git commit.
+"""Seconds of `python -m jobs.train_head` with its defaults: this checkout, and the same with the
+head-training files of a git commit (the members trained one by one).
 
-    python bench/head_speed.py [--cache-root /tmp/head_speed_cache] [--before HEAD] [--repeat 1] \
-        [--seeds 123 124 125]
+    python bench/head_speed.py [--cache-root /tmp/head_speed_cache] [--before 6ffc2aa] \
+        [--files pipeline/training/heads.py ...] [--repeat 1] [--seeds 123 124 125]
 
 Embeds GENKI-4K once at 224 px with K = 2 and the real MobileNetV2 0.5 weights
 (`python -m jobs.embed ... --cache-dir CACHE_ROOT`, which reuses a complete cache of the same
 key: the first run takes minutes, later ones seconds), then times the head job in a subprocess,
-start-up included, for this checkout's code and for `--before`'s (exported with `git archive`
-into a temporary folder and run there), alternately, `--repeat` times each, for each of `--seeds`
-(`--seed S`, every other option at its default; 123 is the default seed). Prints a table (per
-seed, the fastest run of each code and the validation accuracy of its report; then the means) and
-the machine's load, and ends with one JSON line of the means (for one seed, its figures).
+start-up included, for this checkout's code and for a copy of it (in a temporary folder, run
+there) whose `--files` are `--before`'s (6ffc2aa: the last commit that trained the ensemble's
+members one after another), so that only those files differ; alternately, `--repeat` times
+each, for each of `--seeds` (`--seed S`, every other option at its default; 123 is the default
+seed). Prints a table (per seed, the fastest run of each code and the validation accuracy of its
+report; then the means) and the machine's load, and ends with one JSON line of the means (for
+one seed, its figures).
 """
 import argparse
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import GENKI, REPO, emit  # noqa: E402
 
 WEIGHTS = REPO.parent / "shared" / "weights"
+BEFORE_FILES = ("pipeline/training/heads.py", "pipeline/training/head_training.py")
 
 
 def build_cache(cache_root):
@@ -39,11 +44,15 @@ def build_cache(cache_root):
     return done.stdout.strip().splitlines()[-1]
 
 
-def export_code(commit, folder):
-    """Writes `commit`'s `pipeline` and `jobs` packages into `folder`."""
-    archive = subprocess.run(["git", "archive", commit, "pipeline", "jobs"], cwd=REPO,
-                             check=True, stdout=subprocess.PIPE).stdout
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+def copy_code(folder, commit, files):
+    """Copies this checkout's `pipeline` and `jobs` into `folder`, with `files` as at `commit`."""
+    for package in ("pipeline", "jobs"):
+        shutil.copytree(REPO / package, pathlib.Path(folder, package),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    for name in files:
+        text = subprocess.run(["git", "show", f"{commit}:{name}"], cwd=REPO, check=True,
+                              stdout=subprocess.PIPE).stdout
+        pathlib.Path(folder, name).write_bytes(text)
 
 
 def time_head_job(code_root, cache_dir, out, seed):
@@ -68,7 +77,7 @@ def _table(rows, seeds, before):
     print("| seed | code | job seconds (start-up included) | train seconds | epochs (first member) "
           "| val accuracy |\n|---|---|---|---|---|---|")
     for seed in (*seeds, "mean"):
-        for name, label in (("before", f"{before} (members one by one)"),
+        for name, label in (("before", f"{before}'s head files (members one by one)"),
                             ("now", "this checkout (members together)")):
             row = rows[name, seed]
             print(f"| {seed} | {label} | {row['seconds']:.1f} | {row['train_seconds']:.1f} | "
@@ -79,7 +88,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cache-root", default=os.path.join(tempfile.gettempdir(),
                                                              "head_speed_cache"))
-    parser.add_argument("--before", default="HEAD", help="the commit to compare with")
+    parser.add_argument("--before", default="6ffc2aa", help="the commit to compare with")
+    parser.add_argument("--files", nargs="+", default=list(BEFORE_FILES),
+                        help="the files taken from --before")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--seeds", type=int, nargs="+", default=[123])
     args = parser.parse_args()
@@ -87,7 +98,7 @@ def main():
     load_before = os.getloadavg()[0]
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        export_code(args.before, tmp)
+        copy_code(tmp, args.before, args.files)
         for seed in args.seeds:
             runs = {"now": [], "before": []}
             for index in range(args.repeat):
