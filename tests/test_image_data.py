@@ -1,10 +1,13 @@
 """The fine-tune job's images: the cache's split, in id order, decoded and resized as embedded."""
+import dataclasses
+import os
 import shutil
 
 import numpy as np
 import pytest
 
-from pipeline.training.image_data import face_boxes, image_dataset, split_refs
+from pipeline.data.images import load_image
+from pipeline.training.image_data import face_boxes, image_dataset, pixel_cache_key, split_refs
 
 
 def test_split_refs_are_the_caches_splits_in_id_order(tiny_cache):
@@ -40,3 +43,47 @@ def test_image_dataset_gives_resized_batches_with_their_labels(tiny_cache):
 
 def test_no_paths_have_no_face_boxes():
     assert face_boxes([]).shape == (0, 4)
+
+
+def _passes(data, count=2):
+    return [list(data.as_numpy_iterator()) for _ in range(count)]
+
+
+@pytest.mark.parametrize("budget", [1 << 30, 0], ids=["memory", "disk"])
+def test_pixel_cache_gives_the_batches_decoded_every_pass_bit_for_bit(tiny_cache, tmp_path,
+                                                                       budget):
+    train, _ = split_refs(tiny_cache.manifest)
+    kwargs = {"batch_size": 5, "shuffle_seed": 7}
+    plain = _passes(image_dataset(train, 32, **kwargs))
+    cached = _passes(image_dataset(train, 32, pixel_cache=str(tmp_path / "pixels"),
+                                   memory_budget=budget, **kwargs))
+    assert len(plain[0]) == len(cached[0]) == 4
+    for plain_pass, cached_pass in zip(plain, cached):
+        for (x, y), (cx, cy) in zip(plain_pass, cached_pass):
+            assert x.dtype == cx.dtype and x.tobytes() == cx.tobytes() and (y == cy).all()
+    assert [y.tolist() for _, y in plain[0]] != [y.tolist() for _, y in plain[1]]  # reshuffled
+    assert os.path.isdir(tmp_path / "pixels") == (budget == 0)  # a file only beyond the budget
+
+
+def test_cached_pixels_are_the_decoded_jpeg_bit_for_bit(tiny_cache, tmp_path):
+    _, val = split_refs(tiny_cache.manifest)
+    data = image_dataset(val, 40, batch_size=64, pixel_cache=str(tmp_path), memory_budget=0)
+    for _ in range(2):  # the pass that writes the file, then the one that reads it
+        images = next(data.as_numpy_iterator())[0]
+        for ref, image in zip(val, images):
+            with open(ref.path, "rb") as handle:
+                assert image.tobytes() == load_image(handle.read(), 40).tobytes()
+    assert [f for f in os.listdir(tmp_path) if f.startswith("pixels-")]
+
+
+def test_pixel_cache_key_changes_with_size_crop_and_data(tiny_cache, tmp_path):
+    train, _ = split_refs(tiny_cache.manifest)
+    key = pixel_cache_key(train, 32, False)
+    copy = shutil.copyfile(train[0].path, tmp_path / "a.jpg")
+    copied = [dataclasses.replace(train[0], path=str(copy)), *train[1:]]
+    before = pixel_cache_key(copied, 32, False)
+    copy.write_bytes(copy.read_bytes() + b"more")  # the same path, other bytes
+    others = {pixel_cache_key(train, 48, False), pixel_cache_key(train, 32, True),
+              pixel_cache_key(train[1:], 32, False), before, pixel_cache_key(copied, 32, False)}
+    assert key == pixel_cache_key(list(train), 32, False) and key not in others
+    assert len(others) == 5

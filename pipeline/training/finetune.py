@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import math
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -35,7 +36,10 @@ from pipeline.training.epochs import fit
 from pipeline.training.selection import kept_summary
 from pipeline.training.tta import flip_tta_wanted, score_candidate, with_flip_tta
 
-__all__ = ["FinetuneConfig", "run_finetune"]
+__all__ = ["FinetuneConfig", "PIXEL_CACHE", "run_finetune"]
+
+#: The folder of `out_dir` that holds the pixels of splits too large for memory during a run.
+PIXEL_CACHE = "pixel_cache"
 
 def _read_log(path):
     with open(path) as handle:
@@ -85,19 +89,25 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
     model, first_unfrozen = _compiled_model(
         start.manifest, start.head, config,
         steps_per_epoch=math.ceil(len(train_refs) / config.batch_size))
-    train = _train_dataset(train_refs, start.manifest, config)
-    validation = _validation(val_refs, start, config)
+    pixels = os.path.join(out_dir, PIXEL_CACHE)  # decoded once, read back by later epochs
+    shutil.rmtree(pixels, ignore_errors=True)  # a killed run's partial files
+    train = _train_dataset(train_refs, start.manifest, config, pixel_cache=pixels)
+    validation = _validation(val_refs, start, config, pixel_cache=pixels)
     warm_start_diff, warm_start_score = _warm_start(model, validation)
     os.makedirs(out_dir, exist_ok=True)
     head_epochs = len(start.head.history.get("loss", []))
-    model, state = _fine_tune(model, train, out_dir, validation, config=config,
-                              warm_start_score=warm_start_score, initial_epoch=head_epochs,
-                              resume=resume, callbacks=callbacks)
-    _save_model(model, out_dir, start.manifest, config)
-    return _write_finetune_report(
-        out_dir, model, state, start=start, validation=validation, config=config, top_n=top_n,
-        facts={"first_unfrozen_layer": first_unfrozen, "warm_start_max_abs_diff": warm_start_diff,
-               "head_epochs": head_epochs, "train_images": len(train_refs)})
+    try:
+        model, state = _fine_tune(model, train, out_dir, validation, config=config,
+                                  warm_start_score=warm_start_score, initial_epoch=head_epochs,
+                                  resume=resume, callbacks=callbacks)
+        _save_model(model, out_dir, start.manifest, config)
+        return _write_finetune_report(
+            out_dir, model, state, start=start, validation=validation, config=config,
+            top_n=top_n, facts={"first_unfrozen_layer": first_unfrozen,
+                                "warm_start_max_abs_diff": warm_start_diff,
+                                "head_epochs": head_epochs, "train_images": len(train_refs)})
+    finally:
+        shutil.rmtree(pixels, ignore_errors=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,11 +154,12 @@ def _start(cache_dir, head_dir):
     return _Start(cache_dir, head_dir, manifest, head)
 
 
-def _train_dataset(train_refs, manifest, config):
-    """The shuffled training images, with soft (smoothed or mixed) targets where configured."""
+def _train_dataset(train_refs, manifest, config, *, pixel_cache=None):
+    """The shuffled training images, with soft (smoothed or mixed) targets where configured
+    (`pixel_cache`: see `image_dataset`)."""
     side, face_crop = manifest["config"]["image_size"], manifest["config"].get("face_crop", False)
     train = image_dataset(train_refs, side, batch_size=config.batch_size,
-                          shuffle_seed=config.seed, face_crop=face_crop)
+                          shuffle_seed=config.seed, face_crop=face_crop, pixel_cache=pixel_cache)
     if config.label_smoothing or config.mixup:
         train = soft_targets(train, len(manifest["class_names"]))
     if config.mixup:
@@ -156,11 +167,12 @@ def _train_dataset(train_refs, manifest, config):
     return train
 
 
-def _validation(val_refs, start, config):
+def _validation(val_refs, start, config, *, pixel_cache=None):
     """The validation images (decoded as in training) and the head's probabilities on them."""
     manifest = start.manifest
     side, face_crop = manifest["config"]["image_size"], manifest["config"].get("face_crop", False)
-    data = image_dataset(val_refs, side, batch_size=config.batch_size, face_crop=face_crop)
+    data = image_dataset(val_refs, side, batch_size=config.batch_size, face_crop=face_crop,
+                         pixel_cache=pixel_cache)
     y_true = np.array([r.label for r in val_refs])
     cached_val = cache.load_split(start.cache_dir, "val", clean_only=True)
     return _Validation(data, y_true, cached_val.ids, len(manifest["class_names"]),

@@ -1,5 +1,10 @@
 """The fine-tune job's images: the cache's split, decoded and resized exactly as the embed job
-did."""
+did, optionally decoded once and read back as pixels in later epochs (`pixel_cache`).
+"""
+import hashlib
+import json
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -8,7 +13,10 @@ from pipeline.data.images import decode_image
 from pipeline.data.sources import FolderSource
 from pipeline.features.config import FORMAT_VERSION
 
-__all__ = ["face_boxes", "image_dataset", "split_refs"]
+__all__ = ["MEMORY_BUDGET", "face_boxes", "image_dataset", "pixel_cache_key", "split_refs"]
+
+#: A split whose resized pixels take at most this many bytes is cached in memory, else on disk.
+MEMORY_BUDGET = 1 << 30
 
 
 _NO_BOX = (-1, -1, -1, -1)
@@ -38,28 +46,68 @@ def face_boxes(paths):
     return np.stack(list(data.as_numpy_iterator())) if paths else np.zeros((0, 4), np.int32)
 
 
-def image_dataset(refs, image_size, *, batch_size, shuffle_seed=None, face_crop=False):
+def image_dataset(refs, image_size, *, batch_size, shuffle_seed=None, face_crop=False,
+                  pixel_cache=None, memory_budget=MEMORY_BUDGET):
     """A `tf.data.Dataset` of (resized image, label) batches from `ExampleRef`s.
 
     Decoding is `pipeline.data.images.decode_image` (then the crop of
     `pipeline.data.faces.crop_face` with `face_crop`, its boxes found once by `face_boxes`) and
     resizing is bilinear without antialias, as in the embed job, so the pixels are the cached
-    ones.
+    ones. With `pixel_cache`, the first pass decodes and later passes read the resized float32
+    pixels back (`tf.data.Dataset.cache`), before the shuffle: the batches are bit for bit those
+    decoded every pass, in the same order; augmentation is the model's, so still fresh per epoch.
+
+    Args:
+        refs: the `ExampleRef`s, in the order of an unshuffled pass.
+        image_size: the side in pixels.
+        batch_size: images per batch.
+        shuffle_seed: reshuffle every pass with this seed; None keeps `refs` order. Defaults to
+            None.
+        face_crop: crop the largest face first. Defaults to `False`.
+        pixel_cache: None (decode every pass) or a folder: the pixels are kept in memory when
+            they take at most `memory_budget` bytes, else in a file of that folder named by
+            `pixel_cache_key` (the caller removes the folder). Defaults to None.
+        memory_budget: bytes. Defaults to `MEMORY_BUDGET` (1 GiB).
     """
     paths = [ref.path for ref in refs]
     labels = np.array([ref.label for ref in refs], np.int64)
     boxes = face_boxes(paths) if face_crop else np.full((len(refs), 4), -1, np.int32)
-    data = tf.data.Dataset.from_tensor_slices((paths, labels, boxes))
-    if shuffle_seed is not None:
-        data = data.shuffle(len(refs), seed=shuffle_seed, reshuffle_each_iteration=True)
 
     def load(path, label, box):
         image = tf.numpy_function(_decode_path, [path, box], tf.uint8)
         image.set_shape([None, None, 3])
         return tf.image.resize(image, (image_size, image_size)), label
 
-    return data.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(
-        tf.data.AUTOTUNE)
+    data = tf.data.Dataset.from_tensor_slices((paths, labels, boxes))
+    if pixel_cache is not None:
+        data = data.map(load, num_parallel_calls=tf.data.AUTOTUNE).cache(
+            _cache_file(pixel_cache, refs, image_size, face_crop, memory_budget))
+    if shuffle_seed is not None:
+        data = data.shuffle(len(refs), seed=shuffle_seed, reshuffle_each_iteration=True)
+    if pixel_cache is None:
+        data = data.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def pixel_cache_key(refs, image_size, face_crop):
+    """A key of the decoded pixels: it changes with the images (id, path, digest, and the file's
+    size and modification time), the size and the crop."""
+    what = {"images": [[ref.id, ref.path, ref.digest, *_stat(ref.path)] for ref in refs],
+            "image_size": int(image_size), "face_crop": bool(face_crop)}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _stat(path):
+    stat = tf.io.gfile.stat(path)
+    return [stat.length, stat.mtime_nsec]
+
+
+def _cache_file(folder, refs, image_size, face_crop, memory_budget):
+    """`""` (in memory) for pixels within `memory_budget` bytes, else a file under `folder`."""
+    if len(refs) * image_size * image_size * 3 * 4 <= memory_budget:
+        return ""
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, f"pixels-{pixel_cache_key(refs, image_size, face_crop)}")
 
 
 def split_refs(manifest):
