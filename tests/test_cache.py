@@ -33,3 +33,11 @@ def test_a_manifest_without_a_caches_keys_is_refused(cache_dir, tmp_path):
     (broken / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(cache.CacheError, match="manifest.json lacks shards"):
         cache.load_split(str(broken), "train")
+
+
+def test_several_splits_in_one_read_equal_each_split_read_alone(cache_dir):
+    both = cache.load_splits(cache_dir, {"train": False, "val": True})
+    for split, clean_only in (("train", False), ("val", True)):
+        alone = cache.load_split(cache_dir, split, clean_only=clean_only)
+        for name in ("ids", "embeddings", "labels", "copies", "digests"):
+            assert (getattr(both[split], name) == getattr(alone, name)).all()

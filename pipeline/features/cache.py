@@ -20,7 +20,7 @@ from pipeline.features.records import from_example
 from pipeline.files import file_sha256
 
 __all__ = ["MANIFEST", "RUNS_DIR", "CacheError", "FeatureSplit", "read_manifest", "load_split",
-           "as_dataset"]
+           "load_splits", "as_dataset"]
 
 
 class CacheError(ValueError):
@@ -124,14 +124,34 @@ def load_split(cache_dir, split, *, clean_only=False, verify=True):
         >>> train.embeddings.shape
         (7584, 1280)
     """
+    return load_splits(cache_dir, {split: clean_only}, verify=verify)[split]
+
+
+def load_splits(cache_dir, wanted, *, verify=True):
+    """Several splits of a complete cache in one read of its shards (`load_split` for each).
+
+    Args:
+        cache_dir: the cache folder.
+        wanted: `{split: clean_only}`, e.g. `{"train": False, "val": True}`.
+        verify: as for `load_split`. Defaults to `True`.
+
+    Returns:
+        `{split: FeatureSplit}`.
+    """
     manifest = read_manifest(cache_dir)
     if verify:
         _verify(cache_dir, manifest)
     paths = [posixpath.join(cache_dir, shard["file"]) for shard in manifest["shards"]]
-    rows = sorted(((r.id, r.copy, r.label, r.embedding, r.digest) for r in _read_records(paths)
-                   if r.split == split and (r.copy == 0 or not clean_only)),
-                  key=lambda row: row[:2])
+    rows = {split: [] for split in wanted}
+    for r in _read_records(paths):
+        if r.split in rows and (r.copy == 0 or not wanted[r.split]):
+            rows[r.split].append((r.id, r.copy, r.label, r.embedding, r.digest))
     dim = manifest["embedding_dim"] or 0
+    return {split: _feature_split(sorted(found, key=lambda row: row[:2]), dim)
+            for split, found in rows.items()}
+
+
+def _feature_split(rows, dim):
     return FeatureSplit(
         ids=np.array([row[0] for row in rows], dtype=str),
         embeddings=np.array([row[3] for row in rows], np.float32).reshape(len(rows), dim),

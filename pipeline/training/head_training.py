@@ -77,8 +77,8 @@ def train_heads_on_cache(cache_dir, out_dir, *, config=HeadConfig(), fractions=(
         ValueError: one class in training, or no validation examples.
     """
     manifest = cache.read_manifest(cache_dir)
-    train = cache.load_split(cache_dir, "train")
-    val = cache.load_split(cache_dir, "val", clean_only=True, verify=False)
+    splits = cache.load_splits(cache_dir, {"train": False, "val": True})
+    train, val = splits["train"], splits["val"]
     folders = ([out_dir] if len(fractions) == 1 else
                [os.path.join(out_dir, f"fraction_{fraction:g}") for fraction in fractions])
     # Each report (figures, thumbnails) is written in the background while the next fraction's

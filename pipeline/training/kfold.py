@@ -55,9 +55,8 @@ def assign_folds(ids, labels, copies, folds, *, seed):
 
 
 def _all_records(cache_dir, manifest):
-    parts = [cache.load_split(cache_dir, split, verify=index == 0)
-             for index, split in enumerate(sorted(manifest["counts"]))]
-    return cache.FeatureSplit(*(np.concatenate(arrays) for arrays in zip(*parts)))
+    splits = cache.load_splits(cache_dir, dict.fromkeys(sorted(manifest["counts"]), False))
+    return cache.FeatureSplit(*(np.concatenate(arrays) for arrays in zip(*splits.values())))
 
 
 def _subset(data, mask):
