@@ -11,9 +11,8 @@ page of each, `index.html` and `report.json` to `--out`. The last line printed i
 import dataclasses
 import os
 
-from jobs.cli import Job, add_config_flags, config_from
+from jobs.cli import Job, add_config_flags, cache_folder, config_from, output_folder
 from pipeline.evaluation.config import AuditConfig
-from pipeline.fields import field
 
 EXAMPLE = """example (five-fold audit of a cache, pages under runs/audit):
   python -m jobs.audit --cache cache/<key> --out runs/audit
@@ -25,8 +24,8 @@ EXAMPLE = """example (five-fold audit of a cache, pages under runs/audit):
 class AuditRun:
     """What the job audits and where it writes, besides the `AuditConfig`."""
 
-    cache: str = field(help="cache folder written by jobs.embed, e.g. cache/<key>", metavar="DIR")
-    out: str = field(help="output folder", metavar="DIR")
+    cache: str = cache_folder()
+    out: str = output_folder()
 
 
 def _flags(parser):

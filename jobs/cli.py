@@ -25,8 +25,10 @@ import types
 import typing
 
 from pipeline import console, errors
+from pipeline.fields import field
 
-__all__ = ["Job", "add_config_flags", "config_from", "configure_output"]
+__all__ = ["Job", "add_config_flags", "config_from", "configure_output", "cache_folder",
+           "output_folder"]
 
 _VERBOSE_HELP = "show TensorFlow, Keras and Beam logs and warnings"
 
@@ -74,6 +76,16 @@ def _help_of(item, default):
                                                                      False, ())):
         shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
     return (text + (f" (default: {shown})" if shown is not None else "")).replace("%", "%%")
+
+
+def cache_folder():
+    """The `--cache DIR` field of the jobs that read a feature cache."""
+    return field(help="cache folder written by jobs.embed, e.g. cache/<key>", metavar="DIR")
+
+
+def output_folder(default=dataclasses.MISSING):
+    """The `--out DIR` field of the jobs that write a folder of results."""
+    return field(default, help="output folder", metavar="DIR")
 
 
 def add_config_flags(parser, config_class, *, skip=()):

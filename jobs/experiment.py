@@ -9,7 +9,7 @@ settings. The last line printed is the path of `comparison.md`.
 import dataclasses
 import os
 
-from jobs.cli import Job, add_config_flags
+from jobs.cli import Job, add_config_flags, cache_folder, output_folder
 from pipeline.fields import field
 
 EXAMPLE = """example (four models plus feature extraction on 100 %, tiny settings):
@@ -21,8 +21,8 @@ EXAMPLE = """example (four models plus feature extraction on 100 %, tiny setting
 class Experiment:
     """Which cache the grid runs on, where it writes, and how big it is."""
 
-    cache: str = field(help="cache folder written by jobs.embed", metavar="DIR")
-    out: str = field(help="output folder", metavar="DIR")
+    cache: str = cache_folder()
+    out: str = output_folder()
     quick: bool = field(False, negatable=False, help="tiny settings (for CI)")
     finetune_epochs: int | None = field(None, help="fine-tune epochs (default: the fine-tune "
                                         "job's, or the quick grid's)")

@@ -13,7 +13,7 @@ line printed is the path of the report's `index.html`.
 import dataclasses
 import os
 
-from jobs.cli import Job, add_config_flags, config_from
+from jobs.cli import Job, add_config_flags, cache_folder, config_from, output_folder
 from pipeline.fields import field
 from pipeline.training.config import FinetuneConfig
 
@@ -27,10 +27,10 @@ EXAMPLE = """example (warm-started from a head trained on the same cache):
 class FinetuneRun:
     """What the job fine-tunes from and writes, besides the `FinetuneConfig`."""
 
-    cache: str = field(help="cache folder written by jobs.embed", metavar="DIR")
+    cache: str = cache_folder()
     head_dir: str | None = field(None, aliases=("--head",), metavar="DIR",
                                  help="dense head folder written by jobs.train_head")
-    out: str | None = field(None, metavar="DIR", help="output folder")
+    out: str | None = output_folder(None)
     resume: bool = field(False, negatable=False,
                          help="continue an interrupted run from its last completed epoch")
     top_n: int = field(50, help="rows of the most-wrong report")

@@ -9,7 +9,7 @@ The last line printed is the path of the report's `index.html`.
 import dataclasses
 import os
 
-from jobs.cli import Job, add_config_flags, config_from
+from jobs.cli import Job, add_config_flags, cache_folder, config_from, output_folder
 from pipeline.fields import field
 from pipeline.training.heads import HeadConfig
 
@@ -24,8 +24,8 @@ EXAMPLE = """example (a dense head on a cache, then 10-fold evaluation of the sa
 class TrainHeadRun:
     """What the job trains on and writes, besides the head's `HeadConfig`."""
 
-    cache: str = field(help="cache folder written by jobs.embed, e.g. cache/<key>", metavar="DIR")
-    out: str = field(help="output folder", metavar="DIR")
+    cache: str = cache_folder()
+    out: str = output_folder()
     train_fraction: tuple[float, ...] = field((1.0,), help="train one head per fraction of the "
                                               "training images and compare them")
     folds: int | None = field(None, help="stratified k-fold evaluation over all images of the "
