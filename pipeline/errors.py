@@ -28,6 +28,7 @@ _SPELLED = {"Permission denied": "permission denied", "Read-only file system":
             "Disk quota exceeded": "disk quota exceeded",
             "No such file or directory": "no such file or folder"}
 
+_KILLED = "a Dask worker died running every attempt of a task"
 #: Beam names the step where a worker raised: `... [while running 'EmbedImages/...']`.
 _STEP = re.compile(r"\[while running '([^']+)'\]")
 
@@ -55,18 +56,19 @@ def _spelled(text):
     return None
 
 
+def _located(path, words):
+    """`PATH: words`, or the words alone without a path."""
+    return f"{path}: {words}" if path else words
+
+
 def _file_system(err):
     if isinstance(err, OSError) and err.errno in _ERRNO:
-        path = err.filename or ""
-        return f"{path}: {_ERRNO[err.errno]}" if path else _ERRNO[err.errno]
+        return _located(err.filename, _ERRNO[err.errno])
     tf = sys.modules.get("tensorflow")
     if isinstance(err, OSError) or (tf is not None and isinstance(err, tf.errors.OpError)):
         message = getattr(err, "message", None) or str(err)
         found = _spelled(message)
-        if found:
-            path, cause = found
-            return f"{path}: {cause}" if path else cause
-        return f"{_first_line(message)}"
+        return _located(*found) if found else _first_line(message)
     return None
 
 
@@ -94,18 +96,16 @@ def one_line(err):
     if line is not None:
         return line + _step(err)
     if type(err).__name__ == "KilledWorker":  # Dask gave up on a task after its workers died
-        return (f"a Dask worker died running every attempt of a task{_step(err)} "
-                f"({_first_line(err)}); see the workers' logs")
+        return f"{_KILLED}{_step(err)} ({_first_line(err)}); see the workers' logs"
     text = str(err)
     if isinstance(err, RuntimeError) and ("Pipeline" in text or _STEP.search(text)):
         # A runner's report of a worker's failure carries the worker's error in its text.
         found = _spelled(text)
         if found:
-            path, cause = found
-            return (f"{path}: {cause}" if path else cause) + _step(text)
+            return _located(*found) + _step(text)
         if "KilledWorker" in text:
-            return f"a Dask worker died running every attempt of a task{_step(text)}"
+            return f"{_KILLED}{_step(text)}"
         last = [line for line in text.strip().splitlines() if line.strip()]
         return f"the pipeline failed on a worker{_step(text)}: {last[-1].strip()}"
-    cause = err.__cause__ or err.__context__
-    return one_line(cause) if cause is not None else None
+    wrapped = err.__cause__ or err.__context__
+    return one_line(wrapped) if wrapped is not None else None

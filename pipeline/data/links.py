@@ -14,14 +14,23 @@ Example:
 import dataclasses
 import os
 
+from pipeline.fields import field
 from pipeline.validation import check_choice
 
-__all__ = ["FOLLOW_LINKS", "LINK_REASON", "OUTSIDE_REASON", "LinkRefused", "LinkPolicy"]
+__all__ = ["FOLLOW_LINKS", "LINK_REASON", "OUTSIDE_REASON", "LinkRefused", "LinkPolicy",
+           "follow_links_field"]
 
 #: `no`: skip every link; `inside`: follow links that resolve inside the data root; `any`: all.
 FOLLOW_LINKS = ("no", "inside", "any")
 LINK_REASON = "symbolic link (pass --follow-links to read it)"
 OUTSIDE_REASON = "symbolic link to outside the data folder (pass --follow-links=any to read it)"
+
+
+def follow_links_field():
+    """The `follow_links` field of a config whose job reads a data folder (`--follow-links`)."""
+    return field("no", choices=FOLLOW_LINKS, const="inside",
+                 help="read symbolic links in the data: no (skip them, with a reason), inside "
+                 "(bare --follow-links: those that stay inside the data folder) or any")
 
 
 class LinkRefused(OSError):

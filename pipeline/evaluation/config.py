@@ -3,7 +3,7 @@ the command line reads them without building anything).
 """
 import dataclasses
 
-from pipeline.data.links import FOLLOW_LINKS
+from pipeline.data.links import follow_links_field
 from pipeline.fields import check_choices, field
 from pipeline.training.heads import HEADS
 from pipeline.validation import check_scalar
@@ -57,10 +57,7 @@ class EvaluateConfig:
     predictions_dir: str | None = field(None, metavar="DIR", help="where the pass writes its "
                                         "rows, reused by later runs (local or gs://; default: "
                                         "REPORTS_DIR/predictions)")
-    follow_links: str = field("no", choices=FOLLOW_LINKS, const="inside",
-                              help="read symbolic links in a data folder: no (skip them, with a "
-                              "reason), inside (bare --follow-links: those that stay inside the "
-                              "data folder) or any")
+    follow_links: str = follow_links_field()
     baseline: str | None = field(None, metavar="MODEL", help="compare with this model on the "
                                  "same images (default: the reports folder's blessed model)")
     require: tuple[str, ...] = field((), repeatable=True, metavar="EXPR",

@@ -190,7 +190,10 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
     if baseline is None and current is not None and current["model_digest"] != spec.digest:
         baseline = current["model"]
     classes = list(spec.class_names)
-    scored = review.scored_images(result.out_dir, result.manifest, classes)
+    # Every image's row is read only for a comparison or slices: the report itself comes from
+    # the shards' summaries, so a plain evaluation's driver does not grow with the data.
+    scored = (review.scored_images(result.out_dir, result.manifest, classes)
+              if baseline or slice_by or slices_csv else {})
     against = review.baseline_scored(baseline, spec, score)
     comparison = (None if against is None else
                   review.compare_predictions(scored, against, classes, top5=len(classes) >= 10))

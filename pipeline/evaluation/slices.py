@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.evaluation.config import SLICE_BY
-from pipeline.reports.intervals import metric_intervals
+from pipeline.reports.intervals import confusion_figures, metric_intervals
 
 __all__ = ["SLICE_BY", "SIZE_EDGES", "slice_keys", "slice_figures", "slices_section"]
 
@@ -94,19 +94,17 @@ def slice_figures(scored, keys, class_names):
             pairs = np.array([(scored[i].true, scored[i].pred) for i in ids])
             confusion = np.zeros((k, k), np.int64)
             np.add.at(confusion, (pairs[:, 0], pairs[:, 1]), 1)
-            tp, support, predicted = (np.diag(confusion), confusion.sum(axis=1),
-                                      confusion.sum(axis=0))
-            f1 = np.divide(2 * tp, support + predicted, out=np.zeros(k),
-                           where=support + predicted > 0)
-            recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
+            point = {name: values[0] for name, values in confusion_figures(
+                confusion[None]).items()}
             intervals = metric_intervals(confusion)
             top5 = ({"top5_accuracy": float(np.mean([scored[i].top5 for i in ids]))}
                     if k >= 10 else {})
             rows.append({**top5, "dimension": dimension, "slice": name, "count": len(ids),
-                         "accuracy": float(tp.sum() / len(ids)),
+                         "accuracy": float(point["accuracy"]),
                          "accuracy_interval": intervals["accuracy"],
-                         "macro_f1": float(f1.mean()), "macro_f1_interval": intervals["macro_f1"],
-                         "per_class": {c: {"recall": float(recall[j])}
+                         "macro_f1": float(point["macro_f1"]),
+                         "macro_f1_interval": intervals["macro_f1"],
+                         "per_class": {c: {"recall": float(point["recall"][j])}
                                        for j, c in enumerate(class_names)}, "ids": ids})
     return sorted(rows, key=lambda row: (row["accuracy"], row["dimension"], row["slice"]))
 

@@ -9,7 +9,7 @@ import json
 
 from pipeline.data.augment import AugmentConfig, parse_augment
 from pipeline.data.faces import FACE_SHARE
-from pipeline.data.links import FOLLOW_LINKS
+from pipeline.data.links import follow_links_field
 from pipeline.features.registry import BACKBONES, DEFAULT_BACKBONE, get_spec
 from pipeline.fields import check_choices, field
 from pipeline.validation import check_scalar
@@ -93,10 +93,7 @@ class EmbedConfig:
         "auto", default_text="auto", help="crop the largest face (OpenCV Haar cascade) before "
         f"resizing; auto: on where faces are found in at least {FACE_SHARE:.0%} of "
         f"{DATA_PROBE_IMAGES} sampled images")
-    follow_links: str = field("no", choices=FOLLOW_LINKS, const="inside",
-                              help="read symbolic links in the data: no (skip them, with a "
-                              "reason), inside (bare --follow-links: those that stay inside the "
-                              "data folder) or any")
+    follow_links: str = follow_links_field()
     cache_root: str = field("cache", flag="--cache-dir", help="cache root")
     batch_size: int = field(32, help="backbone batch size (speed only)")
     num_shards: int = field(0, help="TFRecord shards; 0: the runner decides")

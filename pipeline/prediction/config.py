@@ -3,7 +3,7 @@ it without building anything).
 """
 import dataclasses
 
-from pipeline.data.links import FOLLOW_LINKS
+from pipeline.data.links import follow_links_field
 from pipeline.fields import check_choices, field
 from pipeline.validation import check_scalar
 
@@ -46,10 +46,7 @@ class PredictConfig:
     labels_from_folders: bool | None = field(
         None, help="record the first folder level as the true label (default: where every "
         "folder there is one of the model's classes)")
-    follow_links: str = field("no", choices=FOLLOW_LINKS, const="inside",
-                              help="read symbolic links in the data: no (skip them, with a "
-                              "reason), inside (bare --follow-links: those that stay inside the "
-                              "data folder) or any")
+    follow_links: str = follow_links_field()
     require_blessed: str | None = field(None, metavar="REPORTS_DIR", help="refuse a model "
                                         "that is not the one blessed in this reports folder")
     batch_size: int = field(32, help="images per forward pass")

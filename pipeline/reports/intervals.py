@@ -15,7 +15,8 @@ Example:
 import numpy as np
 from scipy import sparse, stats
 
-__all__ = ["RESAMPLES", "LEVEL", "metric_intervals", "paired_comparison", "mcnemar_p"]
+__all__ = ["RESAMPLES", "LEVEL", "confusion_figures", "metric_intervals", "paired_comparison",
+           "mcnemar_p"]
 
 RESAMPLES = 1000
 LEVEL = 0.95
@@ -43,7 +44,7 @@ def _resampled_counts(counts, resamples, seed):
         yield rng.multinomial(n, p, size=min(_CHUNK, resamples - start))
 
 
-def _from_confusions(confusions):
+def confusion_figures(confusions):
     """Accuracy, macro-F1 and per-class recall of confusion matrices `(R, k, k)`."""
     tp = np.diagonal(confusions, axis1=1, axis2=2)
     support, predicted = confusions.sum(axis=2), confusions.sum(axis=1)
@@ -73,7 +74,7 @@ def metric_intervals(confusion, *, top5_correct=None, resamples=RESAMPLES, level
         return None
     parts = {"accuracy": [], "macro_f1": [], "recall": []}
     for chunk in _resampled_counts(confusion.ravel(), resamples, seed):
-        for name, values in _from_confusions(chunk.reshape(-1, k, k)).items():
+        for name, values in confusion_figures(chunk.reshape(-1, k, k)).items():
             parts[name].append(values)
     result = {}
     for name, values in parts.items():
@@ -130,7 +131,7 @@ def paired_comparison(y_true, candidate, baseline, num_classes, *, candidate_top
                                         groups[:, 0] * num_classes + groups[:, column])),
                 shape=(len(groups), num_classes * num_classes))
             confusion = np.asarray((cells.T @ weights.T).T)
-            found = _from_confusions(confusion.reshape(-1, num_classes, num_classes))
+            found = confusion_figures(confusion.reshape(-1, num_classes, num_classes))
             if has_top5:
                 found["top5_accuracy"] = _ratio(weights @ groups[:, column + 2],
                                                 weights.sum(axis=1))
