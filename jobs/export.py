@@ -21,11 +21,10 @@ EXAMPLE = """example (SavedModel, float32 and int8 TFLite, labels; a head, with 
 def _run(args, *, show_progress=False):
     from pipeline.evaluation.export import export_model  # noqa: PLC0415  (TensorFlow, after)
     from pipeline.evaluation.gate import require_blessed  # noqa: PLC0415
-    from pipeline.prediction.models import open_model  # noqa: PLC0415
 
     config = config_from(ExportConfig, args)
     if config.require_blessed:
-        require_blessed(config.require_blessed, config.model, open_model(config.model).digest)
+        require_blessed(config.require_blessed, config.model)
     return export_model(config.model, config.out, int8=config.int8)
 
 

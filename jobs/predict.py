@@ -25,11 +25,10 @@ def _run(args, *, test_pipeline=None, show_progress=False):
     from pipeline.batch.runner import pipeline_options  # noqa: PLC0415  (TensorFlow, Beam:
     from pipeline.evaluation.gate import require_blessed  # noqa: PLC0415  after the output)
     from pipeline.prediction.job import run_predict  # noqa: PLC0415
-    from pipeline.prediction.models import open_model  # noqa: PLC0415
 
     config = config_from(PredictConfig, args)
     if config.require_blessed:
-        require_blessed(config.require_blessed, config.model, open_model(config.model).digest)
+        require_blessed(config.require_blessed, config.model)
     return run_predict(config,
                        pipeline_options=pipeline_options(args.beam_args),
                        test_pipeline=test_pipeline, show_progress=show_progress)

@@ -17,6 +17,7 @@ import os
 import re
 
 from pipeline.files import write_json_atomic
+from pipeline.prediction.models import open_model
 from pipeline.reports.runs import BLESSED
 
 __all__ = ["BLESSED", "METRICS", "Requirement", "parse_requirement", "check", "bless",
@@ -134,13 +135,14 @@ def bless(reports_dir, *, model, model_digest, run_dir, checks, created):
     return blessed
 
 
-def require_blessed(reports_dir, model, model_digest):
-    """Raises `ValueError` (one line) unless `model` is the one blessed in `reports_dir`."""
+def require_blessed(reports_dir, model):
+    """Raises `ValueError` (one line) unless `model` (a path, opened to digest it) is the one
+    blessed in `reports_dir`; returns the blessing."""
     blessed = read_blessed(reports_dir)
     if blessed is None:
         raise ValueError(f"--require-blessed {reports_dir!r}: no blessed model there (run "
                          "`python -m jobs.evaluate ... --bless` first)")
-    if blessed["model_digest"] != model_digest:
+    if blessed["model_digest"] != open_model(model).digest:
         raise ValueError(f"model {model!r} is not the blessed one of {reports_dir!r} "
                          f"({blessed['model']}, blessed {blessed['blessed_at']})")
     return blessed
