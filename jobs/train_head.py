@@ -41,11 +41,13 @@ def _flags(parser):
 
 
 def _run(args, *, show_progress=False):
+    # TensorFlow (and, for k-fold, Beam) imported here: after the output is configured.
     from pipeline.training.head_training import train_heads_on_cache  # noqa: PLC0415
-    from pipeline.training.kfold import kfold_on_cache  # noqa: PLC0415  (TensorFlow: after
-    # the output is configured)
+
     config, keras_lines = config_from(HeadConfig, args), 2 if args.verbose else 0
     if args.folds is not None:
+        from pipeline.training.kfold import kfold_on_cache  # noqa: PLC0415
+
         return [kfold_on_cache(args.cache, args.out, folds=args.folds, config=config,
                                top_n=args.top_n, verbose=keras_lines)]
     return train_heads_on_cache(args.cache, args.out, config=config,

@@ -81,9 +81,15 @@ def test_plot_curves_marks_later_phases_and_draws_on_given_axes():
     assert [t.get_text() for t in accuracy.texts] == ["fine-tune"]
 
 
-def test_thumbnail_grid_figure_leaves_empty_cells_for_missing_images(tmp_path):
-    images = [np.zeros((8, 8, 3), np.uint8), None, np.ones((8, 8, 3), np.uint8)]
-    fig = figures.thumbnail_grid_figure(images, ["a", "b", "c"], columns=2)
-    assert sum(len(ax.images) for ax in fig.axes) == 2 and len(fig.axes) == 4
-    figures.save_figure(fig, tmp_path / "grid.png")
-    assert (tmp_path / "grid.png").stat().st_size > 0 and not plt.get_fignums()
+def test_thumbnail_grid_image_leaves_empty_cells_for_missing_images(tmp_path):
+    images = [np.zeros((8, 8, 3), np.uint8), None, np.full((8, 16, 3), 128, np.uint8)]
+    grid = figures.thumbnail_grid_image(images, ["a", "b", "c"], columns=2, tile=(100, 120))
+    assert grid.size == (200, 240)
+    pixels = np.asarray(grid)
+    # The middle of each cell's picture area: cell 0 black, cell 1 (no image) white, cell 2
+    # (the second row) grey.
+    assert pixels[80, 50].tolist() == [0, 0, 0]
+    assert pixels[80, 150].tolist() == [255, 255, 255]
+    assert pixels[200, 50].tolist() == [128, 128, 128]
+    figures.save_image(grid, str(tmp_path / "grid.png"))
+    assert (tmp_path / "grid.png").stat().st_size > 0

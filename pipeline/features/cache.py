@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from pipeline.batch.outputs import MANIFEST, RUNS_DIR
 from pipeline.data.images import IMAGE_EXTENSIONS
-from pipeline.features.records import from_example
+from pipeline.features.records import read_columns
 from pipeline.files import file_sha256
 
 __all__ = ["MANIFEST", "RUNS_DIR", "CacheError", "FeatureSplit", "read_manifest", "load_split",
@@ -89,11 +89,6 @@ def _not_a_cache(folder):
     return f"cache {folder!r} holds no cache (no {MANIFEST}); run `python -m jobs.embed` first"
 
 
-def _read_records(paths):
-    for serialized in tf.data.TFRecordDataset(paths).as_numpy_iterator():
-        yield from_example(serialized)
-
-
 def _verify(cache_dir, manifest):
     for shard in manifest["shards"]:
         path = posixpath.join(cache_dir, shard["file"])
@@ -142,22 +137,17 @@ def load_splits(cache_dir, wanted, *, verify=True):
     if verify:
         _verify(cache_dir, manifest)
     paths = [posixpath.join(cache_dir, shard["file"]) for shard in manifest["shards"]]
-    rows = {split: [] for split in wanted}
-    for r in _read_records(paths):
-        if r.split in rows and (r.copy == 0 or not wanted[r.split]):
-            rows[r.split].append((r.id, r.copy, r.label, r.embedding, r.digest))
-    dim = manifest["embedding_dim"] or 0
-    return {split: _feature_split(sorted(found, key=lambda row: row[:2]), dim)
-            for split, found in rows.items()}
-
-
-def _feature_split(rows, dim):
-    return FeatureSplit(
-        ids=np.array([row[0] for row in rows], dtype=str),
-        embeddings=np.array([row[3] for row in rows], np.float32).reshape(len(rows), dim),
-        labels=np.array([row[2] for row in rows], np.int64),
-        copies=np.array([row[1] for row in rows], np.int64),
-        digests=np.array([row[4] for row in rows], dtype=str))
+    columns = read_columns(paths, manifest["embedding_dim"] or 0)
+    splits = {}
+    for split, clean_only in wanted.items():
+        rows = np.flatnonzero((columns["split"] == split)
+                              & ((columns["copy"] == 0) | (not clean_only)))
+        rows = rows[np.lexsort((columns["copy"][rows], columns["id"][rows]))]  # by (id, copy)
+        splits[split] = FeatureSplit(
+            ids=columns["id"][rows], embeddings=columns["embedding"][rows],
+            labels=columns["label"][rows], copies=columns["copy"][rows],
+            digests=columns["digest"][rows])
+    return splits
 
 
 def as_dataset(cache_dir, split, *, clean_only=False, verify=True):

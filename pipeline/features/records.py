@@ -17,7 +17,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["EmbeddingRecord", "records_per_image", "to_example", "from_example"]
+__all__ = ["EmbeddingRecord", "records_per_image", "to_example", "from_example", "read_columns"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,3 +74,33 @@ def from_example(serialized):
         copy=int(feature["copy"].int64_list.value[0]),
         embedding=np.asarray(feature["embedding"].float_list.value, np.float32),
         digest=feature["digest"].bytes_list.value[0].decode() if "digest" in feature else "")
+
+
+def read_columns(paths, embedding_dim, *, batch_size=4096):
+    """Every record of TFRecord files `paths` as numpy columns, parsed in batches (a vectorised
+    `from_example`, many times faster than one record at a time).
+
+    Returns:
+        `{"id", "label_name", "split", "digest"}` as str arrays, `{"label", "copy"}` as int64
+        arrays and `"embedding"` as a float32 array (n, embedding_dim), in file order.
+    """
+    spec = {"id": tf.io.FixedLenFeature([], tf.string),
+            "label": tf.io.FixedLenFeature([], tf.int64),
+            "label_name": tf.io.FixedLenFeature([], tf.string),
+            "split": tf.io.FixedLenFeature([], tf.string),
+            "copy": tf.io.FixedLenFeature([], tf.int64),
+            "embedding": tf.io.FixedLenFeature([embedding_dim], tf.float32),
+            "digest": tf.io.FixedLenFeature([], tf.string, default_value="")}
+    batches = (tf.data.TFRecordDataset(paths).batch(batch_size)
+               .map(lambda serialized: tf.io.parse_example(serialized, spec)))
+    parts = {name: [] for name in spec}
+    for batch in batches.as_numpy_iterator():
+        for name, values in batch.items():
+            parts[name].append(values)
+    columns = {name: np.concatenate(values) if values else np.zeros(
+        (0, embedding_dim) if name == "embedding" else (0,), spec[name].dtype.as_numpy_dtype)
+        for name, values in parts.items()}
+    for name in ("id", "label_name", "split", "digest"):
+        columns[name] = np.array([value.decode() for value in columns[name]], dtype=str)
+    columns["embedding"] = columns["embedding"].astype(np.float32, copy=False)
+    return columns

@@ -32,8 +32,10 @@ Example:
     >>> html_text = confusion_table([[5, 1], [0, 6]], ["cat", "dog"], links=links)
 """
 import collections
+import concurrent.futures
 import contextlib
 import csv
+import functools
 import hashlib
 import html
 import os
@@ -56,6 +58,8 @@ PAGE_SIZE = 200
 THUMBNAILS = 200
 
 _CELLS, _CHANGES, _THUMBS = "cells", "changes", "thumbs"
+#: Threads that write thumbnails (Pillow decodes and encodes without holding the GIL).
+_THUMB_THREADS = 4
 _BUCKETS = 64
 _COLUMNS = ("id", "path", "true", "predicted", "confidence")
 
@@ -209,9 +213,11 @@ def write_image_pages(folder, stem, rows, *, title, back, columns=("true", "pred
                                 for n in range(2, -(-len(rows) // page_size) + 1)]
     note = (f" Thumbnails for the first {thumbnails:,} only." if len(rows) > thumbnails
             else "")
+    with concurrent.futures.ThreadPoolExecutor(_THUMB_THREADS) as pool:
+        sources = list(pool.map(functools.partial(_thumb, folder), rows[:thumbnails]))
     for number, name in enumerate(names):
         start = number * page_size
-        shown = [{"#": start + i + 1, "image": _image(folder, row, start + i < thumbnails),
+        shown = [{"#": start + i + 1, "image": _image(sources, start + i),
                   "id": row["id"], **{c: row[c] for c in columns},
                   "confidence": float(row["confidence"])}
                  for i, row in enumerate(rows[start:start + page_size])]
@@ -225,8 +231,8 @@ def write_image_pages(folder, stem, rows, *, title, back, columns=("true", "pred
     return names[0]
 
 
-def _image(folder, row, wanted):
-    src = _thumb(folder, row) if wanted else ""
+def _image(sources, number):
+    src = sources[number] if number < len(sources) else ""
     return f'<img src="{html.escape(src)}" alt="" loading="lazy">' if src else ""
 
 

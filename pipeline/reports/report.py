@@ -106,8 +106,8 @@ def _write_most_wrong(out_dir, rows, title):
               for src, _, _ in tiles[:_GRID_PNG_TILES]]
     captions = [f"{r['true']} -> {r['predicted']}\n{r['confidence']:.3f}"
                 for r in rows[:_GRID_PNG_TILES]]
-    figures.save_figure(figures.thumbnail_grid_figure(images, captions),
-                        os.path.join(out_dir, "most_wrong.png"))
+    figures.save_image(figures.thumbnail_grid_image(images, captions),
+                       os.path.join(out_dir, "most_wrong.png"))
 
 
 def _subtitle(report):

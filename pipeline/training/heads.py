@@ -335,10 +335,12 @@ class _Members:
                                                 name="members_adam_w")
         self.optimizer.build(self.variables)
         members = len(seeds)
-        self._step = tf.function(self._train_step, input_signature=[
+        # No autograph: the steps branch with `tf.cond` already, and converting them would
+        # cost most of their tracing time.
+        self._step = tf.function(self._train_step, autograph=False, input_signature=[
             tf.TensorSpec([members, None], tf.int32), tf.TensorSpec([], tf.int64),
             tf.TensorSpec([members], tf.bool)])
-        self._evaluate = tf.function(self._validation_loss_and_accuracy)
+        self._evaluate = tf.function(self._validation_loss_and_accuracy, autograph=False)
 
     def train_epoch(self, epoch, training):
         """One pass over the training rows in each member's own order of this epoch.
