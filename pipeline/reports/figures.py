@@ -20,9 +20,8 @@ from sklearn import metrics
 from pipeline.files import atomic_output
 
 __all__ = ["confusion_figure", "reliability_figure", "reliability_bins", "roc_curves",
-           "roc_pr_figure",
-           "thumbnail_grid_image", "trend_figure", "recall_trend_figure", "save_figure", "save_image",
-           "plot_curves"]
+           "roc_pr_figure", "thumbnail_grid_image", "trend_figure", "recall_trend_figure",
+           "save_figure", "save_image", "plot_curves"]
 
 _CELL_INCHES = 0.32
 _MAX_FONT = 10.0
