@@ -4,6 +4,7 @@ import json
 import os
 
 import apache_beam as beam
+import numpy as np
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline
@@ -20,7 +21,10 @@ IDS = [f"{name}/{index:02d}.jpg" for name in ("cat", "dog") for index in range(9
 
 
 class _LengthFn(ShardFn):
-    """A step whose "model" is the byte count; `bad` bytes are unreadable images."""
+    """A step whose "model" reads the byte count off each image (batches of 4, so that every
+    shard pads its last one); `bad` bytes are unreadable images."""
+
+    batch_size = 4
 
     def load_model(self):
         self.loaded = True
@@ -28,14 +32,17 @@ class _LengthFn(ShardFn):
     def prepare(self, ref, data):
         if data == b"bad":
             raise ImageError("not an image")
-        return len(data)
+        return np.full((2, 2, 3), len(data), np.float32)
 
     def add(self, ref, prepared, state):
-        state.pending.append((ref.id, prepared))
+        state.pending.append((prepared, ref.id))
 
-    def flush(self, state, *, final):
-        state.results.extend(state.pending)
-        state.pending.clear()
+    def run_batch(self, images, items):
+        assert images.shape == (4, 2, 2, 3) and not images[len(items):].any()
+        return images[:, 0, 0, 0]
+
+    def collect(self, items, outputs, state):
+        state.results.extend((i, int(value)) for i, value in zip(items, outputs))
 
     def copy_reused(self, to_reuse, state):
         with open(self.base_path(f"lengths-{state.shard}.json")) as handle:

@@ -25,6 +25,7 @@ import posixpath
 import time
 
 import apache_beam as beam
+import numpy as np
 import tensorflow as tf
 
 from pipeline import errors
@@ -68,7 +69,8 @@ class ShardState:
         entries: `{id, label_name, split, digest}` of every image with results, for the index.
         skipped: `{id, path, label_name, digest, reason}` of files that could not be used.
         no_face: `{id, path}` of images where face crop found no face.
-        pending: what waits for the model (the step's own items).
+        pending: what waits for the model: `(image, item)` pairs, the item the step's own.
+        in_flight: the batch on the model thread, `(items, future)`, or None.
         results: what the step will write (the step's own items).
         computed, reused: images run through the model, and images copied from a base.
         counters: the step's own counts, written into the index as they are.
@@ -78,7 +80,7 @@ class ShardState:
     def __init__(self, shard, num_shards, listed):
         self.shard, self.num_shards, self.listed = shard, num_shards, listed
         self.entries, self.skipped, self.no_face = [], [], []
-        self.pending, self.results = [], []
+        self.pending, self.results, self.in_flight = [], [], None
         self.computed = self.reused = 0
         self.counters = collections.Counter()
         self.base_faults = []
@@ -105,14 +107,19 @@ class ShardFn(beam.DoFn):
     """`(shard, [(num_shards, (ref, bytes or None)), ...])` -> the shard and its index, written.
 
     The shared part of every pass's shard step: images sorted by id, read and digested (and
-    prepared) on decode threads, the results of unchanged images copied from a base output,
+    prepared) on decode threads, the model run on padded batches of exactly `batch_size` on a
+    thread of its own (each batch while the next is gathered and the last one's results
+    collected, so that an image's output never depends on its batch neighbours and the model
+    never waits for Python), the results of unchanged images copied from a base output,
     skipped files recorded with their reason, progress written every few seconds, the index
     written after the shard's own file. A subclass says what its step does:
 
         load_model()                  once per worker, in `setup()`
         prepare(ref, data)            on a decode thread: the model's input; raises `ImageError`
-        add(ref, prepared, state)     queue an image for the model (`state.pending`)
-        flush(state, final)           run the model on what is queued (all of it when final)
+        add(ref, prepared, state)     queue `(image, item)` pairs for the model (`state.pending`)
+        run_batch(images, items)      on the model thread: the model's outputs for a batch
+                                      (float32, `batch_size` images, zeros after the items)
+        collect(items, outputs, state)  the batch's results (`state.results`), in order
         copy_reused(to_reuse, state)  copy the base's results of `{id: (ref, base shard)}`;
                                       returns the ids copied
         write(state)                  write the shard's file; returns `{"file", "records",
@@ -121,7 +128,7 @@ class ShardFn(beam.DoFn):
 
     Class attributes: `computed_key` (the index's count of images through the model) and
     `layout` (a module with `index_name`, `read_index` and `write_index`, as
-    `pipeline.batch.layout`).
+    `pipeline.batch.layout`); the subclass sets `batch_size`.
 
     Args:
         run_dir: the folder this run writes into.
@@ -133,12 +140,44 @@ class ShardFn(beam.DoFn):
 
     computed_key = "computed"
     layout = layout
+    batch_size = 32
 
     def __init__(self, run_dir, *, base=None, links=None):
         self._run_dir, self._base, self._links = run_dir, base, links
+        self._model_thread = None
 
     def setup(self):
         self.load_model()
+
+    def teardown(self):
+        if self._model_thread is not None:
+            self._model_thread.shutdown()
+            self._model_thread = None
+
+    def flush(self, state, *, final):
+        """Sends what is queued to the model thread in padded batches of exactly `batch_size`
+        (all of it when final, and then waits for every result)."""
+        size = self.batch_size
+        while len(state.pending) >= (1 if final else size):
+            batch, state.pending[:] = state.pending[:size], state.pending[size:]
+            images = np.zeros((size, *np.shape(batch[0][0])), np.float32)
+            for row, (image, _) in enumerate(batch):
+                images[row] = image
+            self._collect(state)
+            if self._model_thread is None:
+                self._model_thread = concurrent.futures.ThreadPoolExecutor(
+                    1, thread_name_prefix="model")
+            items = [item for _, item in batch]
+            state.in_flight = (items, self._model_thread.submit(self.run_batch, images, items))
+        if final:
+            self._collect(state)
+
+    def _collect(self, state):
+        """The results of the batch on the model thread, if any (waits for it)."""
+        if state.in_flight is not None:
+            items, outputs = state.in_flight
+            state.in_flight = None
+            self.collect(items, outputs.result(), state)
 
     def process(self, element):
         shard, items = element
@@ -281,7 +320,10 @@ class ShardFn(beam.DoFn):
     def add(self, ref, prepared, state):
         raise NotImplementedError
 
-    def flush(self, state, *, final):
+    def run_batch(self, images, items):
+        raise NotImplementedError
+
+    def collect(self, items, outputs, state):
         raise NotImplementedError
 
     def copy_reused(self, to_reuse, state):

@@ -16,7 +16,6 @@ import json
 import threading
 
 import apache_beam as beam
-import numpy as np
 import tensorflow as tf
 
 from pipeline.batch.spine import ShardedPass, ShardFn
@@ -54,8 +53,8 @@ class EmbedShardFn(ShardFn):
     K augmented copies through the backbone, written as the shard's TFRecords.
 
     The backbone and the augmenter are built once per worker in `setup()`. Batches are always
-    padded to `batch_size`, so an image's embedding never depends on which images share its
-    batch.
+    padded to `batch_size` (the spine's), so an image's embedding never depends on which images
+    share its batch.
 
     Args:
         config: the `EmbedConfig`.
@@ -74,6 +73,7 @@ class EmbedShardFn(ShardFn):
         super().__init__(run_dir, base=base, links=links)
         self._config, self._weights = config, weights
         self._weights_digest = weights_digest
+        self.batch_size = config.batch_size
         self._embedder = self._augment = None
 
     def load_model(self):
@@ -103,23 +103,20 @@ class EmbedShardFn(ShardFn):
         image, face_found = prepared
         if face_found is False:
             state.no_face.append({"id": ref.id, "path": ref.path})
-        state.pending.append((ref, 0, image))
+        state.pending.append((image, (ref, 0)))
         for copy in range(1, records_per_image(ref.split, self._config.augment_copies)):
-            state.pending.append((ref, copy, self._augment(image, example_id=ref.id, copy=copy)))
+            state.pending.append((self._augment(image, example_id=ref.id, copy=copy),
+                                  (ref, copy)))
 
-    def flush(self, state, *, final):
-        """Embeds pending images in padded batches of exactly `batch_size` (all when final)."""
-        size, pending = self._config.batch_size, state.pending
-        while len(pending) >= (1 if final else size):
-            batch, pending[:] = pending[:size], pending[size:]
-            images = np.stack([image for _, _, image in batch])
-            padded = np.concatenate([images, np.zeros((size - len(batch),) + images.shape[1:],
-                                                      images.dtype)])
-            for (ref, copy, _), vector in zip(batch, self._embedder(padded)):
-                record = EmbeddingRecord(id=ref.id, label=ref.label, label_name=ref.label_name,
-                                         split=ref.split, copy=copy, embedding=vector,
-                                         digest=ref.digest)
-                state.results.append((ref.id, copy, to_example(record)))
+    def run_batch(self, images, items):
+        return self._embedder(images)
+
+    def collect(self, items, outputs, state):
+        for (ref, copy), vector in zip(items, outputs):
+            record = EmbeddingRecord(id=ref.id, label=ref.label, label_name=ref.label_name,
+                                     split=ref.split, copy=copy, embedding=vector,
+                                     digest=ref.digest)
+            state.results.append((ref.id, copy, to_example(record)))
 
     def copy_reused(self, to_reuse, state):
         """Copies the base records of unchanged images that have all their records there."""

@@ -101,7 +101,7 @@ class PredictShardFn(ShardFn):
                  cached_embeddings=False, most_wrong=MOST_WRONG_PER_SHARD, links=None):
         super().__init__(run_dir, base=base, links=links)
         self._spec, self._top_k, self._with_embeddings = spec, top_k, with_embeddings
-        self._batch_size, self._cached_embeddings = batch_size, cached_embeddings
+        self.batch_size, self._cached_embeddings = batch_size, cached_embeddings
         self._most_wrong = most_wrong
         self._predictor = None
 
@@ -116,21 +116,18 @@ class PredictShardFn(ShardFn):
         return image, found, decoded.shape[:2]
 
     def add(self, ref, prepared, state):
-        state.pending.append((ref, *prepared))
+        image, face_found, size = prepared
+        state.pending.append((image, (ref, face_found, size)))
 
-    def flush(self, state, *, final):
-        size, pending = self._batch_size, state.pending
-        while len(pending) >= (1 if final else size):
-            batch, pending[:] = pending[:size], pending[size:]
-            images = np.stack([image for _, image, _, _ in batch])
-            padded = np.concatenate([images, np.zeros((size - len(batch),) + images.shape[1:],
-                                                      images.dtype)])
-            proba, embeddings, computed = self._predictor(padded, [ref.digest for ref, *_ in
-                                                                    batch])
-            state.counters["embedded"] += computed
-            for n, (ref, _, face_found, (height, width)) in enumerate(batch):
-                state.results.append(self._row(ref, proba[n], face_found, (width, height),
-                                               None if embeddings is None else embeddings[n]))
+    def run_batch(self, images, items):
+        return self._predictor(images, [ref.digest for ref, _, _ in items])
+
+    def collect(self, items, outputs, state):
+        proba, embeddings, computed = outputs
+        state.counters["embedded"] += computed
+        for n, (ref, face_found, (height, width)) in enumerate(items):
+            state.results.append(self._row(ref, proba[n], face_found, (width, height),
+                                           None if embeddings is None else embeddings[n]))
 
     def _row(self, ref, proba, face_found, size, embedding):
         names = self._spec.class_names
