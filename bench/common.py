@@ -26,15 +26,18 @@ def genki_subset(root, per_class):
     return str(root)
 
 
-def run_job(module, args, *, check=True):
-    """Runs `python -m module args` in a subprocess (`check`: a non-zero exit raises).
+def run_job(module, args, *, check=True, code_root=None):
+    """Runs `python -m module args` in a subprocess (`check`: a non-zero exit raises), with the
+    code of this checkout, or of `code_root` (a folder holding `pipeline/` and `jobs/`).
 
     Returns:
         `(seconds, peak RSS MB of the largest child so far, the last line it printed)`.
     """
+    env = {**os.environ, "PYTHONPATH": str(code_root)} if code_root else None
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, check=check,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=code_root or REPO,
+                          env=env, check=check, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     lines = done.stdout.strip().splitlines()
@@ -44,3 +47,12 @@ def run_job(module, args, *, check=True):
 def emit(figures):
     """Prints the closing JSON line of a benchmark."""
     print(json.dumps(figures, sort_keys=True))
+
+
+def export_code(commit, folder):
+    """Writes `pipeline/` and `jobs/` as they were at `commit` into `folder`; returns it."""
+    os.makedirs(folder, exist_ok=True)
+    archive = subprocess.run(["git", "archive", commit, "pipeline", "jobs"], cwd=REPO,
+                             check=True, stdout=subprocess.PIPE).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
