@@ -22,6 +22,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
@@ -95,7 +96,7 @@ def main():
     parser.add_argument("--image-size", type=int, default=192)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    root = genki_subset(os.path.join("/tmp", f"embed_decoders_{args.per_class}"),
+    root = genki_subset(os.path.join(tempfile.gettempdir(), f"embed_decoders_{args.per_class}"),
                         args.per_class)
     runs = {decoder: [] for decoder in DECODERS}
     print("| round | decoder | loop seconds | backbone ms a batch |\n|---|---|---|---|")

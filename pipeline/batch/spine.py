@@ -128,7 +128,7 @@ class ShardFn(beam.DoFn):
 
     Class attributes: `computed_key` (the index's count of images through the model) and
     `layout` (a module with `index_name`, `read_index` and `write_index`, as
-    `pipeline.batch.layout`); the subclass sets `batch_size`.
+    `pipeline.batch.layout`); `batch_size` (32 unless the subclass sets its own).
 
     Args:
         run_dir: the folder this run writes into.

@@ -102,5 +102,4 @@ def read_columns(paths, embedding_dim, *, batch_size=4096):
         for name, values in parts.items()}
     for name in ("id", "label_name", "split", "digest"):
         columns[name] = np.array([value.decode() for value in columns[name]], dtype=str)
-    columns["embedding"] = columns["embedding"].astype(np.float32, copy=False)
     return columns

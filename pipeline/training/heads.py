@@ -6,8 +6,8 @@
   initialisation, data order, dropout masks and early stopping, as if trained alone:
   `pipeline.training.members`), their weights averaged into one (the exact ensemble of their
   logits). It is saved as a Keras model so that the fine-tune job can load it into the
-  end-to-end model. Options: weight decay, label
-  smoothing, mixup on embeddings, standardisation.
+  end-to-end model. Options: weight decay, label smoothing, mixup on embeddings,
+  standardisation.
 - `logistic`: scikit-learn `LogisticRegression` on standardised embeddings, a strong fast baseline.
 
 The same features, config and seed give the same head.
