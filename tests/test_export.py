@@ -116,7 +116,8 @@ def test_exported_heads_match_the_head_on_its_cache_embeddings(heads, kind, tmp_
     info = json.loads(pathlib.Path(paths["export"]).read_text())
     assert info == _export_info("head", head_dir, "mobilenet")
     assert sorted(os.listdir(tmp_path / "exported")) == ["export.json", "labels.txt",
-                                                         "model.tflite", "saved_model"]
+                                                         "model.tflite", "published.json",
+                                                         "saved_model"]
 
 
 def test_heads_on_random_weights_export_too(tiny_head, tmp_path):
@@ -133,6 +134,23 @@ def test_heads_on_random_weights_export_too(tiny_head, tmp_path):
         image_bytes=tf.constant(encoded))
     expected = load_head(head_dir).predict_proba(clean.embeddings)
     assert np.abs(served["probabilities"].numpy() - expected).max() < 1e-4
+
+
+def test_a_second_export_into_one_folder_replaces_the_first_whole(tuned, tiny_head, tmp_path):
+    out = str(tmp_path / "exported")
+    export.run(["--model", str(tuned[0]), "--out", out, "--int8"])
+    paths = export.run(["--model", tiny_head, "--out", out])
+    assert not os.path.exists(os.path.join(out, "model_int8.tflite"))  # not the first's
+    assert json.loads(pathlib.Path(paths["export"]).read_text())["source"] == "head"
+    assert open_model(out).digest  # whole, and readable as a model
+
+
+def test_an_export_into_a_folder_of_other_files_is_refused_before_any_work(tiny_head, tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.jpg").write_bytes(b"x")
+    with pytest.raises(ValueError, match="not an output of jobs.export"):
+        export.run(["--model", tiny_head, "--out", str(tmp_path / "photos")])
+    assert os.listdir(tmp_path / "photos") == ["cat.jpg"]
 
 
 @pytest.mark.parametrize("num_classes", [2, 3])

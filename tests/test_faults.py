@@ -115,6 +115,25 @@ def test_a_damaged_previous_cache_is_named_in_one_warning_and_not_reused(faces_c
     assert _shards(again) == _shards(fresh.cache_dir)
 
 
+@pytest.mark.parametrize("damage", ["delete", "flip"])
+def test_a_damaged_cache_is_replaced_by_the_rerun_never_reused(faces, tmp_path, capsys, damage):
+    argv = ["--data", str(faces), *TINY, "--augment-copies", "0", "--no-face-crop",
+            "--num-shards", "2", "--cache-dir", str(tmp_path / "cache"), *IN_MEMORY]
+    first = embed.run(argv)
+    expected = _shards(first.cache_dir)
+    shard = pathlib.Path(first.cache_dir) / sorted(expected)[0]
+    if damage == "delete":
+        shard.unlink()
+    else:
+        shard.write_bytes(shard.read_bytes()[:-1] + bytes([shard.read_bytes()[-1] ^ 1]))
+    embed.main(argv)
+    out = capsys.readouterr().out
+    assert "reused cache" not in out and "damaged or incomplete; replaced" in out
+    assert _shards(first.cache_dir) == expected  # whole again, the same records
+    again = embed.run(argv)
+    assert again.reused and again.embedded == 0
+
+
 def _shards(cache_dir):
     return {name: (pathlib.Path(cache_dir) / name).read_bytes()
             for name in os.listdir(cache_dir) if name.endswith(".tfrecord")}

@@ -16,9 +16,10 @@ import uuid
 
 import tensorflow as tf
 
-from pipeline.files import write_json_atomic
+from pipeline.files import file_sha256, write_json_atomic
 
-__all__ = ["MANIFEST", "RUNS_DIR", "STALE_SECONDS", "new_run_dir", "find_base", "publish",
+__all__ = ["MANIFEST", "RUNS_DIR", "STALE_SECONDS", "new_run_dir", "find_base", "read_whole",
+           "publish",
            "release", "versions"]
 
 MANIFEST = "manifest.json"
@@ -136,20 +137,42 @@ def find_base(root, config_key, *, accept=lambda manifest: True):
     return best and best[1]
 
 
+def read_whole(out_dir):
+    """The manifest of a whole output at `out_dir`, or None: no manifest, a manifest that is not
+    a JSON object listing shards, or a listed shard missing or not its recorded size and sha256
+    (a damaged output is never reused: the next run of its inputs replaces it)."""
+    try:
+        manifest = _read_json(posixpath.join(out_dir, MANIFEST))
+    except (ValueError, tf.errors.OpError):
+        return None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), list):
+        return None
+    for shard in manifest["shards"]:
+        path = posixpath.join(out_dir, shard["file"])
+        try:
+            if (tf.io.gfile.stat(path).length != shard["bytes"]
+                    or file_sha256(path) != shard["sha256"]):
+                return None
+        except tf.errors.OpError:
+            return None
+    return manifest
+
+
 def publish(run_dir, out_dir, manifest):
     """Publishes a checked run as `out_dir`: the manifest is the last thing to appear.
 
     Locally the run folder (manifest written inside it) is renamed into place at once; on a
-    remote file system its files are copied, the manifest last. A partial folder left at
-    `out_dir` by an interrupted run is cleared first. Where a run of the same inputs published
+    remote file system its files are copied, the manifest last. A partial or damaged folder at
+    `out_dir` (`read_whole` says which) is replaced. Where a run of the same inputs published
     `out_dir` first (two runs at once), that output is kept and this run's folder dropped.
 
     Returns:
         `(manifest, published)`: the manifest of `out_dir`, and whether this run wrote it.
     """
     try:
-        if _complete(out_dir):
-            return _read_json(posixpath.join(out_dir, MANIFEST)), False
+        whole = read_whole(out_dir)
+        if whole is not None:
+            return whole, False
         if "://" in out_dir:
             if tf.io.gfile.isdir(out_dir):
                 tf.io.gfile.rmtree(out_dir)
@@ -161,20 +184,17 @@ def publish(run_dir, out_dir, manifest):
             return manifest, True
         write_json_atomic(posixpath.join(run_dir, MANIFEST), manifest)
         if tf.io.gfile.isdir(out_dir):
-            tf.io.gfile.rmtree(out_dir)  # locally never partial: left by a killed copy
+            tf.io.gfile.rmtree(out_dir)  # partial (a killed copy) or damaged
         try:
             tf.io.gfile.rename(run_dir, out_dir)
         except tf.errors.OpError:
-            if not _complete(out_dir):
+            whole = read_whole(out_dir)
+            if whole is None:
                 raise
-            return _read_json(posixpath.join(out_dir, MANIFEST)), False  # published meanwhile
+            return whole, False  # published meanwhile
         return manifest, True
     finally:
         release(run_dir)
-
-
-def _complete(out_dir):
-    return tf.io.gfile.exists(posixpath.join(out_dir, MANIFEST))
 
 
 def _read_json(path):

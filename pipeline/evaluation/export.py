@@ -36,6 +36,7 @@ from pipeline.data.faces import face_crop_spec
 from pipeline.features.backbones import Preprocess, build_backbone, manifest_weights
 from pipeline.features.cache import read_manifest
 from pipeline.prediction.models import EXPORT_INFO, FACE_CROP, LABELS, SAVED_MODEL
+from pipeline.publish import check_out_dir, published_folder
 from pipeline.training.end_to_end import MODEL_FILE, load_finetuned
 from pipeline.training.heads import load_head
 from pipeline.training.tta import has_flip_tta
@@ -228,7 +229,8 @@ def _write_json(path, value):
 
 def export_model(model_path, out_dir, *, int8=False):
     """Writes `saved_model/`, `model.tflite` (and `model_int8.tflite`), `labels.txt`,
-    `export.json` (and `face_crop.json` for a model of face crops).
+    `export.json` (and `face_crop.json` for a model of face crops), published whole
+    (`pipeline.publish`): an earlier export in `out_dir` is replaced at once, never mixed.
 
     Args:
         model_path: a fine-tuned `model.keras` (or its folder) from `jobs.finetune`, or a head
@@ -242,14 +244,18 @@ def export_model(model_path, out_dir, *, int8=False):
 
     Raises:
         ValueError: neither a fine-tuned model nor a head, a head whose cache or weights are not
-            here, or a head with no exact dense form.
+            here, a head with no exact dense form, or an `out_dir` holding something other
+            than an export.
     """
+    check_out_dir(out_dir, job="export", markers=(EXPORT_INFO,))
     exportable = _load_for_export(model_path)
-    os.makedirs(out_dir, exist_ok=True)
-    saved = _write_archive(exportable, os.path.join(out_dir, SAVED_MODEL))
-    return {"saved_model": saved, **_write_tflite_files(saved, out_dir, int8=int8),
-            "labels": _write_labels(exportable.class_names, os.path.join(out_dir, LABELS)),
-            **_write_descriptions(exportable, model_path, out_dir)}
+    with published_folder(out_dir, job="export", markers=(EXPORT_INFO,)) as staging:
+        saved = _write_archive(exportable, os.path.join(staging, SAVED_MODEL))
+        written = {"saved_model": saved, **_write_tflite_files(saved, staging, int8=int8),
+                   "labels": _write_labels(exportable.class_names, os.path.join(staging, LABELS)),
+                   **_write_descriptions(exportable, model_path, staging)}
+    return {key: os.path.join(out_dir, os.path.relpath(path, staging))
+            for key, path in written.items()}
 
 
 def _write_tflite_files(saved_model, out_dir, *, int8):

@@ -27,7 +27,6 @@ from pipeline.batch.runner import pipeline_options as pipeline_options_of
 from pipeline.data.faces import crop_to_box, face_box, probe_faces
 from pipeline.data.images import ImageError, decode_image, probe_image_size
 from pipeline.data.sources import FolderSource, open_source, read_bytes
-from pipeline.features import cache
 from pipeline.features.accounting import account
 from pipeline.features.backbones import get_spec, weights_digest
 from pipeline.features.config import (DATA_PROBE_IMAGES, FORMAT_VERSION, EmbedConfig, cache_key,
@@ -184,16 +183,17 @@ def run_embed(config, *, pipeline_options=None, test_pipeline=None, show_progres
     key = cache_key(config, data_fingerprint=run.fingerprint,
                     weights_digest=prepared.weights_digest)
     cache_dir = posixpath.join(config.cache_root, key)
-    try:
-        manifest = cache.read_manifest(cache_dir)
-    except cache.CacheError:
-        drop_scratch(prepared.run_dir)
-        manifest, published = outputs.publish(prepared.run_dir, cache_dir, _manifest(
-            config, prepared, run, key, seconds=time.time() - started))
-        return EmbedResult(cache_dir, manifest, reused=not published, embedded=run.embedded,
+    manifest = outputs.read_whole(cache_dir)
+    if manifest is not None:
+        outputs.release(prepared.run_dir)
+        return EmbedResult(cache_dir, manifest, reused=True, embedded=run.embedded,
                            reused_images=run.reused, warnings=warnings)
-    outputs.release(prepared.run_dir)
-    return EmbedResult(cache_dir, manifest, reused=True, embedded=run.embedded,
+    if tf.io.gfile.exists(cache_dir):
+        warnings += (f"the cache {cache_dir} was damaged or incomplete; replaced by this run",)
+    drop_scratch(prepared.run_dir)
+    manifest, published = outputs.publish(prepared.run_dir, cache_dir, _manifest(
+        config, prepared, run, key, seconds=time.time() - started))
+    return EmbedResult(cache_dir, manifest, reused=not published, embedded=run.embedded,
                        reused_images=run.reused, warnings=warnings)
 
 

@@ -236,10 +236,10 @@ def _run_and_publish(config, spec, inputs, config_key, base, run_dir, started, *
     out_dir = posixpath.join(config.out, run_key)
     counts = {"predicted": summary["predicted"], "reused_images": summary["reused"],
               "summary": summary}
-    if tf.io.gfile.exists(posixpath.join(out_dir, outputs.MANIFEST)):
+    whole = outputs.read_whole(out_dir)
+    if whole is not None:
         outputs.release(run_dir)
-        with tf.io.gfile.GFile(posixpath.join(out_dir, outputs.MANIFEST)) as handle:
-            return PredictResult(out_dir, json.load(handle), reused=True, **counts)
+        return PredictResult(out_dir, whole, reused=True, **counts)
     drop_scratch(run_dir)
     csv_file = (_write_csv(run_dir, summary["shards"], spec.class_names)
                 if summary["rows"] <= CSV_MAX_ROWS else None)
