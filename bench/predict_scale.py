@@ -41,7 +41,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import MOBILENET_025, REPO, emit  # noqa: E402
 from jobs import embed, evaluate, train_head  # noqa: E402
-from pipeline.batch.runner import pipeline_options  # noqa: E402
+from pipeline.batch.options import pipeline_options  # noqa: E402
 from pipeline.data.images import prepare_image  # noqa: E402
 from pipeline.data.sample import write_sample  # noqa: E402
 from pipeline.prediction.inputs import open_inputs  # noqa: E402

@@ -1,4 +1,5 @@
 """`python -m jobs`: lists the jobs, one line each; `python -m jobs.<name> --help` says more."""
+import sys
 
 #: Each job and what it does, in the order a project runs them.
 JOBS = (
@@ -15,7 +16,15 @@ JOBS = (
 )
 
 
-def main():
+def main(argv=None):
+    """Prints the list; refuses any argument but `--help` (a job runs as `python -m jobs.NAME`)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] not in ("-h", "--help"):
+        names = [name for name, _ in JOBS]
+        run = (f"python -m jobs.{argv[0]} {' '.join(argv[1:])}".rstrip() if argv[0] in names
+               else "python -m jobs.NAME, NAME one of " + ", ".join(names))
+        sys.exit(f"error: python -m jobs lists the jobs and takes no arguments (got {argv[0]}); "
+                 f"run {run}")
     width = max(len(name) for name, _ in JOBS)
     for name, summary in JOBS:
         print(f"python -m jobs.{name:<{width}}  {summary}")

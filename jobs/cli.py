@@ -5,12 +5,16 @@
 from the field and its metadata (`pipeline.fields.field`), so that a default or a choice list
 exists once, in the library. `config_from(Config, args)` builds the config back.
 
-A job module declares a `Job`: its flags, what it runs and what it prints. `Job.main` parses the
-arguments once, configures the output (the job's own lines only, unless `--verbose`), runs, prints
-the result and turns the failures a person can act on (the project's refusals, the file system,
-a runner: `pipeline.errors`) into one line and exit status 1. A job
-module imports only TensorFlow-free configs at its top and what runs inside its `run`, so that
-`--help` answers at once and TensorFlow's start-up lines can be dropped (`pipeline.console`).
+A job module declares a `Job`: its flags, what it runs and what it prints. `Job.parse` refuses
+in one line (`error: unknown flag --ephocs (did you mean --epochs?)`, exit status 1) any argument
+that no flag takes and any invalid value; a Beam job hands what Beam's own options take
+(`--runner ...`, `pipeline.batch.options.split_beam_args`) to Beam, so that nothing is dropped
+without a word. `Job.main` parses the arguments once, configures the output (the job's own lines
+only, unless `--verbose`), runs, prints the result and turns the failures a person can act on
+(the project's refusals, the file system, a runner: `pipeline.errors`) into one line and exit
+status 1. A job module imports only TensorFlow-free configs at its top and what runs inside its
+`run`, so that `--help` answers at once and TensorFlow's start-up lines can be dropped
+(`pipeline.console`).
 
 Example:
     >>> JOB = Job("export", __doc__, EXAMPLE, flags=lambda p: add_config_flags(p, ExportConfig),
@@ -19,6 +23,7 @@ Example:
 """
 import argparse
 import dataclasses
+import difflib
 import gc
 import logging
 import sys
@@ -77,6 +82,49 @@ def _help_of(item, default):
                                                                      False, ())):
         shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
     return (text + (f" (default: {shown})" if shown is not None else "")).replace("%", "%%")
+
+
+class _Parser(argparse.ArgumentParser):
+    """A job's parser: a mistake is one line, `error: ...`, and exit status 1 (not usage, 2)."""
+
+    def error(self, message):
+        raise SystemExit(f"error: {message}")
+
+
+def _flags_of(parser):
+    """The long flags that `parser` takes (`--epochs`, `--no-face-crop`)."""
+    actions = parser._option_string_actions  # noqa: SLF001  (every flag, as Beam reads them)
+    return [flag for flag in actions if flag.startswith("--")]
+
+
+def _split_beam_args(parser, rest, *, quiet):
+    """`(Beam's flags, what Beam would drop)` of `rest`; Beam's import lines dropped if `quiet`."""
+    restore = console.silence_library_logs() if quiet else (lambda: None)
+    try:
+        from pipeline.batch.options import split_beam_args  # noqa: PLC0415  (Beam: 1 s)
+
+        return split_beam_args(rest)
+    except ValueError as err:
+        parser.error(str(err))
+    finally:
+        restore()
+
+
+def _unknown(rest, flags):
+    """One line naming every argument in `rest` that no flag takes, with the closest flag."""
+    problems, value_next = [], False
+    for arg in rest:
+        if not arg.startswith("-"):
+            if not value_next:
+                problems.append(f"unexpected argument {arg!r}")
+            value_next = False  # else the value of the unknown flag before it
+            continue
+        flag = arg.split("=", 1)[0]
+        close = difflib.get_close_matches(flag.lstrip("-"), [f[2:] for f in flags], n=1)
+        problems.append(f"unknown flag {flag}" + (f" (did you mean --{close[0]}?)" if close
+                                                  else ""))
+        value_next = "=" not in arg
+    return "; ".join(problems)
 
 
 def cache_folder():
@@ -161,7 +209,7 @@ class Job:
         flags: adds the job's flags to a parser (`add_config_flags` for each config).
         run: `run(args, *, show_progress=False, **extras)`: does the work, returns a result.
         report: `report(result, args)`: prints the result; returns an exit status or None.
-        beam: arguments the parser does not know go to Beam (`args.beam_args`).
+        beam: the job runs Beam: Beam's options (`--runner ...`) go to Beam (`args.beam_args`).
     """
 
     name: str
@@ -174,20 +222,31 @@ class Job:
 
     def build_parser(self):
         """The job's `argparse` parser, `--verbose` and the worked example included."""
-        parser = argparse.ArgumentParser(
+        parser = _Parser(
             prog=f"python -m jobs.{self.name}", description=self.doc.strip().split("\n")[0],
-            epilog=self.example, formatter_class=argparse.RawDescriptionHelpFormatter)
+            epilog=self.example, formatter_class=argparse.RawDescriptionHelpFormatter,
+            allow_abbrev=False)  # an abbreviation would take a Beam flag (--labels) as the job's
         self.flags(parser)
         parser.add_argument("--verbose", action="store_true", help=_VERBOSE_HELP)
         return parser
 
     def parse(self, argv=None):
-        """Parses `argv` once; a Beam job keeps the arguments it does not know as `beam_args`."""
+        """Parses `argv` once; a Beam job keeps Beam's arguments as `beam_args`.
+
+        Raises:
+            SystemExit: `error: <one line>` (exit status 1) for any argument neither the job
+                nor, in a Beam job, Beam's options take, or any invalid value; `--help` exits 0.
+        """
         parser = self.build_parser()
-        if not self.beam:
-            return parser.parse_args(argv)
-        args, beam_args = parser.parse_known_args(argv)
-        args.beam_args = beam_args
+        args, rest = parser.parse_known_args(argv)
+        flags = _flags_of(parser)
+        if self.beam:
+            args.beam_args = rest
+            if rest:  # Beam drops what no option declares: ask it which those are
+                beam_flags, rest = _split_beam_args(parser, rest, quiet=not args.verbose)
+                flags += beam_flags
+        if rest:
+            parser.error(_unknown(rest, flags))
         return args
 
     def run_argv(self, argv=None, **extras):
@@ -206,6 +265,12 @@ class Job:
             if line is None:
                 raise
             status = f"error: {line}"
+        except KeyboardInterrupt:
+            # Every output is staged and published whole (`pipeline.publish`,
+            # `pipeline.batch.outputs`): what was being written is gone, the previous output kept.
+            print(f"error: interrupted: jobs.{self.name} stopped; nothing new was published",
+                  file=sys.stderr)
+            status = 130
         finally:
             # The interpreter's last garbage collections would walk every object TensorFlow
             # made (0.7-0.9 s of a short job's exit); frozen, they are left to the exit.

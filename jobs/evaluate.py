@@ -8,8 +8,8 @@ run with the full report under `--reports-dir`, and updates `runs.csv`, `trend.p
 accuracy is below X, so that a scheduler can alert; a drop of more than
 `--regression-threshold` (default 0.01) since the previous run on the same data is flagged on the
 index page, in `runs.csv` and printed. The images are scored by the predict job's Beam pass:
-arguments this parser does not know go to Beam (`--runner DaskRunner --dask_client_address ...`,
-`--runner DataflowRunner ...`). The last line printed is the run's `index.html`.
+Beam's own options go to Beam (`--runner DaskRunner --dask_client_address ...`,
+`--runner DataflowRunner ...`); any other argument is refused in one line. The last line printed is the run's `index.html`.
 """
 import os
 
@@ -23,7 +23,7 @@ EXAMPLE = """example (a weekly run that fails below 0.85 accuracy):
 
 
 def _run(args, *, show_progress=False):
-    from pipeline.batch.runner import pipeline_options  # noqa: PLC0415  (TensorFlow, Beam:
+    from pipeline.batch.options import pipeline_options  # noqa: PLC0415  (TensorFlow, Beam:
     from pipeline.evaluation.evaluate import evaluate  # noqa: PLC0415  after the output is set)
 
     from pipeline.evaluation.gate import parse_requirement  # noqa: PLC0415
@@ -57,10 +57,13 @@ def _report(result, args):
               f"{accuracy['difference']:+.4f}, 95 % interval [{accuracy['low']:+.4f}, "
               f"{accuracy['high']:+.4f}]; {against['fixed']} fixed, {against['broken']} newly "
               f"broken, McNemar p = {against['mcnemar_p']:.3g})")
+    for empty in report["empty_slices"]:
+        print(f"note: no slice by {empty['dimension']}: {empty['reason']}")
     for check in report["requirements"]:
         if not check["passed"]:
             value = "not known" if check["value"] is None else f"{check['value']:.4f}"
-            print(f"FAILED: {check['requirement']} ({check['what']} is {value})")
+            where = f" on the slice {check['slice']}" if check["slice"] else ""
+            print(f"FAILED: {check['requirement']}{where} ({check['what']} is {value})")
     if report["blessed"]:
         print(f"blessed: {report['blessed']['model']}")
     fail_under = args.fail_under

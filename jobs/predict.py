@@ -7,8 +7,9 @@ the model was validated (decoding, face crop, input size; mirror averaging is in
 a `.txt`/`.csv` list of paths or URIs, or `tfds:NAME[:SPLIT]`. Writes `OUT/<run key>/`: one
 Parquet file per shard, `predictions.csv`, `index.html` (counts per class, confidence, the
 lowest-confidence images) and `manifest.json` last. Images already predicted by the same model
-in an earlier output under `OUT` are copied, not run again. Arguments this parser does not know
-go to Beam (`--runner DaskRunner --dask_client_address ...`, `--runner DataflowRunner ...`).
+in an earlier output under `OUT` are copied, not run again. Beam's own options go to Beam
+(`--runner DaskRunner --dask_client_address ...`, `--runner DataflowRunner ...`); any other
+argument is refused in one line.
 The last line printed is the output folder.
 """
 from jobs.cli import Job, add_config_flags, config_from
@@ -22,7 +23,7 @@ EXAMPLE = """example (a fine-tuned model over a folder of new photos, then on Da
 
 
 def _run(args, *, test_pipeline=None, show_progress=False):
-    from pipeline.batch.runner import pipeline_options  # noqa: PLC0415  (TensorFlow, Beam:
+    from pipeline.batch.options import pipeline_options  # noqa: PLC0415  (TensorFlow, Beam:
     from pipeline.evaluation.gate import require_blessed  # noqa: PLC0415  after the output)
     from pipeline.prediction.job import run_predict  # noqa: PLC0415
 

@@ -238,6 +238,17 @@ def published_folder(out_dir, *, job, markers=()):
         with open(os.path.join(staging, PUBLISHED), "w") as handle:
             json.dump(listing, handle, indent=2, sort_keys=True)
         _swap_in(staging, out_dir, owner)
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise _named(err, staging, out_dir) from err
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _named(err, staging, out_dir):
+    """The error with the output's path in place of the staging folder's (or of none)."""
+    where = os.fspath(err.filename) if err.filename else ""
+    if not where or where.startswith(staging):
+        where = os.path.join(out_dir, os.path.relpath(where, staging)) if where else out_dir
+    return OSError(err.errno, err.strerror or str(err), where)

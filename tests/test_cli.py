@@ -2,13 +2,16 @@
 import argparse
 import dataclasses
 import importlib
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 
+from jobs import __main__ as jobs_list
 from jobs import cli
+from pipeline.batch import options
 from pipeline.data.augment import AugmentConfig
 from pipeline.evaluation.config import AuditConfig, EvaluateConfig, ExportConfig
 from pipeline.features.config import EmbedConfig
@@ -55,7 +58,8 @@ def test_backbone_alone_means_the_same_width_on_the_command_line_and_in_python()
 def test_choices_come_from_the_library_and_are_checked_in_python_too():
     with pytest.raises(SystemExit) as exited:
         _job("train_head").parse(["--cache", "c", "--out", "o", "--head", "forest"])
-    assert exited.value.code == 2
+    assert exited.value.code == ("error: argument --head: invalid choice: 'forest' (choose from "
+                                 "'dense', 'logistic')")
     with pytest.raises(ValueError, match="head: expected one of dense, logistic; got 'forest'"):
         HeadConfig(head="forest")
     with pytest.raises(ValueError, match="schedule: expected one of constant, cosine"):
@@ -93,6 +97,122 @@ def test_importing_the_jobs_does_no_work():
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stderr
+
+
+#: Each job: its arguments with a misspelt flag, that flag, and the flag that was meant.
+TYPOS = {
+    "audit": (["--cache", "c", "--out", "o", "--fold", "5"], "--fold", "--folds"),
+    "embed": (["--data", "d", "--augment-copy", "1"], "--augment-copy", "--augment-copies"),
+    "evaluate": (["--model", "m", "--data", "d", "--fail-undr", "0.99"], "--fail-undr",
+                 "--fail-under"),
+    "experiment": (["--cache", "c", "--out", "o", "--quik"], "--quik", "--quick"),
+    "export": (["--model", "m", "--out", "o", "--int9"], "--int9", "--int8"),
+    "finetune": (["--cache", "c", "--ephocs", "5"], "--ephocs", "--epochs"),
+    "predict": (["--model", "runs/head", "--data", "d", "--require-blesed", "reports"],
+                "--require-blesed", "--require-blessed"),
+    "quickstart": (["--weight-dir", "w"], "--weight-dir", "--weights-dir"),
+    "train_head": (["--cache", "c", "--out", "o", "--ephocs", "5"], "--ephocs", "--epochs"),
+}
+
+
+def _refusal(typo, meant):
+    return f"error: unknown flag {typo} (did you mean {meant}?)"
+
+
+def test_a_misspelt_flag_is_refused_in_every_job_before_tensorflow_or_any_work():
+    assert sorted(TYPOS) == JOBS  # a new job gets a line here
+    code = ("import importlib, json, sys\n"
+            "codes = {}\n"
+            "for name, (argv, *_) in json.loads(sys.argv[1]).items():\n"
+            "    try:\n"
+            "        importlib.import_module('jobs.' + name).main(argv)\n"
+            "    except SystemExit as exited:\n"
+            "        codes[name] = exited.code\n"
+            "print(json.dumps([codes, 'tensorflow' in sys.modules]))\n")
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(TYPOS)], cwd=REPO,
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    codes, tensorflow = json.loads(done.stdout)
+    assert codes == {name: _refusal(typo, meant) for name, (_, typo, meant) in TYPOS.items()}
+    assert not tensorflow
+
+
+@pytest.mark.parametrize("name", ["predict", "train_head"])
+def test_a_misspelt_flag_is_one_line_and_exit_status_1(name):
+    argv, typo, meant = TYPOS[name]
+    done = subprocess.run([sys.executable, "-m", f"jobs.{name}", *argv], cwd=REPO,
+                          capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == _refusal(typo, meant) + "\n"
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--cache", "c"], "error: the following arguments are required: --out"),
+    (["--cache", "c", "--out", "o", "--epochs", "five"],
+     "error: argument --epochs: invalid int value: 'five'"),
+    (["--cache", "c", "--out", "o", "--epoch", "5"],
+     "error: unknown flag --epoch (did you mean --epochs?)"),  # no abbreviations
+    (["--cache", "c", "--out", "o", "five", "--x=1", "y"],
+     "error: unexpected argument 'five'; unknown flag --x; unexpected argument 'y'"),
+])
+def test_every_mistake_on_the_command_line_is_one_line(argv, line):
+    with pytest.raises(SystemExit) as exited:
+        _job("train_head").main(argv)
+    assert exited.value.code == line
+
+
+@pytest.mark.parametrize("name", JOBS)
+def test_help_still_prints_everything_and_exits_0(name, capsys):
+    with pytest.raises(SystemExit) as exited:
+        _job(name).main(["--help"])
+    assert exited.value.code == 0 and capsys.readouterr().out.startswith("usage: ")
+
+
+@pytest.mark.parametrize("beam_args, option, value", [
+    (["--direct_num_workers", "2"], "direct_num_workers", 2),
+    (["--runner", "DaskRunner", "--dask_client_address", "tcp://127.0.0.1:1"],
+     "address", "tcp://127.0.0.1:1"),
+    (["--runner=DaskRunner", "--dask_tls_ca_file=ca.pem", "--dask_require_encryption"],
+     "dask_tls_ca_file", "ca.pem"),
+    (["--runner=PortableRunner", "--job_endpoint", "localhost:8099",
+      "--environment_type=LOOPBACK"], "job_endpoint", "localhost:8099"),
+    (["--runner", "DataflowRunner", "--project", "p", "--region", "r", "--temp_location",
+      "gs://b/t", "--setup_file", "./setup.py", "--labels", "team=vision"],
+     "labels", ["team=vision"]),  # not taken for --labels-from-folders
+])
+def test_beams_options_still_reach_beam(beam_args, option, value):
+    for name in ("embed", "evaluate", "predict"):
+        args = _job(name).parse(["--model", "m", "--data", "d", *beam_args] if name != "embed"
+                                else ["--data", "d", *beam_args])
+        assert args.beam_args == beam_args
+    assert options.pipeline_options(beam_args).get_all_options()[option] == value
+
+
+@pytest.mark.parametrize("beam_args, line", [
+    (["--direct_num_workers", "two"], "error: argument --direct_num_workers: invalid int value: "
+                                      "'two'"),
+    (["--direct-num-workers", "2"],
+     "error: unknown flag --direct-num-workers (did you mean --direct_num_workers?)"),
+    (["--runner", "DaskRunner", "--dask_client_adress", "tcp://h:1"],
+     "error: unknown flag --dask_client_adress (did you mean --dask_client_address?)"),
+    (["--runner", "no_such.Runner"], "error: --runner no_such.Runner: cannot import no_such "
+                                     "(No module named 'no_such')"),
+])
+def test_a_beam_job_refuses_what_beam_would_drop_or_reject(beam_args, line):
+    with pytest.raises(SystemExit) as exited:
+        _job("embed").parse(["--data", "d", *beam_args])
+    assert exited.value.code == line
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["embed", "--data", "d"], "(got embed); run python -m jobs.embed --data d"),
+    (["--data"], "(got --data); run python -m jobs.NAME, NAME one of quickstart, "),
+])
+def test_the_list_of_jobs_takes_no_arguments(argv, said):
+    with pytest.raises(SystemExit) as exited:
+        jobs_list.main(argv)
+    assert exited.value.code.startswith("error: python -m jobs lists the jobs and takes no "
+                                        "arguments " + said)
 
 
 def test_main_turns_the_projects_errors_into_one_line_and_status_1(capsys):

@@ -153,3 +153,16 @@ def test_an_output_written_before_publishing_existed_is_replaced(tmp_path):
     _write(str(out), {"export.json": "old", "model_int8.tflite": "old"})
     _publish(out, {"export.json": "new"})
     assert _contents(out) == {"export.json": "new"}
+
+
+def test_a_full_disk_names_the_output_not_the_staging_folder(tmp_path):
+    out = tmp_path / "finetune"
+    with pytest.raises(OSError) as raised:
+        with published_folder(str(out), job="finetune"):
+            raise OSError(28, "No space left on device")  # as Keras raises it: no file name
+    assert raised.value.filename == str(out) and raised.value.errno == 28
+    with pytest.raises(OSError) as raised:
+        with published_folder(str(out), job="finetune") as staging:
+            open(os.path.join(staging, "missing", "model.keras"), "rb")
+    assert raised.value.filename == os.path.join(str(out), "missing", "model.keras")
+    assert not out.exists() and _leftovers(out) == []

@@ -1,28 +1,9 @@
-"""Running a pass: the local default runner, runner short names, and the scratch files."""
+"""Running a pass: the scratch files; the options are tests/test_options.py."""
 import json
-
-import pytest
 
 from pipeline.batch import runner
 from pipeline.batch.accounting import LISTED_FILE
 from pipeline.batch.spine import PROGRESS_DIR
-
-
-@pytest.mark.parametrize("args, expected", [
-    ([], runner.DEFAULT_RUNNER_ARGS),
-    (["--temp_location=/t"], [*runner.DEFAULT_RUNNER_ARGS, "--temp_location=/t"]),
-    (["--runner", "DaskRunner", "--x"], [f"--runner={runner.RUNNER_ALIASES['DaskRunner']}",
-                                         "--x"]),
-    (["--runner=DataflowRunner"], ["--runner=DataflowRunner"]),
-])
-def test_beam_args_default_to_the_local_runner_and_expand_short_names(args, expected):
-    assert runner.beam_args(args) == expected
-
-
-def test_pipeline_options_hold_the_runner():
-    options = runner.pipeline_options(["--runner=PortableRunner"]).get_all_options()
-    assert options["runner"] == "PortableRunner"
-    assert runner.pipeline_options().get_all_options()["runner"] == "FnApiRunner"
 
 
 def test_drop_scratch_removes_the_progress_files_and_the_listing_count(tmp_path):

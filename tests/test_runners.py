@@ -199,7 +199,7 @@ def test_the_dask_client_speaks_tls_from_the_jobs_options(tmp_path):
     import dask
     from distributed import Client
 
-    from pipeline.batch.runner import dask_security, pipeline_options
+    from pipeline.batch.options import dask_security, pipeline_options
 
     cert, key = _self_signed(tmp_path)
     port = _free_port()

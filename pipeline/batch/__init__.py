@@ -10,5 +10,7 @@
 - `pipeline.batch.accounting`: every listed image has its results or a reason, or nothing is
   published.
 - `pipeline.batch.outputs`: run folders, reuse of an earlier output, publishing.
-- `pipeline.batch.runner`: Beam options with the local default, running and following progress.
+- `pipeline.batch.options`: Beam's options: the local default runner, runner short names, and
+  which arguments Beam takes (no TensorFlow).
+- `pipeline.batch.runner`: running a pass on any runner and following its progress.
 """

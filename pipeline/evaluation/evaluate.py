@@ -66,17 +66,18 @@ def _record_run(reports_dir, row, *, threshold, fail_under):
                                              fail_under=fail_under)
 
 
-def _previous_run(reports_dir, fingerprint):
-    same = [r for r in report_runs.read_runs(reports_dir)
-            if r["data_fingerprint"] == fingerprint]
-    return same[-1]["run_dir"] if same else None
+def _previous_run(reports_dir, run):
+    """The run folder of the last run of `run`'s series over the same images, or None."""
+    previous = report_runs.previous_run(report_runs.read_runs(reports_dir), run,
+                                        same_images=True)
+    return previous and previous["run_dir"]
 
 
-def _changes(reports_dir, run_dir, predictions, fingerprint, title, *, rows):
+def _changes(reports_dir, run_dir, predictions, run, title, *, rows):
     """Writes this run's `predictions.csv` (streamed from `predictions`) and diffs it against
-    the previous run on the same data, a bucket of ids at a time; None when there is none or
-    it is not comparable."""
-    previous = _previous_run(reports_dir, fingerprint)
+    the previous run of its series (`run`: model, data, data name and fingerprint) on the same
+    images, a bucket of ids at a time; None when there is none or it is not comparable."""
+    previous = _previous_run(reports_dir, run)
     run_path = os.path.join(reports_dir, run_dir)
     os.makedirs(run_path, exist_ok=True)
     report_runs.write_predictions(run_path, predictions)
@@ -118,13 +119,14 @@ def _prediction_rows(out_dir, manifest):
 
 
 def _score(model_path, data, inputs, predictions_dir, *, top_n, pipeline_options,
-           show_progress):
-    """The predict pass of one model over the inputs (rows reused by digest)."""
+           show_progress, desc):
+    """The predict pass of one model over the inputs (rows reused by digest); `desc` labels
+    its progress."""
     result = run_predict(PredictConfig(model=model_path, data=data, out=predictions_dir,
                                        labels_from_folders=True, cached_embeddings=True,
                                        most_wrong=top_n),
                          inputs=inputs, pipeline_options=pipeline_options,
-                         show_progress=show_progress, page=False, desc="evaluate")
+                         show_progress=show_progress, page=False, desc=desc)
     if result.summary["evaluation"] is None:
         raise ValueError(f"data {data!r}: no readable image to evaluate")
     return result
@@ -159,7 +161,8 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
             a cache's images are read as its embed job read them). Defaults to `"no"`.
         baseline: a model to compare with on the same images (paired figures with 95 %
             intervals, McNemar's test, a verdict); None: the reports folder's blessed model,
-            where there is one and it is not this model. Defaults to `None`.
+            where there is one (this model itself when it is the blessed one: its rows are
+            reused, every difference is 0). Defaults to `None`.
         requirements: `gate.Requirement`s that must all hold. Defaults to `()`.
         bless: write `blessed.json` (this model) when every requirement holds. Defaults to
             `False`.
@@ -171,35 +174,43 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
     Returns:
         The report dict, with `run_dir`, `comparison` (see `report_runs.compare_runs`),
         `changes` (counts of fixed and newly broken images, or None), `baseline_comparison`
-        (or None), `requirements` (the checks), `requirements_passed` and `blessed` (what was
-        written into `blessed.json`, or None).
+        (or None), `requirements` (the checks), `requirements_passed`, `slices`,
+        `empty_slices` (the dimensions that gave no slice, with the reason) and `blessed`
+        (what was written into `blessed.json`, or None).
 
     Raises:
-        ValueError: an unknown model, classes the model does not know, or no readable image.
+        ValueError: before any image is scored (nothing written): an unknown model, classes
+            the model does not know, a requirement that cannot be checked (`gate.validate`),
+            a baseline with other classes or a blessed model changed since its blessing
+            (`review.resolve_baseline`), a slices file without an id column
+            (`slices.read_slices_csv`); after the pass: no readable image.
     """
     spec = open_model(model_path)
+    classes = list(spec.class_names)
+    baseline, baseline_spec = review.resolve_baseline(baseline, spec, reports_dir)
+    gate.validate(requirements, class_names=classes, has_baseline=baseline is not None)
+    columns = slices.read_slices_csv(slices_csv) if slices_csv else None
     predictions_dir = predictions_dir or os.path.join(reports_dir, PREDICTIONS_DIR)
-    inputs, split = eval_inputs(data, list(spec.class_names), predictions_dir,
-                                follow_links=follow_links)
+    inputs, split = eval_inputs(data, classes, predictions_dir, follow_links=follow_links)
     score = functools.partial(_score, data=data, inputs=inputs, predictions_dir=predictions_dir,
                               top_n=top_n, pipeline_options=pipeline_options,
                               show_progress=show_progress)
-    result = score(model_path)
+    two_passes = baseline_spec is not None and baseline_spec.digest != spec.digest
+    result = score(model_path, desc="evaluate candidate" if two_passes else "evaluate")
     summary = result.summary
-    current = gate.read_blessed(reports_dir)
-    if baseline is None and current is not None and current["model_digest"] != spec.digest:
-        baseline = current["model"]
-    classes = list(spec.class_names)
+    figures = summary_metrics(summary["evaluation"], classes)
     # Every image's row is read only for a comparison or slices: the report itself comes from
     # the shards' summaries, so a plain evaluation's driver does not grow with the data.
     scored = (review.scored_images(result.out_dir, result.manifest, classes)
-              if baseline or slice_by or slices_csv else {})
-    against = review.baseline_scored(baseline, spec, score)
+              if baseline or slice_by or columns else {})
+    against = None if baseline is None else review.baseline_scored(
+        baseline_spec, spec, scored,
+        functools.partial(score, desc=f"evaluate baseline {display_name(baseline)}"))
     comparison = (None if against is None else
                   review.compare_predictions(scored, against, classes, top5=len(classes) >= 10))
-    figures = summary_metrics(summary["evaluation"], classes)
-    slice_rows = slices.slice_figures(
-        scored, slices.slice_keys(scored, by=slice_by, slices_csv=slices_csv), classes)
+    keys = slices.slice_keys(scored, by=slice_by, columns=columns)
+    slice_rows = slices.slice_figures(scored, keys, classes)
+    empty_slices = slices.empty_dimensions(keys)
     checks = review.gate_checks(requirements, figures, scored=scored, baseline=against,
                                 slices=slice_rows, class_names=classes, comparison=comparison)
     passed = all(c["passed"] for c in checks)
@@ -209,7 +220,8 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
     run_dir = f"{stamp}-{_slug(display_name(model_path))}-{uuid.uuid4().hex[:6]}"
     title = f"{display_name(model_path)} on {data_name(data)}"
     changes = _changes(reports_dir, run_dir, _prediction_rows(result.out_dir, result.manifest),
-                       fingerprint, title, rows=summary["rows"])
+                       {"model": model_path, "data": data, "data_name": data_name(data),
+                        "data_fingerprint": fingerprint}, title, rows=summary["rows"])
     run_path = os.path.join(reports_dir, run_dir)
     cells.write_cell_pages(run_path, cells.prediction_rows(run_path),
                            class_names=list(spec.class_names), title=title)
@@ -220,7 +232,7 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
         sections=_changes_section(changes) + review.review_sections(
             comparison=comparison, checks=checks, class_names=classes, slices=slice_rows,
             accuracy=figures["accuracy"], baseline_name=display_name(baseline) if baseline
-            else "", blessed=bless and passed),
+            else "", blessed=bless and passed, empty_slices=empty_slices),
         extra={"job": "evaluate", "data_fingerprint": fingerprint,
                "skipped": summary["skipped"], "num_skipped": len(summary["skipped"]),
                "embedded": summary["embedded"], "reused": summary["rows"] - summary["embedded"],
@@ -229,7 +241,8 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
                "changes": changes, "model_digest": spec.digest, "baseline": baseline,
                "baseline_comparison": comparison, "requirements": checks,
                "requirements_passed": passed,
-               "slices": [{k: v for k, v in row.items() if k != "ids"} for row in slice_rows]})
+               "slices": [{k: v for k, v in row.items() if k != "ids"} for row in slice_rows],
+               "empty_slices": empty_slices})
     blessed = gate.bless(reports_dir, model=model_path, model_digest=spec.digest,
                          run_dir=run_dir, checks=checks,
                          created=report["created"]) if bless and passed else None

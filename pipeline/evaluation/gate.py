@@ -2,8 +2,9 @@
 
 A requirement is one line: a value threshold (`accuracy>=0.85`, `recall[*]>=0.6` for every
 class, `recall[cat]>=0.7`) or a change threshold against the baseline
-(`accuracy-baseline>=-0.005`). `check` evaluates every requirement on a report (and on each
-slice's figures); `bless` writes `blessed.json` into the reports folder only when all hold;
+(`accuracy-baseline>=-0.005`). `validate` refuses, before any image is scored, a requirement
+that cannot be checked; `check` evaluates every requirement on a report (and on each slice's
+figures); `bless` writes `blessed.json` into the reports folder only when all hold;
 `require_blessed` refuses, in one line, a model that is not the blessed one.
 
 Example:
@@ -20,8 +21,8 @@ from pipeline.files import write_json_atomic
 from pipeline.prediction.models import open_model
 from pipeline.reports.runs import BLESSED
 
-__all__ = ["BLESSED", "METRICS", "Requirement", "parse_requirement", "check", "bless",
-           "read_blessed", "require_blessed"]
+__all__ = ["BLESSED", "METRICS", "Requirement", "parse_requirement", "validate", "check",
+           "bless", "read_blessed", "require_blessed"]
 
 #: Metrics a requirement can name (`recall[CLASS]` and `recall[*]` besides).
 METRICS = ("accuracy", "macro_f1", "top5_accuracy")
@@ -64,27 +65,52 @@ def parse_requirement(text):
                        match["op"], float(match["bound"]))
 
 
+def _classes(requirement, class_names):
+    """The classes a recall requirement names (every class for `recall[*]`)."""
+    wanted = class_names if requirement.klass == "*" else [requirement.klass]
+    unknown = [name for name in wanted if name not in class_names]
+    if unknown:
+        raise ValueError(f"--require {requirement.text!r}: no class {unknown[0]!r} (the "
+                         f"model's: {', '.join(class_names)})")
+    return wanted
+
+
+def validate(requirements, *, class_names, has_baseline):
+    """Refuses a requirement that cannot be checked, before any image is scored.
+
+    Args:
+        requirements: `Requirement`s.
+        class_names: the model's classes.
+        has_baseline: whether there is a baseline for change thresholds.
+
+    Raises:
+        ValueError: one line: a recall of a class the model does not know, or a change
+            threshold without a baseline (and what to do).
+    """
+    for requirement in requirements:
+        if requirement.metric == "recall":
+            _classes(requirement, class_names)
+        if requirement.against_baseline and not has_baseline:
+            raise ValueError(f"--require {requirement.text!r}: a change threshold needs a "
+                             "baseline and there is none: pass --baseline MODEL, or first "
+                             "bless a model with value thresholds only (the same command "
+                             "without the -baseline requirements)")
+
+
 def _values(requirement, report, comparison, class_names):
-    """`[(what, value)]` the requirement judges: one per class for `recall[*]`."""
+    """`[(what, value)]` the requirement judges: one per class for `recall[*]`; a change
+    (`what` ends in `-baseline`) is not known without a comparison."""
     if requirement.metric != "recall":
         names = [(requirement.metric, requirement.metric)]
     else:
-        wanted = class_names if requirement.klass == "*" else [requirement.klass]
-        unknown = [name for name in wanted if name not in class_names]
-        if unknown:
-            raise ValueError(f"--require {requirement.text!r}: no class {unknown[0]!r} (the "
-                             f"model's: {', '.join(class_names)})")
-        names = [(f"recall[{name}]", name) for name in wanted]
+        names = [(f"recall[{name}]", name) for name in _classes(requirement, class_names)]
     found = []
     for what, key in names:
         if requirement.against_baseline:
-            if comparison is None:
-                raise ValueError(f"--require {requirement.text!r}: a change threshold needs a "
-                                 "baseline (--baseline MODEL, or a blessed model)")
             metric = (f"recall[{class_names.index(key)}]" if requirement.metric == "recall"
                       else key)
-            entry = comparison["metrics"].get(metric)
-            found.append((what, None if entry is None else entry["difference"]))
+            entry = None if comparison is None else comparison["metrics"].get(metric)
+            found.append((f"{what}-baseline", None if entry is None else entry["difference"]))
         elif requirement.metric == "recall":
             found.append((what, report["per_class"][key]["recall"]))
         else:
@@ -104,8 +130,9 @@ def check(requirements, report, *, class_names, comparison=None, slice_name=None
         slice_name: the slice these figures are of, or None (all images).
 
     Returns:
-        `[{requirement, what, slice, value, passed}]`; a figure that is not known (top-5 with
-        fewer than 10 classes) does not pass.
+        `[{requirement, what, slice, value, passed}]` (`what`: the figure, `accuracy-baseline`
+        for a change); a figure that is not known (top-5 with fewer than 10 classes, a change
+        without a comparison) does not pass.
     """
     checks = []
     for requirement in requirements:

@@ -1,9 +1,11 @@
 """A candidate against its baseline on the same images: the paired figures, the verdict and the
 gate's checks, as report sections.
 
-`against_baseline` scores the baseline on the candidate's inputs and joins the two prediction
-runs by image id (each model's rows: `pipeline.prediction`); `compare_predictions` compares them
-with `pipeline.reports.intervals.paired_comparison`. The verdict reads the accuracy
+`resolve_baseline` opens the baseline before any image is scored (`--baseline`, else the
+blessed model); `baseline_scored` scores it on the candidate's inputs (or reuses the candidate's
+rows when it is the same model), and the two runs are joined by image id (each model's rows:
+`pipeline.prediction`); `compare_predictions` compares them with
+`pipeline.reports.intervals.paired_comparison`. The verdict reads the accuracy
 difference's 95 % interval: better (above 0), worse (below 0), or no measurable difference.
 """
 import collections
@@ -18,8 +20,8 @@ from pipeline.prediction.models import open_model
 from pipeline.prediction.shard import read_rows
 from pipeline.reports.intervals import paired_comparison
 
-__all__ = ["Scored", "scored_images", "compare_predictions", "verdict", "baseline_scored",
-           "gate_checks", "runs_fields", "review_sections"]
+__all__ = ["Scored", "scored_images", "compare_predictions", "verdict", "resolve_baseline",
+           "baseline_scored", "gate_checks", "runs_fields", "review_sections"]
 
 _TOP = 5
 
@@ -71,24 +73,54 @@ def compare_predictions(candidate, baseline, class_names, *, top5=False):
     return comparison
 
 
-def baseline_scored(baseline, spec, score):
-    """The baseline model's `scored_images` on the candidate's inputs, or None.
+def resolve_baseline(baseline, spec, reports_dir):
+    """The baseline to compare with, opened before any image is scored.
 
     Args:
-        baseline: the baseline model's path, or None.
+        baseline: a model path, or None: the blessed model of `reports_dir`, where there is one
+            (the candidate itself when it is the blessed one: a difference of 0).
         spec: the candidate's `ModelSpec`.
-        score: `score(model path)` runs the candidate's pass for another model.
+        reports_dir: the reports folder.
+
+    Returns:
+        `(path, ModelSpec)` of the baseline, or `(None, None)` when there is none.
+
+    Raises:
+        ValueError: a baseline with other classes than the candidate's, or a blessed model whose
+            file no longer holds the model that was blessed.
     """
     if baseline is None:
-        return None
-    baseline_spec = open_model(baseline)
+        blessed = gate.read_blessed(reports_dir)
+        if blessed is None:
+            return None, None
+        baseline = blessed["model"]
+        if blessed["model_digest"] == spec.digest:
+            return baseline, spec
+        where = f"blessed model {baseline!r} (blessed.json in {reports_dir!r})"
+        try:
+            baseline_spec = open_model(baseline)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from err
+        if baseline_spec.digest != blessed["model_digest"]:
+            raise ValueError(f"{where}: its file has changed since it was blessed at "
+                             f"{blessed['blessed_at']}; keep a blessed model where it is (train "
+                             "each new model into a folder of its own), or pass --baseline MODEL")
+    else:
+        baseline_spec = open_model(baseline)
     if list(baseline_spec.class_names) != list(spec.class_names):
         raise ValueError(f"baseline {baseline!r}: its classes "
                          f"({', '.join(baseline_spec.class_names)}) are not the candidate's "
                          f"({', '.join(spec.class_names)})")
-    classes = list(spec.class_names)
-    baseline_result = score(baseline)
-    return scored_images(baseline_result.out_dir, baseline_result.manifest, classes)
+    return baseline, baseline_spec
+
+
+def baseline_scored(baseline_spec, spec, scored, score):
+    """The baseline's `scored_images` on the candidate's inputs: the candidate's own `scored`
+    when both are the same model (same digest), else `score(baseline path)`'s rows."""
+    if baseline_spec.digest == spec.digest:
+        return scored
+    result = score(baseline_spec.path)
+    return scored_images(result.out_dir, result.manifest, list(spec.class_names))
 
 
 def gate_checks(requirements, figures, *, scored, baseline, slices, class_names,
@@ -160,9 +192,10 @@ def _checks_table(checks):
 
 
 def review_sections(*, comparison, checks, class_names, slices, accuracy, baseline_name,
-                    blessed):
+                    blessed, empty_slices=()):
     """The report's review sections: against the baseline, the requirements (and the
-    blessing), the slices (whose whole-set accuracy is `accuracy`)."""
+    blessing), the slices (whose whole-set accuracy is `accuracy`) and the dimensions that gave
+    no slice (`slices.empty_dimensions`)."""
     sections = []
     if comparison is not None:
         sections.append(("Against the baseline",
@@ -174,6 +207,6 @@ def review_sections(*, comparison, checks, class_names, slices, accuracy, baseli
                 f"<p><strong>{sum(not c['passed'] for c in checks)} requirement(s) do not "
                 "hold.</strong></p>")
         sections.append(("Requirements", note + _checks_table(checks)))
-    if slices:
-        sections.append(slices_section(slices, accuracy))
+    if slices or empty_slices:
+        sections.append(slices_section(slices, accuracy, empty_slices))
     return sections

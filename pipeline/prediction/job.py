@@ -26,7 +26,7 @@ import tensorflow as tf
 from pipeline.batch import outputs
 from pipeline.batch.accounting import read_indexes, sorted_items
 from pipeline.batch.runner import drop_scratch, run_pipeline
-from pipeline.batch.runner import pipeline_options as default_options
+from pipeline.batch.options import pipeline_options as default_options
 from pipeline.data.fingerprint import combine_hashes
 from pipeline.prediction.config import PredictConfig
 from pipeline.prediction.inputs import open_inputs
