@@ -4,7 +4,9 @@ Each raises `ValueError` (bad value) or `TypeError` (bad type) with a one-line m
 "expected ...; got ...", in the manner of scikit-learn's `check_scalar`.
 """
 
-__all__ = ["check_scalar", "check_choice"]
+import os
+
+__all__ = ["check_scalar", "check_choice", "check_apart"]
 
 
 def check_scalar(x, name, target_type, *, min_val=None, max_val=None, include_min=True,
@@ -54,3 +56,44 @@ def check_choice(x, name, choices):
         valid = ", ".join(sorted(map(str, choices)))
         raise ValueError(f"{name}: expected one of {valid}; got {x!r}")
     return x
+
+
+def _local_folder(path):
+    """The real path of a local folder named by a flag, or None (`tfds:`, `gs://`, a file)."""
+    if not path or "://" in str(path) or str(path).startswith("tfds:"):
+        return None
+    path = str(path).rsplit(":", 1)[0] if not os.path.exists(path) else str(path)
+    return os.path.realpath(path) if os.path.isdir(path) or not os.path.exists(path) else None
+
+
+def check_apart(out, out_flag, *inputs):
+    """Refuses an output folder that is, holds or lies inside a folder the job reads.
+
+    Args:
+        out: the output folder (local or not; only local folders are compared).
+        out_flag: its flag, for the message (`--out`).
+        *inputs: `(path, flag)` of each folder the job reads.
+
+    Raises:
+        ValueError: `--out 'x': inside --data 'x/..'` (the job would read its own output, or
+            replace its input).
+
+    Example:
+        >>> check_apart("predictions", "--out", ("photos", "--data"))
+        'predictions'
+    """
+    mine = _local_folder(out)
+    for path, flag in inputs:
+        theirs = _local_folder(path)
+        if mine is None or theirs is None:
+            continue
+        if mine == theirs:
+            raise ValueError(f"{out_flag} {out!r}: the same folder as {flag} {path!r}; write the "
+                             "output to a folder of its own")
+        if mine.startswith(theirs + os.sep):
+            raise ValueError(f"{out_flag} {out!r}: inside {flag} {path!r}, which the job reads; "
+                             "write the output outside it")
+        if theirs.startswith(mine + os.sep):
+            raise ValueError(f"{out_flag} {out!r}: holds {flag} {path!r}, which it would "
+                             "replace; write the output to a folder of its own")
+    return out

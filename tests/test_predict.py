@@ -244,6 +244,13 @@ def test_bad_models_and_data_are_refused_in_one_line(models, faces, tmp_path):
         _predict(models["exported"][0], faces, tmp_path / "out", "--with-embeddings")
 
 
+def test_an_output_inside_the_data_is_refused_before_any_work(models, faces_copy):
+    for out in (faces_copy, faces_copy / "predictions"):
+        with pytest.raises(ValueError, match="--out .*(the same folder as|inside) --data"):
+            _predict(models["head"][0], faces_copy, out)
+    assert not (faces_copy / "predictions").exists()
+
+
 def _graph_bytes(model, root, run_dir):
     spec = open_model(model)
     pipeline = beam.Pipeline()

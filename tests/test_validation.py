@@ -1,9 +1,9 @@
-"""`check_scalar` and `check_choice`: the value back, or one line "expected ...; got ..."."""
+"""`check_scalar`, `check_choice` and `check_apart`: the value back, or one line naming it."""
 import numbers
 
 import pytest
 
-from pipeline.validation import check_choice, check_scalar
+from pipeline.validation import check_apart, check_choice, check_scalar
 
 
 @pytest.mark.parametrize("x, kwargs", [
@@ -41,3 +41,21 @@ def test_check_choice_returns_the_choice_or_lists_the_valid_ones_sorted():
     assert check_choice("dense", "head", {"logistic", "dense"}) == "dense"
     with pytest.raises(ValueError, match=r"^head: expected one of dense, logistic; got 'forest'$"):
         check_choice("forest", "head", {"logistic", "dense"})
+
+
+@pytest.mark.parametrize("out, message", [
+    ("photos", "the same folder as --data"),
+    ("photos/predictions", "inside --data"),
+    (".", "holds --data"),
+])
+def test_an_output_that_is_in_or_holds_an_input_is_refused(tmp_path, out, message):
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(ValueError, match=f"^--out '{tmp_path / out}': {message} "):
+        check_apart(str(tmp_path / out), "--out", (str(tmp_path / "photos"), "--data"))
+
+
+def test_separate_folders_tfds_and_remote_paths_pass(tmp_path):
+    (tmp_path / "photos").mkdir()
+    for data in (str(tmp_path / "photos"), "tfds:beans", "gs://bucket/photos"):
+        assert check_apart(str(tmp_path / "predictions"), "--out", (data, "--data")) == str(
+            tmp_path / "predictions")

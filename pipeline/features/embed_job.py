@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.batch import outputs
-from pipeline.batch.runner import drop_scratch, run_pipeline
 from pipeline.batch.options import pipeline_options as pipeline_options_of
+from pipeline.batch.runner import drop_scratch, run_pipeline
 from pipeline.data.faces import crop_to_box, face_box, probe_faces
 from pipeline.data.images import ImageError, decode_image, probe_image_size
 from pipeline.data.sources import FolderSource, open_source, read_bytes

@@ -25,8 +25,8 @@ import tensorflow as tf
 
 from pipeline.batch import outputs
 from pipeline.batch.accounting import read_indexes, sorted_items
-from pipeline.batch.runner import drop_scratch, run_pipeline
 from pipeline.batch.options import pipeline_options as default_options
+from pipeline.batch.runner import drop_scratch, run_pipeline
 from pipeline.data.fingerprint import combine_hashes
 from pipeline.prediction.config import PredictConfig
 from pipeline.prediction.inputs import open_inputs
@@ -35,6 +35,7 @@ from pipeline.prediction.page import write_predict_page
 from pipeline.prediction.shard import HISTOGRAM_BINS, PredictImages, read_rows
 from pipeline.reports.runs import display_name
 from pipeline.reports.summaries import merge_summaries
+from pipeline.validation import check_apart
 
 __all__ = ["PredictConfig", "PredictResult", "CSV_FILE", "CSV_MAX_ROWS", "run_predict"]
 
@@ -204,6 +205,7 @@ def run_predict(config, *, inputs=None, pipeline_options=None, test_pipeline=Non
             every listed image (`IncompleteRunError`; nothing published).
     """
     started = time.time()
+    check_apart(config.out, "--out", (config.data, "--data"), (config.model, "--model"))
     spec = open_model(config.model)
     if config.with_embeddings and not spec.has_embeddings:
         raise ValueError(f"model {config.model!r}: a SavedModel export has no embeddings; "
