@@ -1,4 +1,6 @@
 import csv
+import json
+import os
 
 from jobs import embed, experiment
 from pipeline.training.experiment import GRID
@@ -20,6 +22,10 @@ def test_quick_grid_gives_one_row_per_model(genki_subset, mobilenet_weights, tmp
     assert images["model_1_head_1pct"] < images["model_2_head_10pct"] < images["head_100pct"]
     assert images["model_3_finetune_10pct"] == images["model_2_head_10pct"]
     assert images["model_4_finetune_100pct"] == images["head_100pct"]
-    for name, *_ in GRID:
-        assert (tmp_path / "out" / name / "report.json").is_file()
+    data = os.path.basename(genki_subset)
+    for name, kind, fraction, _ in GRID:
+        title = json.loads((tmp_path / "out" / name / "report.json").read_text())["title"]
+        model = "dense head" if kind == "head" else "dense head fine-tuned"
+        assert title.startswith(f"mobilenet + {model} on {data} ({fraction * 100:g} % of the "
+                                "training images)")
     assert (tmp_path / "out" / "comparison.png").is_file()

@@ -207,6 +207,13 @@ def test_a_fine_tune_that_cannot_help_keeps_the_warm_start(easy_trained, tmp_pat
     assert report["best_finetune_score"]["val_accuracy"] < 1.0
     assert "kept warm_start: no fine-tune epoch beat the warm-started head" in (
         capsys.readouterr().out)
+    title = "mobilenet_v2 + dense head fine-tuned on data (100 % of the training images)"
+    assert report["title"] == f"{title}: kept {report['kept_model']}"
+    assert report["kept_model"].startswith("the warm-started head")  # maybe with the mirror
+    page = (out / "index.html").read_text()
+    assert f"<h1>{title}: kept the warm-started head" in page
+    assert "<strong>Kept: the warm-started head" in page and "No fine-tune epoch beat" in page
+    assert report["data_name"] == "data"
     head = load_head(head_dir)
     cached = cache.load_split(result.cache_dir, "val", clean_only=True)
     _, val_refs = split_refs(result.manifest)
@@ -235,3 +242,21 @@ def test_job_fine_tunes_on_float_targets_and_with_a_faster_head(easy_trained, tm
                            str(tmp_path), "--epochs", "1", "--batch-size", "8", *flags])
     assert {k: report["config"][k] for k in expected} == expected
     assert np.isfinite(report["best_finetune_score"]["val_loss"])
+
+
+def test_a_tfds_cache_fine_tunes_end_to_end_with_mock_data(tmp_path):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=4):
+        result = embed.run(["--data", "tfds:beans", "--cache-dir", str(tmp_path / "cache"),
+                            *TINY, "--augment-copies", "0", *IN_MEMORY])
+        train_head.run(["--cache", result.cache_dir, "--out", str(tmp_path / "head"),
+                        "--quiet", "--epochs", "2", "--ensemble", "1"])
+        report = finetune.run(["--cache", result.cache_dir, "--head", str(tmp_path / "head"),
+                               "--out", str(tmp_path / "tuned"), "--epochs", "1",
+                               "--batch-size", "4"])
+    assert report["finetune_epochs"] == 1 and report["train_images"] == 4
+    assert report["num_examples"] == 4 and report["warm_start_max_abs_diff"] < 1e-4
+    assert report["title"].startswith("mobilenet_v2 + dense head fine-tuned on beans (100 % of")
+    assert (tmp_path / "tuned" / "model.keras").is_file()
+    assert not (tmp_path / "tuned" / "pixel_cache").exists()  # the images written for the run

@@ -20,7 +20,7 @@ def test_split_refs_are_the_caches_splits_in_id_order(tiny_cache):
         assert {r.split for r in refs} == {split}
 
 
-def test_split_refs_refuse_changed_data_old_caches_and_tfds(tiny_cache, faces, tmp_path):
+def test_split_refs_refuse_changed_data_and_old_caches(tiny_cache, faces, tmp_path):
     data = shutil.copytree(faces, tmp_path / "data")
     manifest = {**tiny_cache.manifest,
                 "source": {**tiny_cache.manifest["source"], "root": str(data)}}
@@ -29,8 +29,32 @@ def test_split_refs_refuse_changed_data_old_caches_and_tfds(tiny_cache, faces, t
         split_refs(manifest)
     with pytest.raises(ValueError, match="made by an older embed job"):
         split_refs({**manifest, "format_version": -1})
-    with pytest.raises(ValueError, match="needs a class-folder cache"):
+    with pytest.raises(ValueError, match="needs a class-folder or TFDS cache"):
         split_refs({**manifest, "source": {"root": None}})
+
+
+def test_split_refs_of_a_tfds_cache_are_its_splits_written_as_files(tmp_path):
+    import tensorflow_datasets as tfds
+
+    from jobs import embed
+    from pipeline.features import cache
+    from tests.conftest import IN_MEMORY, TINY
+
+    with tfds.testing.mock_data(num_examples=4):
+        result = embed.run(["--data", "tfds:beans", "--cache-dir", str(tmp_path / "cache"),
+                            *TINY, "--augment-copies", "0", *IN_MEMORY])
+        with pytest.raises(ValueError, match="images are in TFDS 'tfds:beans', not in files"):
+            split_refs(result.manifest)
+        train, val = split_refs(result.manifest, image_dir=str(tmp_path / "images"))
+    for refs, split in ((train, "train"), (val, "val")):
+        cached = cache.load_split(result.cache_dir, split, clean_only=True)
+        assert [r.id for r in refs] == cached.ids.tolist()
+        assert [r.digest for r in refs] == cached.digests.tolist()
+        assert all(os.path.isfile(r.path) for r in refs)
+    assert len(os.listdir(tmp_path / "images")) == len({r.digest for r in train + val})
+    with tfds.testing.mock_data(num_examples=5):  # other data under the same name
+        with pytest.raises(ValueError, match="data 'tfds:beans' changed since cache"):
+            split_refs(result.manifest, image_dir=str(tmp_path / "other"))
 
 
 def test_image_dataset_gives_resized_batches_with_their_labels(tiny_cache):

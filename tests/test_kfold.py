@@ -45,4 +45,6 @@ def test_kfold_job_reports_every_fold_and_the_baseline(real_cache, tmp_path):
     assert np.isclose(saved["cv"]["accuracy"]["mean"],
                       np.mean([f["accuracy"] for f in saved["folds"]]))
     assert "4-fold cross-validation" in (tmp_path / "index.html").read_text()
+    assert saved["title"].startswith("mobilenet + logistic head on genki")  # the data's name
+    assert saved["title"].endswith("(4-fold cross-validation over 100 % of the images)")
     assert (tmp_path / "folds.csv").is_file()

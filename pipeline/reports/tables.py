@@ -13,9 +13,9 @@ def write_csv(path, header, rows):
 
 
 def markdown_table(columns, rows):
-    """A Markdown table of dict rows; floats get 4 significant digits, None shows as `-`."""
+    """A Markdown table of dict rows; floats at 4 decimals, None shows as `-`."""
     def cell(value):
-        return "-" if value is None else (f"{value:.4g}" if isinstance(value, float)
+        return "-" if value is None else (f"{value:.4f}" if isinstance(value, float)
                                           else str(value))
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]

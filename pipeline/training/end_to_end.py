@@ -9,9 +9,10 @@ copied from a head trained on that cache; `set_trainable` unfreezes the backbone
 `model.keras` (TTA-wrapped or not, see `pipeline.training.tta`) with its `model.json`.
 """
 import json
-import os
+import posixpath
 
 import keras
+import tensorflow as tf
 
 from pipeline.data.augment import AugmentConfig, build_augmenter
 from pipeline.features.backbones import Preprocess, build_backbone, manifest_weights
@@ -26,6 +27,8 @@ __all__ = ["MODEL_FILE", "MODEL_INFO", "backbone_of", "build_model", "set_traina
 
 #: The fine-tuned model, and its description (class names, image size, cache key) beside it.
 MODEL_FILE, MODEL_INFO = "model.keras", "model.json"
+#: What marks a head folder (`pipeline.training.heads`), whose files are no fine-tuned model.
+_HEAD_META = "head.json"
 
 
 def backbone_of(model):
@@ -171,18 +174,25 @@ def probabilities(model, dataset, num_classes):
 def load_finetuned(model_path):
     """Loads a fine-tuned `model.keras` (or its folder) and the `model.json` written beside it.
 
+    Both are read through `tf.io.gfile`, so they may be local or on any scheme it reads
+    (`gs://`, ...); Keras copies a remote `model.keras` to a local temporary file to load it.
+
     Returns:
         `(model, info)`; info holds class_names, image_size, cache_key and embed_config.
 
     Raises:
-        ValueError: either file is missing.
+        ValueError: either file is missing, or `model_path` is a file inside a head folder.
     """
-    if os.path.isdir(model_path):
-        model_path = os.path.join(model_path, MODEL_FILE)
-    info_path = os.path.join(os.path.dirname(model_path), MODEL_INFO)
-    if not (os.path.isfile(model_path) and os.path.isfile(info_path)):
+    a_file = not tf.io.gfile.isdir(model_path)
+    model_path = model_path if a_file else posixpath.join(model_path, MODEL_FILE)
+    folder = posixpath.dirname(model_path)
+    info_path = posixpath.join(folder, MODEL_INFO)
+    if not (tf.io.gfile.exists(model_path) and tf.io.gfile.exists(info_path)):
+        if a_file and tf.io.gfile.exists(posixpath.join(folder, _HEAD_META)):
+            raise ValueError(f"model {model_path!r} is a file of the head in {folder or '.'}: "
+                             f"pass the folder {folder or '.'}")
         raise ValueError(f"model {model_path!r}: expected a model.keras with its {MODEL_INFO} "
                          "beside it (both written by jobs.finetune)")
-    with open(info_path) as handle:
+    with tf.io.gfile.GFile(info_path) as handle:
         info = json.load(handle)
     return keras.models.load_model(model_path), info

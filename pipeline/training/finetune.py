@@ -10,7 +10,6 @@ fine-tuning never makes the validation result worse than the head's. Where the c
 mirrors images (the default), each candidate is also scored averaged over each image and its
 mirror, and `model.keras` averages that way when it scored better (`pipeline.training.tta`).
 """
-import csv
 import dataclasses
 import math
 import os
@@ -20,32 +19,25 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline import reports
 from pipeline.data.augment import mixup_batches
 from pipeline.features import cache
 from pipeline.files import write_json_atomic
 from pipeline.training.ema import ema_momentum
-from pipeline.training.end_to_end import (MODEL_FILE, MODEL_INFO, backbone_of, build_model,
-                                          compile_model, learning_rate_schedule, probabilities,
-                                          set_trainable, soft_targets)
-from pipeline.training.head_training import example_paths
+from pipeline.training.end_to_end import (MODEL_FILE, MODEL_INFO, build_model, compile_model,
+                                          learning_rate_schedule, set_trainable, soft_targets)
 from pipeline.training.heads import fraction_subset, load_head, logits_to_proba
 from pipeline.training.image_data import image_dataset, split_refs
 from pipeline.training.config import FinetuneConfig
 from pipeline.training.epochs import fit
-from pipeline.training.selection import kept_summary
+from pipeline.training.finetune_report import write_finetune_report
 from pipeline.training.tta import flip_tta_wanted, score_candidate, with_flip_tta
 
 __all__ = ["FinetuneConfig", "PIXEL_CACHE", "run_finetune"]
 
 #: The folder of `out_dir` that holds the pixels of splits too large for memory during a run.
 PIXEL_CACHE = "pixel_cache"
-
-def _read_log(path):
-    with open(path) as handle:
-        rows = list(csv.DictReader(handle))
-    keys = [k for k in (rows[0] if rows else {}) if k != "epoch"]
-    return {k: [float(row[k]) for row in rows] for k in keys}
+#: The folder of `PIXEL_CACHE` that holds a TFDS cache's images as files during a run.
+TFDS_IMAGES = "tfds_images"
 
 
 def _check_head(head, manifest, head_dir):
@@ -64,8 +56,10 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
     The warm-started model (the head) is candidate 0: `model.keras` is the best candidate by
     validation accuracy (then loss), which is the warm start itself when no fine-tune epoch beats
     it, so fine-tuning never makes the validation result worse. `report.json` says which was kept
-    and why (`kept`: "finetuned" or "warm_start", `kept_epoch`, 0 for the warm start, and
-    `kept_reason`), as does `head_vs_finetuned.csv`. Also writes `checkpoint.keras` (the last
+    and why (`kept`: "finetuned" or "warm_start", `kept_epoch`, 0 for the warm start,
+    `kept_model` and `kept_reason`), as do the page's title and its first own section, and
+    `head_vs_finetuned.csv`. A TFDS cache's images are written under `out_dir/pixel_cache/`
+    for the run (`split_refs`). Also writes `checkpoint.keras` (the last
     epoch), `training_log.csv`, `tensorboard/` and the full report (curves of both phases, with
     a marker where fine-tuning starts) into `out_dir`.
 
@@ -82,26 +76,27 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
         The report dict (also written as `report.json`).
 
     Raises:
-        ValueError: a head of another cache or kind, a TFDS cache, changed data, bad layers.
+        ValueError: a head of another cache or kind, changed data, bad layers.
     """
     start = _start(cache_dir, head_dir)
-    train_refs, val_refs = _training_refs(start.manifest, config)
-    model, first_unfrozen = _compiled_model(
-        start.manifest, start.head, config,
-        steps_per_epoch=math.ceil(len(train_refs) / config.batch_size))
     pixels = os.path.join(out_dir, PIXEL_CACHE)  # decoded once, read back by later epochs
     shutil.rmtree(pixels, ignore_errors=True)  # a killed run's partial files
-    train = _train_dataset(train_refs, start.manifest, config, pixel_cache=pixels)
-    validation = _validation(val_refs, start, config, pixel_cache=pixels)
-    warm_start_diff, warm_start_score = _warm_start(model, validation)
-    os.makedirs(out_dir, exist_ok=True)
-    head_epochs = len(start.head.history.get("loss", []))
     try:
+        train_refs, val_refs = _training_refs(start.manifest, config,
+                                              image_dir=os.path.join(pixels, TFDS_IMAGES))
+        model, first_unfrozen = _compiled_model(
+            start.manifest, start.head, config,
+            steps_per_epoch=math.ceil(len(train_refs) / config.batch_size))
+        train = _train_dataset(train_refs, start.manifest, config, pixel_cache=pixels)
+        validation = _validation(val_refs, start, config, pixel_cache=pixels)
+        warm_start_diff, warm_start_score = _warm_start(model, validation)
+        os.makedirs(out_dir, exist_ok=True)
+        head_epochs = len(start.head.history.get("loss", []))
         model, state = _fine_tune(model, train, out_dir, validation, config=config,
                                   warm_start_score=warm_start_score, initial_epoch=head_epochs,
                                   resume=resume, callbacks=callbacks)
         _save_model(model, out_dir, start.manifest, config)
-        return _write_finetune_report(
+        return write_finetune_report(
             out_dir, model, state, start=start, validation=validation, config=config,
             top_n=top_n, facts={"first_unfrozen_layer": first_unfrozen,
                                 "warm_start_max_abs_diff": warm_start_diff,
@@ -202,64 +197,10 @@ def _fine_tune(model, train, out_dir, validation, *, config, warm_start_score, i
     return model, state
 
 
-def _history(head, out_dir):
-    """The curves of both phases: the head's epochs, then those of `training_log.csv`."""
-    tuned = _read_log(os.path.join(out_dir, "training_log.csv"))
-    return {k: head.history.get(k, []) + tuned.get(k, [])
-            for k in ("loss", "accuracy", "val_loss", "val_accuracy")}, len(tuned.get("loss", []))
-
-
-def _write_finetune_report(out_dir, model, state, *, start, validation, config, top_n, facts):
-    """Writes the report of the kept model (and `head_vs_finetuned.csv`); returns its dict.
-
-    Args:
-        facts: `first_unfrozen_layer`, `warm_start_max_abs_diff`, `head_epochs` and
-            `train_images` of the run.
-    """
-    manifest = start.manifest
-    proba = probabilities(model, validation.data, validation.num_classes)
-    history, finetune_epochs = _history(start.head, out_dir)
-    head_metrics = reports.compute_metrics(validation.y_true, validation.head_proba,
-                                           manifest["class_names"])
-    report = reports.write_report(
-        out_dir, ids=validation.ids, y_true=validation.y_true, proba=proba,
-        class_names=manifest["class_names"], title="Fine-tuned model",
-        paths=example_paths(manifest, validation.ids), history=history,
-        phases=[("head", 1), ("fine-tune", facts["head_epochs"] + 1)], top_n=top_n,
-        config=dataclasses.asdict(config),
-        extra=_report_extra(model, state, start=start, validation=validation, facts=facts,
-                            finetune_epochs=finetune_epochs, head_metrics=head_metrics,
-                            proba=proba))
-    _write_head_vs_finetuned(out_dir, head_metrics, report, state)
-    return report
-
-
-def _report_extra(model, state, *, start, validation, facts, finetune_epochs, head_metrics,
-                  proba):
-    """The fine-tune entries of `report.json`: sources, model, epochs, selection, the head."""
-    manifest = start.manifest
-    return {"job": "finetune", "cache_key": manifest["cache_key"], "cache_dir": start.cache_dir,
-            "head_dir": start.head_dir, "embed_config": manifest["config"],
-            "versions": manifest.get("versions"),
-            "first_unfrozen_layer": facts["first_unfrozen_layer"],
-            "backbone_layers": len(backbone_of(model).layers),
-            "flip_tta": state["best"].get("flip_tta", False),
-            "flip_tta_tried": validation.try_flip,
-            "trainable_weights": len(model.trainable_weights),
-            "warm_start_max_abs_diff": facts["warm_start_max_abs_diff"],
-            "head_epochs": facts["head_epochs"], "finetune_epochs": finetune_epochs,
-            "train_images": facts["train_images"], **kept_summary(state),
-            "warm_start_score": state["warm_start"],
-            "best_finetune_epoch": state["best_finetune_epoch"],
-            "best_finetune_score": state["best_finetune"],
-            "head_vs_finetuned": {"head_accuracy": head_metrics["accuracy"],
-                                  "head_macro_f1": head_metrics["macro_f1"],
-                                  "changed_predictions": int(np.sum(
-                                      validation.head_proba.argmax(1) != proba.argmax(1)))}}
-
-
-def _training_refs(manifest, config):
-    train_refs, val_refs = split_refs(manifest)
+def _training_refs(manifest, config, *, image_dir=None):
+    """The training refs (the configured fraction of them) and the validation refs
+    (`image_dir`: see `split_refs`)."""
+    train_refs, val_refs = split_refs(manifest, image_dir=image_dir)
     if config.train_fraction < 1.0:
         keep = fraction_subset(np.array([r.id for r in train_refs]),
                                np.array([r.label for r in train_refs]), config.train_fraction,
@@ -291,19 +232,3 @@ def _save_model(model, out_dir, manifest, config):
         "cache_key": manifest["cache_key"], "embed_config": manifest["config"],
         "train_fraction": config.train_fraction})
 
-
-def _write_head_vs_finetuned(out_dir, head_metrics, report, state):
-    """The head against the model written as model.keras, then which candidate was kept and why.
-
-    `kept_epoch` 0 is the warm start (the head); `best_finetune_epoch` is the best fine-tune
-    epoch by validation, whether or not it was kept.
-    """
-    warm, tried = state["warm_start"], state["best_finetune"] or {}
-    rows = [[m, head_metrics[m], report[m]] for m in ("accuracy", "macro_f1", "roc_auc")]
-    rows += [["val_accuracy_warm_start", warm["val_accuracy"], ""],
-             ["val_accuracy_best_finetune_epoch", "", tried.get("val_accuracy", "")],
-             ["best_finetune_epoch", "", state["best_finetune_epoch"] or ""],
-             ["kept", "", report["kept"]], ["kept_epoch", "", report["kept_epoch"]],
-             ["kept_reason", "", report["kept_reason"]]]
-    reports.write_csv(os.path.join(out_dir, "head_vs_finetuned.csv"),
-                      ["metric", "head", "finetuned"], rows)

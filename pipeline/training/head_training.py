@@ -15,9 +15,32 @@ import numpy as np
 
 from pipeline import reports
 from pipeline.features import cache
+from pipeline.reports.runs import display_name
 from pipeline.training.heads import HeadConfig, fraction_subset, train_head
 
-__all__ = ["train_heads_on_cache", "example_paths", "comparison_markdown"]
+__all__ = ["train_heads_on_cache", "example_paths", "data_name", "page_title",
+           "comparison_markdown"]
+
+
+def data_name(manifest):
+    """The name of the data set a cache embedded, for titles: the folder's name, or the TFDS
+    name (`pipeline.reports.runs.display_name`), never a path."""
+    return display_name(manifest.get("source", {}).get("root") or manifest["config"]["data"])
+
+
+def page_title(model, manifest, share):
+    """A training page's title: the model, the data set by name and how much of it, e.g.
+    `mobilenet_v2 + dense head on flower_photos (100 % of the training images)`.
+
+    Args:
+        model: what was trained, e.g. `"dense head"`: the cache's backbone is named before it.
+        manifest: the cache's manifest.
+        share: a fraction of the training images in (0, 1] (shown as a percentage), or a
+            phrase such as `"5-fold cross-validation over 100 % of the images"`.
+    """
+    if not isinstance(share, str):
+        share = f"{share * 100:g} % of the training images"
+    return f"{manifest['config']['backbone']} + {model} on {data_name(manifest)} ({share})"
 
 
 def example_paths(manifest, ids):
@@ -43,10 +66,11 @@ def _fit_one(cache_dir, manifest, train, val, out_dir, *, config, fraction, top_
     return dict(
         out_dir=out_dir, ids=val.ids, y_true=val.labels, proba=proba,
         class_names=manifest["class_names"],
-        title=f"{config.head} head on {fraction:g} of the training images",
+        title=page_title(f"{config.head} head", manifest, fraction),
         paths=example_paths(manifest, val.ids), history=head.history,
         phases=[("head", 1)], top_n=top_n, config=dataclasses.asdict(config),
         extra={"job": "train_head", "cache_key": manifest["cache_key"], "cache_dir": cache_dir,
+               "data_name": data_name(manifest),
                "embed_config": manifest["config"], "versions": manifest.get("versions"),
                "train_fraction": fraction, "train_images": head.meta["train_images"],
                "train_records": int(mask.sum()), "train_seconds": round(seconds, 3),
@@ -89,7 +113,8 @@ def train_heads_on_cache(cache_dir, out_dir, *, config=HeadConfig(), fractions=(
             top_n=top_n, verbose=verbose)) for fraction, folder in zip(fractions, folders)]
         results = [report.result() for report in pending]
     if len(fractions) > 1:
-        _write_comparison(out_dir, results)
+        _write_comparison(out_dir, results, page_title(f"{config.head} head", manifest,
+                                                       "training fractions compared"))
     return results
 
 
@@ -97,7 +122,7 @@ _COLUMNS = ("train_fraction", "train_images", "accuracy", "macro_f1", "roc_auc",
             "majority_baseline", "epochs_run", "train_seconds")
 
 
-def _write_comparison(out_dir, results):
+def _write_comparison(out_dir, results, title):
     rows = [[r[c] for c in _COLUMNS] for r in results]
     reports.write_csv(os.path.join(out_dir, "comparison.csv"), _COLUMNS, rows)
     table = comparison_markdown(results)
@@ -107,7 +132,7 @@ def _write_comparison(out_dir, results):
                     f'{r["train_fraction"]:g}</a>: accuracy {r["accuracy"]:.4f}</li>'
                     for r in results)
     with open(os.path.join(out_dir, "index.html"), "w") as handle:
-        handle.write(reports.html_page("Training fractions compared", f"<ul>{links}</ul>"))
+        handle.write(reports.html_page(title, f"<ul>{links}</ul>"))
     largest = max(results, key=lambda r: r["train_fraction"])
     summary = {"accuracy": largest["accuracy"], "macro_f1": largest["macro_f1"],
                "fractions": [{c: r[c] for c in _COLUMNS} for r in results],

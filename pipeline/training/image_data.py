@@ -1,6 +1,8 @@
-"""The fine-tune job's images: the cache's split, decoded and resized exactly as the embed job
-did, optionally decoded once and read back as pixels in later epochs (`pixel_cache`).
+"""The fine-tune job's images: the cache's split (of a class folder or a TFDS data set), decoded
+and resized exactly as the embed job did, optionally decoded once and read back as pixels in
+later epochs (`pixel_cache`).
 """
+import dataclasses
 import hashlib
 import json
 import os
@@ -10,8 +12,10 @@ import tensorflow as tf
 
 from pipeline.data.faces import crop_to_box, face_box
 from pipeline.data.images import decode_image
-from pipeline.data.sources import FolderSource
+from pipeline.data.fingerprint import combine_hashes, entry_hash
+from pipeline.data.sources import TFDS_PREFIX, FolderSource, open_source
 from pipeline.features.config import FORMAT_VERSION
+from pipeline.files import write_bytes_atomic
 
 __all__ = ["MEMORY_BUDGET", "face_boxes", "image_dataset", "pixel_cache_key", "split_refs"]
 
@@ -110,25 +114,65 @@ def _cache_file(folder, refs, image_size, face_crop, memory_budget):
     return os.path.join(folder, f"pixels-{pixel_cache_key(refs, image_size, face_crop)}")
 
 
-def split_refs(manifest):
+def split_refs(manifest, *, image_dir=None):
     """The cache's train and validation `ExampleRef`s (skipped files left out), in id order.
 
+    The source is opened as the embed job opened it, with the same split assignment: a class
+    folder is listed; a TFDS data set (`tfds:NAME`) is read by `TfdsSource` and its train and
+    validation images are written as files under `image_dir` (their bytes travel with the data
+    set, not in files), named by their sha256. Either way, the data fingerprint of what was read
+    must be the cache's.
+
+    Args:
+        manifest: the cache's manifest.
+        image_dir: where a TFDS cache's images are written (the caller removes it); required for
+            one. Defaults to None.
+
     Raises:
-        ValueError: a TFDS cache, or a folder whose content changed since the cache was made.
+        ValueError: an older cache, a TFDS cache without `image_dir`, or data whose content
+            changed since the cache was made.
     """
     source_info, config = manifest["source"], manifest["config"]
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"cache {manifest['cache_key']} was made by an older embed job (format "
                          f"{manifest.get('format_version')}, now {FORMAT_VERSION}); run "
                          "`python -m jobs.embed` again")
-    if not source_info.get("root"):
-        raise ValueError(f"fine-tuning needs a class-folder cache; {config['data']!r} is not one")
-    source = FolderSource(source_info["root"], val_fraction=config["val_fraction"],
-                          seed=config["seed"], follow_links=config.get("follow_links", "any"))
-    refs = source.refs()
-    if source.fingerprint(refs) != source_info["fingerprint"]:
-        raise ValueError(f"data {source_info['root']!r} changed since cache "
-                         f"{manifest['cache_key']} was made; run `python -m jobs.embed` again")
+    if config["data"].startswith(TFDS_PREFIX):
+        refs, fingerprint = _tfds_refs(manifest, image_dir)
+    elif source_info.get("root"):
+        source = FolderSource(source_info["root"], val_fraction=config["val_fraction"],
+                              seed=config["seed"], follow_links=config.get("follow_links", "any"))
+        refs = source.refs()
+        fingerprint = source.fingerprint(refs)
+    else:
+        raise ValueError(f"fine-tuning needs a class-folder or TFDS cache; {config['data']!r} "
+                         "is neither")
+    if fingerprint != source_info["fingerprint"]:
+        raise ValueError(f"data {source_info.get('root') or config['data']!r} changed since "
+                         f"cache {manifest['cache_key']} was made; run `python -m jobs.embed` "
+                         "again")
     skipped = {item["id"] for item in manifest["skipped"]}
     kept = sorted((r for r in refs if r.id not in skipped), key=lambda r: r.id)
     return ([r for r in kept if r.split == "train"], [r for r in kept if r.split == "val"])
+
+
+def _tfds_refs(manifest, image_dir):
+    """Every train and validation ref of a TFDS cache's data set, with its image written under
+    `image_dir`, and the data fingerprint of every example read (test ones too, as embedded)."""
+    config = manifest["config"]
+    if image_dir is None:
+        raise ValueError(f"cache {manifest['cache_key']}: its images are in TFDS "
+                         f"{config['data']!r}, not in files: pass a folder to write them to")
+    source = open_source(config["data"], val_fraction=config["val_fraction"], seed=config["seed"])
+    os.makedirs(image_dir, exist_ok=True)
+    refs, hashes = [], []
+    for task in source.tasks:
+        for ref, data in source.examples(task):
+            digest = hashlib.sha256(data).hexdigest()
+            hashes.append(entry_hash(ref.id, ref.label_name, digest))
+            if ref.split in ("train", "val"):
+                path = os.path.join(image_dir, digest)
+                if not os.path.exists(path):
+                    write_bytes_atomic(path, data)
+                refs.append(dataclasses.replace(ref, path=path, digest=digest))
+    return refs, combine_hashes(hashes)

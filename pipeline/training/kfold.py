@@ -14,7 +14,7 @@ from pipeline import reports
 from pipeline.console import track
 from pipeline.data.sources import assign_split
 from pipeline.features import cache
-from pipeline.training.head_training import example_paths
+from pipeline.training.head_training import data_name, example_paths, page_title
 from pipeline.training.heads import HeadConfig, train_head
 from pipeline.validation import check_scalar
 
@@ -120,13 +120,16 @@ def kfold_on_cache(cache_dir, out_dir, *, folds, config=HeadConfig(), top_n=50, 
                       [[r["fold"], r["images"], *(r[m] for m in _METRICS)] for r in rows])
     table = "".join(f"<tr><th>{m}</th><td>{v['mean']:.4f} &plusmn; {v['std']:.4f}</td></tr>"
                     for m, v in cv.items())
+    title = page_title(f"{config.head} head", manifest,
+                       f"{folds}-fold cross-validation over 100 % of the images")
     return reports.write_report(
         out_dir, ids=data.ids[clean], y_true=data.labels[clean], proba=proba[clean],
-        class_names=manifest["class_names"], title=f"{folds}-fold {config.head} head",
+        class_names=manifest["class_names"], title=title,
         paths=example_paths(manifest, data.ids[clean]), top_n=top_n,
         config=dataclasses.asdict(config),
         sections=[(f"{folds}-fold cross-validation (mean &plusmn; std over folds; "
                    "per fold in folds.csv)", f"<table>{table}</table>")],
         extra={"job": "train_head --folds", "cache_key": manifest["cache_key"],
-               "cache_dir": cache_dir, "embed_config": manifest["config"], "folds": rows,
+               "cache_dir": cache_dir, "data_name": data_name(manifest),
+               "embed_config": manifest["config"], "folds": rows,
                "cv": cv, "versions": manifest.get("versions")})

@@ -116,24 +116,35 @@ class KeepBest(keras.callbacks.Callback):
             os.remove(os.path.join(self.directory, old))
 
 
-def kept_summary(state):
-    """`kept` ("finetuned" or "warm_start"), `kept_epoch` and a one-line `kept_reason`."""
+def kept_summary(state, *, ema=False):
+    """`kept` ("finetuned" or "warm_start"), `kept_epoch`, a one-line `kept_reason`, and
+    `kept_model`: what `model.keras` is, as a phrase for titles ("the warm-started head",
+    "fine-tune epoch 4 with its moving-average (EMA) weights").
+
+    Args:
+        state: `KeepBest`'s state.
+        ema: the epochs' candidates were their weights' moving average. Defaults to `False`.
+    """
     warm, best = state["warm_start"], state["best"]
     tried = state["best_finetune"]
     if state["kept_epoch"] == 0:
         tried_text = (f"best fine-tune epoch {state['best_finetune_epoch']}: accuracy "
                       f"{tried['val_accuracy']:.4f}, loss {tried['val_loss']:.4f}"
                       if tried else "no fine-tune epoch ran")
-        kept = "warm_start"
+        kept, model = "warm_start", "the warm-started head"
         reason = (f"no fine-tune epoch beat the warm-started head on validation (accuracy "
                   f"{warm['val_accuracy']:.4f}, loss {warm['val_loss']:.4f}; {tried_text}): "
                   "model.keras is the warm-started head")
     else:
         kept = "finetuned"
+        model = (f"fine-tune epoch {state['kept_epoch']}"
+                 + (" with its moving-average (EMA) weights" if ema else ""))
         reason = (f"fine-tune epoch {state['kept_epoch']} beat the warm-started head on "
                   f"validation: accuracy {best['val_accuracy']:.4f} (loss "
                   f"{best['val_loss']:.4f}) against {warm['val_accuracy']:.4f} (loss "
                   f"{warm['val_loss']:.4f})")
     if best.get("flip_tta"):  # scored with the mirror (`pipeline.training.tta`)
         reason += "; it averages over each image and its mirror, which scored better on validation"
-    return {"kept": kept, "kept_epoch": state["kept_epoch"], "kept_reason": reason}
+        model += ", averaged over each image and its mirror"
+    return {"kept": kept, "kept_epoch": state["kept_epoch"], "kept_reason": reason,
+            "kept_model": model}
