@@ -29,7 +29,8 @@ import socket
 import time
 import uuid
 
-__all__ = ["PUBLISHED", "published_folder", "check_out_dir", "verify_published", "read_published"]
+__all__ = ["PUBLISHED", "published_folder", "check_out_dir", "work_folder", "verify_published",
+           "read_published"]
 
 #: The list of a published folder's files, written last.
 PUBLISHED = "published.json"
@@ -188,6 +189,19 @@ def _check_replaceable(out_dir, job, markers):
                          "(they would be replaced): choose a new or empty folder")
 
 
+def work_folder(out_dir, *, keep=False):
+    """A job's working folder for `out_dir` (checkpoints, logs), beside it: `.NAME.work/`.
+
+    It outlives a killed run, so that a resumed run finds it (`keep=True`); otherwise it starts
+    empty. The job copies what it publishes from it and removes it once published.
+    """
+    work = _sibling(out_dir, ".work", "")
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work, exist_ok=True)
+    return work
+
+
 def check_out_dir(out_dir, *, job, markers=()):
     """Refuses, before any work, an `out_dir` that `published_folder` would not replace."""
     _recover(out_dir)
@@ -240,14 +254,20 @@ def published_folder(out_dir, *, job, markers=()):
         _swap_in(staging, out_dir, owner)
     except OSError as err:
         shutil.rmtree(staging, ignore_errors=True)
-        raise _named(err, staging, out_dir) from err
+        named = _named(err, staging, out_dir)
+        if named is err:
+            raise
+        raise named from err
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
 def _named(err, staging, out_dir):
-    """The error with the output's path in place of the staging folder's (or of none)."""
+    """The error with the output's path in place of the staging folder's (or of none); an
+    error without an errno as it is."""
+    if err.errno is None:
+        return err
     where = os.fspath(err.filename) if err.filename else ""
     if not where or where.startswith(staging):
         where = os.path.join(out_dir, os.path.relpath(where, staging)) if where else out_dir

@@ -67,8 +67,10 @@ def test_job_trains_saves_and_resumes_after_an_interruption(trained):
             "--patience", "5", "--batch-size", "16"]
     with pytest.raises(KeyboardInterrupt):
         finetune.run(argv, callbacks=[_Interrupt()])
-    assert not (out / "model.keras").exists() and (out / "checkpoint.keras").exists()
+    assert not out.exists()  # nothing published until the run is done
+    assert (root / ".tuned.work" / "checkpoint.keras").exists()  # what --resume continues
     report = finetune.run([*argv, "--resume"])
+    assert not (root / ".tuned.work").exists()
     epochs = [int(line.split(",")[0]) for line in
               (out / "training_log.csv").read_text().splitlines()[1:]]
     assert epochs == [head_epochs, head_epochs + 1]
@@ -85,6 +87,22 @@ def test_job_trains_saves_and_resumes_after_an_interruption(trained):
                               2).argmax(1)
     labels = np.array([r.label for r in val_refs])
     assert np.mean(predicted == labels) == pytest.approx(report["accuracy"])
+    published = {name: (out / name).read_bytes() for name in ("model.keras", "report.json")}
+    with pytest.raises(KeyboardInterrupt):  # a later run, killed: the good model stays whole
+        finetune.run(argv, callbacks=[_Interrupt()])
+    assert {name: (out / name).read_bytes() for name in published} == published
+
+
+def test_an_out_folder_that_is_the_head_or_another_jobs_output_is_refused(trained, tmp_path):
+    cache_dir, head_dir, _ = trained
+    for out, message in ((head_dir, "the same folder as --head-dir"),
+                         (cache_dir, "the same folder as --cache")):
+        with pytest.raises(ValueError, match=message):
+            finetune.run(["--cache", cache_dir, "--head", head_dir, "--out", out])
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.jpg").write_bytes(b"x")
+    with pytest.raises(ValueError, match="not an output of jobs.finetune"):
+        finetune.run(["--cache", cache_dir, "--head", head_dir, "--out", str(tmp_path / "photos")])
 
 
 def test_batchnorm_statistics_do_not_move_during_training(trained):

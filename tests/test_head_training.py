@@ -69,3 +69,20 @@ def test_a_report_failing_in_the_background_fails_the_call(tiny_cache, tmp_path,
     with pytest.raises(OSError, match="no space left writing .*fraction_0.5"):
         train_heads_on_cache(tiny_cache.cache_dir, str(tmp_path),
                              config=HeadConfig(head="logistic"), fractions=(0.5, 1.0))
+
+
+
+def test_a_failed_retrain_leaves_the_previous_head_whole(tiny_cache, tmp_path, monkeypatch):
+    out = tmp_path / "head"
+    train_heads_on_cache(tiny_cache.cache_dir, str(out), config=HeadConfig(head="logistic"))
+    before = {name: (out / name).read_bytes() for name in os.listdir(out) if (out / name).is_file()}
+
+    def killed(out_dir, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reports, "write_report", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_heads_on_cache(tiny_cache.cache_dir, str(out), config=HeadConfig(head="dense"))
+    after = {name: (out / name).read_bytes() for name in os.listdir(out) if (out / name).is_file()}
+    assert after == before and "published.json" in after
+    assert [name for name in os.listdir(tmp_path) if name.startswith(".")] == []

@@ -14,7 +14,10 @@ import keras
 from pipeline.training.ema import EmaCandidates
 from pipeline.training.selection import KeepBest
 
-__all__ = ["fit"]
+__all__ = ["BACKUP_DIR", "fit"]
+
+#: The folder of a run's working folder where Keras keeps what `--resume` restores.
+BACKUP_DIR = "backup"
 
 
 class _EpochLines(keras.callbacks.Callback):
@@ -65,7 +68,7 @@ def fit(model, train, out_dir, *, config, scorer, warm_start_score, initial_epoc
         `(history, state)`: the history dict, with `epoch` (the epoch numbers run in this call),
         and `KeepBest`'s state (see `kept_summary`).
     """
-    backup = os.path.join(out_dir, "backup")
+    backup = os.path.join(out_dir, BACKUP_DIR)
     resume = resume and os.path.isdir(backup)
     if not resume and os.path.isdir(backup):
         shutil.rmtree(backup)

@@ -22,15 +22,17 @@ import tensorflow as tf
 from pipeline.data.augment import mixup_batches
 from pipeline.features import cache
 from pipeline.files import write_json_atomic
+from pipeline.publish import check_out_dir, published_folder, work_folder
 from pipeline.training.ema import ema_momentum
 from pipeline.training.end_to_end import (MODEL_FILE, MODEL_INFO, build_model, compile_model,
                                           learning_rate_schedule, set_trainable, soft_targets)
 from pipeline.training.heads import fraction_subset, load_head, logits_to_proba
 from pipeline.training.image_data import image_dataset, split_refs
 from pipeline.training.config import FinetuneConfig
-from pipeline.training.epochs import fit
+from pipeline.training.epochs import BACKUP_DIR, fit
 from pipeline.training.finetune_report import write_finetune_report
 from pipeline.training.tta import flip_tta_wanted, score_candidate, with_flip_tta
+from pipeline.validation import check_apart
 
 __all__ = ["FinetuneConfig", "PIXEL_CACHE", "run_finetune"]
 
@@ -58,10 +60,14 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
     it, so fine-tuning never makes the validation result worse. `report.json` says which was kept
     and why (`kept`: "finetuned" or "warm_start", `kept_epoch`, 0 for the warm start,
     `kept_model` and `kept_reason`), as do the page's title and its first own section, and
-    `head_vs_finetuned.csv`. A TFDS cache's images are written under `out_dir/pixel_cache/`
-    for the run (`split_refs`). Also writes `checkpoint.keras` (the last
-    epoch), `training_log.csv`, `tensorboard/` and the full report (curves of both phases, with
-    a marker where fine-tuning starts) into `out_dir`.
+    `head_vs_finetuned.csv`. Also writes `checkpoint.keras` (the last epoch),
+    `training_log.csv`, `tensorboard/` and the full report (curves of both phases, with a marker
+    where fine-tuning starts) into `out_dir`.
+
+    Training runs in a working folder beside `out_dir` (`pipeline.publish.work_folder`: the
+    checkpoints, logs and, for a TFDS cache, its images under `pixel_cache/`), which `--resume`
+    continues from; `out_dir` is published whole at the end (`published_folder`), so that until
+    then it holds the previous run's output, untouched.
 
     Args:
         cache_dir: a complete cache.
@@ -76,10 +82,14 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
         The report dict (also written as `report.json`).
 
     Raises:
-        ValueError: a head of another cache or kind, changed data, bad layers.
+        ValueError: a head of another cache or kind, changed data, bad layers, or an
+            `out_dir` that is an input or holds another job's output.
     """
+    check_apart(out_dir, "--out", (head_dir, "--head-dir"), (cache_dir, "--cache"))
+    check_out_dir(out_dir, job="finetune", markers=(MODEL_INFO,))
     start = _start(cache_dir, head_dir)
-    pixels = os.path.join(out_dir, PIXEL_CACHE)  # decoded once, read back by later epochs
+    work = work_folder(out_dir, keep=resume)  # checkpoints and logs, kept for --resume
+    pixels = os.path.join(work, PIXEL_CACHE)  # decoded once, read back by later epochs
     shutil.rmtree(pixels, ignore_errors=True)  # a killed run's partial files
     try:
         train_refs, val_refs = _training_refs(start.manifest, config,
@@ -90,19 +100,23 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
         train = _train_dataset(train_refs, start.manifest, config, pixel_cache=pixels)
         validation = _validation(val_refs, start, config, pixel_cache=pixels)
         warm_start_diff, warm_start_score = _warm_start(model, validation)
-        os.makedirs(out_dir, exist_ok=True)
         head_epochs = len(start.head.history.get("loss", []))
-        model, state = _fine_tune(model, train, out_dir, validation, config=config,
+        model, state = _fine_tune(model, train, work, validation, config=config,
                                   warm_start_score=warm_start_score, initial_epoch=head_epochs,
                                   resume=resume, callbacks=callbacks)
-        _save_model(model, out_dir, start.manifest, config)
-        return write_finetune_report(
-            out_dir, model, state, start=start, validation=validation, config=config,
+    finally:
+        shutil.rmtree(pixels, ignore_errors=True)
+    with published_folder(out_dir, job="finetune", markers=(MODEL_INFO,)) as staging:
+        shutil.copytree(work, staging, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(BACKUP_DIR))
+        _save_model(model, staging, start.manifest, config)
+        report = write_finetune_report(
+            staging, model, state, start=start, validation=validation, config=config,
             top_n=top_n, facts={"first_unfrozen_layer": first_unfrozen,
                                 "warm_start_max_abs_diff": warm_start_diff,
                                 "head_epochs": head_epochs, "train_images": len(train_refs)})
-    finally:
-        shutil.rmtree(pixels, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+    return report
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,11 +15,17 @@ import numpy as np
 
 from pipeline import reports
 from pipeline.features import cache
+from pipeline.publish import check_out_dir, published_folder
 from pipeline.reports.runs import display_name
 from pipeline.training.heads import HeadConfig, fraction_subset, train_head
 
-__all__ = ["train_heads_on_cache", "example_paths", "data_name", "page_title",
+__all__ = ["OUTPUT_MARKERS", "train_heads_on_cache", "example_paths", "data_name", "page_title",
            "comparison_markdown"]
+
+
+#: The files that mark a folder as an earlier output of `jobs.train_head` (a head, fractions
+#: compared, k-fold), written before `published.json` existed.
+OUTPUT_MARKERS = ("head.json", "comparison.csv", "folds.csv")
 
 
 def data_name(manifest):
@@ -83,7 +89,9 @@ def train_heads_on_cache(cache_dir, out_dir, *, config=HeadConfig(), fractions=(
 
     With one fraction, the head and its report are written to `out_dir`; with several, each goes
     to `out_dir/fraction_<f>/` and `out_dir` gets `comparison.csv`, `comparison.md`,
-    `index.html` and a `report.json` whose `accuracy` is that of the largest fraction.
+    `index.html` and a `report.json` whose `accuracy` is that of the largest fraction. The
+    folder is published whole (`pipeline.publish`): an earlier head there stays as it was until
+    the new one is complete.
 
     Args:
         cache_dir: a complete cache written by `jobs.embed`.
@@ -98,23 +106,26 @@ def train_heads_on_cache(cache_dir, out_dir, *, config=HeadConfig(), fractions=(
 
     Raises:
         pipeline.features.cache.CacheError: the cache is incomplete or corrupt.
-        ValueError: one class in training, or no validation examples.
+        ValueError: one class in training, no validation examples, or an `out_dir` that holds
+            something other than a head.
     """
+    check_out_dir(out_dir, job="train_head", markers=OUTPUT_MARKERS)
     manifest = cache.read_manifest(cache_dir)
     splits = cache.load_splits(cache_dir, {"train": False, "val": True})
     train, val = splits["train"], splits["val"]
-    folders = ([out_dir] if len(fractions) == 1 else
-               [os.path.join(out_dir, f"fraction_{fraction:g}") for fraction in fractions])
-    # Each report (figures, thumbnails) is written in the background while the next fraction's
-    # head trains: with small fractions it takes longer than the training.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as writer:
-        pending = [writer.submit(reports.write_report, **_fit_one(
-            cache_dir, manifest, train, val, folder, config=config, fraction=fraction,
-            top_n=top_n, verbose=verbose)) for fraction, folder in zip(fractions, folders)]
-        results = [report.result() for report in pending]
-    if len(fractions) > 1:
-        _write_comparison(out_dir, results, page_title(f"{config.head} head", manifest,
-                                                       "training fractions compared"))
+    with published_folder(out_dir, job="train_head", markers=OUTPUT_MARKERS) as staging:
+        folders = ([staging] if len(fractions) == 1 else
+                   [os.path.join(staging, f"fraction_{fraction:g}") for fraction in fractions])
+        # Each report (figures, thumbnails) is written in the background while the next
+        # fraction's head trains: with small fractions it takes longer than the training.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as writer:
+            pending = [writer.submit(reports.write_report, **_fit_one(
+                cache_dir, manifest, train, val, folder, config=config, fraction=fraction,
+                top_n=top_n, verbose=verbose)) for fraction, folder in zip(fractions, folders)]
+            results = [report.result() for report in pending]
+        if len(fractions) > 1:
+            _write_comparison(staging, results, page_title(f"{config.head} head", manifest,
+                                                           "training fractions compared"))
     return results
 
 

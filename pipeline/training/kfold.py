@@ -14,7 +14,9 @@ from pipeline import reports
 from pipeline.console import track
 from pipeline.data.sources import assign_split
 from pipeline.features import cache
-from pipeline.training.head_training import data_name, example_paths, page_title
+from pipeline.publish import check_out_dir, published_folder
+from pipeline.training.head_training import (OUTPUT_MARKERS, data_name, example_paths,
+                                             page_title)
 from pipeline.training.heads import HeadConfig, train_head
 from pipeline.validation import check_scalar
 
@@ -100,6 +102,7 @@ def kfold_on_cache(cache_dir, out_dir, *, folds, config=HeadConfig(), top_n=50, 
     Returns:
         The report dict.
     """
+    check_out_dir(out_dir, job="train_head", markers=OUTPUT_MARKERS)
     manifest = cache.read_manifest(cache_dir)
     data = _all_records(cache_dir, manifest)
     fold, proba = out_of_fold_proba(data, len(manifest["class_names"]), folds=folds,
@@ -115,9 +118,16 @@ def kfold_on_cache(cache_dir, out_dir, *, folds, config=HeadConfig(), top_n=50, 
     cv = {m: {"mean": float(np.mean([r[m] for r in rows])),
               "std": float(np.std([r[m] for r in rows]))}
           for m in _METRICS if all(r[m] is not None for r in rows)}
-    os.makedirs(out_dir, exist_ok=True)
-    reports.write_csv(os.path.join(out_dir, "folds.csv"), ["fold", "images", *_METRICS],
-                      [[r["fold"], r["images"], *(r[m] for m in _METRICS)] for r in rows])
+    with published_folder(out_dir, job="train_head", markers=OUTPUT_MARKERS) as staging:
+        reports.write_csv(os.path.join(staging, "folds.csv"), ["fold", "images", *_METRICS],
+                          [[r["fold"], r["images"], *(r[m] for m in _METRICS)] for r in rows])
+        return _write_kfold_report(staging, manifest, data, proba, rows, cv, folds=folds,
+                                   cache_dir=cache_dir, config=config, top_n=top_n)
+
+
+def _write_kfold_report(out_dir, manifest, data, proba, rows, cv, *, folds, cache_dir, config,
+                        top_n):
+    clean = data.copies == 0
     table = "".join(f"<tr><th>{m}</th><td>{v['mean']:.4f} &plusmn; {v['std']:.4f}</td></tr>"
                     for m, v in cv.items())
     title = page_title(f"{config.head} head", manifest,
