@@ -244,8 +244,8 @@ def published_folder(out_dir, *, job, markers=()):
     check_out_dir(out_dir, job=job, markers=markers)
     owner = _owner()
     staging = _sibling(out_dir, _STAGING, owner)
-    os.makedirs(staging)
     try:
+        os.makedirs(staging)
         yield staging
         listing = {"job": job, "published_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                    "files": _listing(staging)}
@@ -269,6 +269,8 @@ def _named(err, staging, out_dir):
     if err.errno is None:
         return err
     where = os.fspath(err.filename) if err.filename else ""
-    if not where or where.startswith(staging):
-        where = os.path.join(out_dir, os.path.relpath(where, staging)) if where else out_dir
+    if not where or where == os.path.dirname(staging):
+        where = out_dir
+    elif where == staging or where.startswith(staging + os.sep):
+        where = os.path.normpath(os.path.join(out_dir, os.path.relpath(where, staging)))
     return OSError(err.errno, err.strerror or str(err), where)

@@ -1,5 +1,6 @@
 import html.parser
 import os
+import re
 import urllib.parse
 
 import numpy as np
@@ -8,6 +9,7 @@ from PIL import Image
 
 from pipeline.reports import cells, write_report
 from pipeline.reports import runs as report_runs
+from pipeline.reports.pages import image_href
 from tests.test_report_runs import CHROMIUM, chromium_overflow
 
 NAMES = ["cat", "dog", "owl"]
@@ -201,3 +203,16 @@ def test_forty_classes_fit_1280_pixels_in_chromium(tmp_path):
         shot = tmp_path / f"{page.stem}.png"
         assert chromium_overflow(page, shot) <= 0, page
         assert shot.stat().st_size > 10_000
+
+
+def test_each_thumbnail_opens_its_image_file(tmp_path):
+    out, ids, y, proba = _report(tmp_path)
+    data = {os.path.normpath(p) for p in _images(tmp_path / "data", len(ids))}
+    for page, count in ((out / "cells" / "class-0.html", 6), (out / "most_wrong.html", None)):
+        linked = re.findall(r'<a href="([^"]+)"><img src="(?:thumbs/[^"]+)"', page.read_text())
+        targets = {os.path.normpath(os.path.join(page.parent, urllib.parse.unquote(href)))
+                   for href in linked}
+        assert linked and targets <= data, page
+        assert count is None or len(linked) == count
+    assert image_href("", out) == "" and image_href("gs://b/x.jpg", out) == ""
+    assert image_href(tmp_path / "my data" / "a#1.jpg", out) == "../my%20data/a%231.jpg"

@@ -93,3 +93,20 @@ def test_thumbnail_grid_image_leaves_empty_cells_for_missing_images(tmp_path):
     assert pixels[200, 50].tolist() == [128, 128, 128]
     figures.save_image(grid, str(tmp_path / "grid.png"))
     assert (tmp_path / "grid.png").stat().st_size > 0
+
+
+def test_thumbnail_captions_read_at_twelve_pixels_where_the_page_shows_the_grid():
+    images = [np.zeros((8, 8, 3), np.uint8)] * 5
+    grid = np.asarray(figures.thumbnail_grid_image(images, ["Hg"] * 5).convert("L"))
+    inked = np.flatnonzero((grid[:60, :240] < 128).any(axis=1))  # the first caption's rows
+    shown = min(1.0, 1152 / grid.shape[1])  # a report page's column is 1152 px wide
+    assert (inked[-1] - inked[0] + 1) * shown >= 12
+
+
+def test_date_axes_of_runs_seconds_apart_name_each_tick_in_full():
+    times = ["2026-12-02T18:02:45", "2026-12-02T18:02:55", "2026-12-02T18:03:10",
+             "2026-12-02T18:03:30"]
+    fig = figures.recall_trend_figure(times, ["a", "b"], np.full((4, 2), 0.5))
+    fig.canvas.draw()
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels() if t.get_text()]
+    assert len(labels) >= 2 and all(label.count(":") == 2 for label in labels), labels

@@ -166,3 +166,13 @@ def test_a_full_disk_names_the_output_not_the_staging_folder(tmp_path):
             open(os.path.join(staging, "missing", "model.keras"), "rb")
     assert raised.value.filename == os.path.join(str(out), "missing", "model.keras")
     assert not out.exists() and _leftovers(out) == []
+
+
+def test_a_read_only_parent_names_the_output(tmp_path, monkeypatch):
+    def refused(path, *args, **kwargs):  # as a read-only folder refuses (CI runs as root)
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(publish.os, "makedirs", refused)
+    with pytest.raises(OSError) as raised:
+        _publish(tmp_path / "finetune", {"model.json": "{}"})
+    assert raised.value.filename == str(tmp_path / "finetune") and raised.value.errno == 13

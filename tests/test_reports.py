@@ -171,3 +171,19 @@ def test_file_names_are_escaped_on_every_page(tmp_path, faces):
         text = page.read_text()
         assert "<img src=x" not in text and "<b>dog" not in text, page
         assert "&lt;img src=x onerror=alert(1)&gt;" in text, page
+
+
+def test_the_report_says_which_classes_its_macro_f1_leaves_out(tmp_path):
+    from pipeline.reports.summaries import shard_summary
+
+    y = np.array([0] * 10 + [3] * 10)
+    proba = np.full((20, 5), 0.05)
+    proba[np.arange(20), y] = 0.8
+    proba[0] = [0.05, 0.8, 0.05, 0.05, 0.05]  # one mistake, into a class with no image
+    names = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+    report = write_report(tmp_path, summary=shard_summary(y, proba), class_names=names)
+    assert report["classes_absent"] == ["dandelion", "roses", "tulips"]
+    low, high = report["intervals"]["macro_f1"]
+    assert report["macro_f1"] > 0.9 and low <= report["macro_f1"] <= high and low > 0.8
+    page = (tmp_path / "index.html").read_text()
+    assert "over the 2 of 5 classes with images; none of dandelion, roses, tulips" in page

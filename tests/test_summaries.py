@@ -198,3 +198,22 @@ def test_merge_rejects_nothing_and_mixed_classes():
         merge_summaries([two, three])
     with pytest.raises(ValueError):
         shard_summary(np.array([3]), np.array([[0.1, 0.2, 0.7]]))
+
+
+def test_macro_averages_leave_out_the_classes_with_no_image():
+    # A 5-class model on a folder of two of its classes, mostly right.
+    y = np.array([0] * 10 + [3] * 10)
+    predicted = y.copy()
+    predicted[[0, 12]] = [1, 4]
+    proba = np.full((20, 5), 0.05)
+    proba[np.arange(20), predicted] = 0.8
+    got = summary_metrics(shard_summary(y, proba), _names(5))
+    present = [0, 3]
+    for name, score in (("macro_f1", metrics.f1_score), ("macro_precision",
+                                                         metrics.precision_score),
+                        ("macro_recall", metrics.recall_score)):
+        want = score(y, predicted, labels=present, average="macro", zero_division=0)
+        assert got[name] == pytest.approx(want), name
+    assert got["macro_f1"] > 0.85
+    assert got["classes_present"] == ["class 0", "class 3"]
+    assert got["classes_absent"] == ["class 1", "class 2", "class 4"]

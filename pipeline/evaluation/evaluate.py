@@ -2,8 +2,19 @@
 
 `evaluate` scores a fine-tuned `model.keras`, a head (with its cache's backbone) or an export on
 a class folder, a TFDS split or a cache's split, writes the full report into
-`<reports>/<stamp>-<model>/`, and records the run in `<reports>/runs.csv`, whose trend plot and
-`index.html` it redraws, under a file lock so that concurrent runs never corrupt them.
+`<reports>/<stamp>-<model>-<id>/`, and records the run in `<reports>/runs.csv`, whose trend plot
+and `index.html` it redraws, under a file lock so that concurrent runs never corrupt them.
+
+A kill at any moment leaves the reports folder whole. The run folder is written in a staging
+folder and published whole (`pipeline.publish`): it appears complete or not at all. Then, under
+the lock, the run is committed: its blessing (`blessed.json`), then its runs.csv row and the
+index. The published run folder is the commit point: its `report.json` holds everything the
+rest is made of, so the next evaluation, under the lock and before its pass, records a published
+run that runs.csv lacks (a kill between publishing and recording), and removes the staging
+folders of dead evaluations. Damaged shared files do not lock the folder out: a `blessed.json`
+that is not a blessing record is set aside, a figure in runs.csv that is not a number is read as
+empty, and a blessed model that is gone leaves the run without a baseline, each with a one-line
+warning.
 
 The predictions come from the predict job's pass (`pipeline.prediction`), on any Beam runner:
 each shard step writes its evaluation summary (confusion counts, calibration bins, score
@@ -22,8 +33,10 @@ import html
 import json
 import os
 import re
+import threading
 import time
 import uuid
+import warnings
 
 
 from pipeline import reports
@@ -33,6 +46,7 @@ from pipeline.files import write_json_atomic
 from pipeline.prediction.job import PredictConfig, run_predict
 from pipeline.prediction.models import open_model
 from pipeline.prediction.shard import read_rows
+from pipeline.publish import PUBLISHED, check_out_dir, published_folder, verify_published
 from pipeline.reports import cells
 from pipeline.reports import runs as report_runs
 from pipeline.reports.runs import RUNS_COLUMNS, display_name
@@ -49,13 +63,24 @@ def _slug(path):
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:40] or "model"
 
 
+_HELD = threading.local()
+
+
 @contextlib.contextmanager
 def _locked(reports_dir):
+    """The reports folder's lock (`.lock`), re-entrant within a thread."""
+    held = _HELD.__dict__.setdefault("folders", set())
+    key = os.path.realpath(reports_dir)
+    if key in held:
+        yield
+        return
     with open(os.path.join(reports_dir, ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        held.add(key)
         try:
             yield
         finally:
+            held.discard(key)
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
@@ -73,13 +98,12 @@ def _previous_run(reports_dir, run):
     return previous and previous["run_dir"]
 
 
-def _changes(reports_dir, run_dir, predictions, run, title, *, rows):
-    """Writes this run's `predictions.csv` (streamed from `predictions`) and diffs it against
-    the previous run of its series (`run`: model, data, data name and fingerprint) on the same
-    images, a bucket of ids at a time; None when there is none or it is not comparable."""
+def _changes(reports_dir, run_path, predictions, run, title, *, rows):
+    """Writes this run's `predictions.csv` (streamed from `predictions`) into `run_path` (its
+    staging folder) and diffs it against the previous run of its series (`run`: model, data,
+    data name and fingerprint) on the same images, a bucket of ids at a time; None when there
+    is none or it is not comparable."""
     previous = _previous_run(reports_dir, run)
-    run_path = os.path.join(reports_dir, run_dir)
-    os.makedirs(run_path, exist_ok=True)
     report_runs.write_predictions(run_path, predictions)
     if previous is None:
         return None
@@ -101,11 +125,86 @@ def _changes_section(summary):
 
 
 def _amend_report(run_path, **entries):
-    """Adds `entries` to the run's `report.json`, rewritten atomically."""
+    """Adds `entries` to the run's `report.json` (in its staging folder), rewritten
+    atomically; returns the whole report."""
     path = os.path.join(run_path, "report.json")
     with open(path) as handle:
-        saved = json.load(handle)
-    write_json_atomic(path, {**saved, **entries})
+        saved = {**json.load(handle), **entries}
+    write_json_atomic(path, saved)
+    return saved
+
+
+def _remove_dead_staging(folder):
+    """Removes the staging folders that dead evaluations left in `folder`: `pipeline.publish`
+    removes them per output (`check_out_dir`), and a run folder's name is never used twice."""
+    for entry in os.listdir(folder) if os.path.isdir(folder) else ():
+        name, staging, _ = entry[1:].partition(".staging-")
+        if entry.startswith(".") and staging:
+            check_out_dir(os.path.join(folder, name), job="evaluate", markers=("report.json",))
+
+
+def _runs_row(report, run_dir):
+    """The runs.csv row of a run, from its report (as its `report.json` holds it)."""
+    return {**report, "time": report["created"], "model": report["config"]["model"],
+            "data": report["config"]["data"], "run_dir": run_dir,
+            **review.runs_fields(report, report["baseline_comparison"],
+                                 report["requirements"], report["blessed"])}
+
+
+def _comparison(reports_dir, report, run_dir):
+    """The run against the previous and the best run of its series, as recording it will
+    judge it (`report_runs.compare_runs`); call it under the lock."""
+    row = _runs_row(report, run_dir)
+    rows = report_runs.read_runs(reports_dir) + [
+        {k: "" if row.get(k) is None else str(row[k]) for k in RUNS_COLUMNS}]
+    return report_runs.compare_runs(rows, threshold=report["regression_threshold"],
+                                    fail_under=report["fail_under"])
+
+
+def _commit(reports_dir, run_dir, report):
+    """Under the lock, once the run folder is published: its blessing (`blessed.json`), then
+    its runs.csv row and the index; returns the comparison."""
+    if report.get("blessed"):
+        gate.write_blessing(reports_dir, report["blessed"])
+    return _record_run(reports_dir, _runs_row(report, run_dir),
+                       threshold=report["regression_threshold"], fail_under=report["fail_under"])
+
+
+def _record_unrecorded(reports_dir):
+    """Commits the published run folders that runs.csv lacks (an evaluation killed between
+    publishing its folder and recording it), oldest first. Call it under the lock."""
+    recorded = {row["run_dir"] for row in report_runs.read_runs(reports_dir)}
+    for name in sorted(os.listdir(reports_dir)):
+        path = os.path.join(reports_dir, name)
+        if name in recorded or not os.path.isfile(os.path.join(path, PUBLISHED)):
+            continue
+        try:
+            if verify_published(path, digests=False)["job"] != "evaluate":
+                continue
+            with open(os.path.join(path, "report.json")) as handle:
+                report = json.load(handle)
+            _commit(reports_dir, name, report)
+        except (ValueError, KeyError, OSError) as err:
+            warnings.warn(f"{path}: an evaluation that runs.csv lacks and that cannot be "
+                          f"recorded ({err}); left out of runs.csv and the index (remove the "
+                          "folder to silence this)", stacklevel=2)
+            continue
+        warnings.warn(f"{path}: an evaluation that was stopped before it was recorded; now "
+                      "recorded in runs.csv", stacklevel=2)
+
+
+def _prepare_folder(reports_dir):
+    """Before the pass, under the lock: the staging folders of dead evaluations removed, a
+    damaged `blessed.json` set aside, runs.csv's values that are not numbers named
+    (`report_runs.read_runs`) and the published runs it lacks recorded, so that the baseline and
+    the comparisons read a whole folder. A folder that is not there is left alone."""
+    if not os.path.isdir(reports_dir):
+        return
+    with _locked(reports_dir):
+        for folder in (reports_dir, os.path.join(reports_dir, gate.COPIES)):
+            _remove_dead_staging(folder)
+        gate.set_aside_damaged(reports_dir)
+        _record_unrecorded(reports_dir)
 
 
 def _prediction_rows(out_dir, manifest):
@@ -161,11 +260,12 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
             a cache's images are read as its embed job read them). Defaults to `"no"`.
         baseline: a model to compare with on the same images (paired figures with 95 %
             intervals, McNemar's test, a verdict); None: the reports folder's blessed model,
-            where there is one (this model itself when it is the blessed one: its rows are
-            reused, every difference is 0). Defaults to `None`.
+            where there is one, opened from its copy in the reports folder (this model itself
+            when it is the blessed one: its rows are reused, every difference is 0). Defaults
+            to `None`.
         requirements: `gate.Requirement`s that must all hold. Defaults to `()`.
-        bless: write `blessed.json` (this model) when every requirement holds. Defaults to
-            `False`.
+        bless: when every requirement holds, keep a copy of this model in the reports folder
+            (`blessed-model/`) and write `blessed.json` (`gate.blessing`). Defaults to `False`.
         slice_by: slice dimensions (`pipeline.evaluation.slices.SLICE_BY`): each slice's
             figures, and the requirements checked on each. Defaults to `()`.
         slices_csv: a CSV file of the images' own metadata (`id` and any columns), sliced
@@ -181,12 +281,13 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
     Raises:
         ValueError: before any image is scored (nothing written): an unknown model, classes
             the model does not know, a requirement that cannot be checked (`gate.validate`),
-            a baseline with other classes or a blessed model changed since its blessing
-            (`review.resolve_baseline`), a slices file without an id column
-            (`slices.read_slices_csv`); after the pass: no readable image.
+            a baseline with other classes (`review.resolve_baseline`), a slices file without
+            an id column (`slices.read_slices_csv`); after the pass: no readable image, or a
+            model whose files changed while it was evaluated (with `bless`).
     """
     spec = open_model(model_path)
     classes = list(spec.class_names)
+    _prepare_folder(reports_dir)
     baseline, baseline_spec = review.resolve_baseline(baseline, spec, reports_dir)
     gate.validate(requirements, class_names=classes, has_baseline=baseline is not None)
     columns = slices.read_slices_csv(slices_csv) if slices_csv else None
@@ -219,40 +320,45 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
     stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(now))
     run_dir = f"{stamp}-{_slug(display_name(model_path))}-{uuid.uuid4().hex[:6]}"
     title = f"{display_name(model_path)} on {data_name(data)}"
-    changes = _changes(reports_dir, run_dir, _prediction_rows(result.out_dir, result.manifest),
-                       {"model": model_path, "data": data, "data_name": data_name(data),
-                        "data_fingerprint": fingerprint}, title, rows=summary["rows"])
-    run_path = os.path.join(reports_dir, run_dir)
-    cells.write_cell_pages(run_path, cells.prediction_rows(run_path),
-                           class_names=list(spec.class_names), title=title)
-    report = reports.write_report(
-        os.path.join(reports_dir, run_dir), summary=summary["evaluation"],
-        most_wrong_rows=summary["most_wrong"], class_names=list(spec.class_names),
-        title=title, top_n=top_n, clock=lambda: now, config={"model": model_path, "data": data},
-        sections=_changes_section(changes) + review.review_sections(
-            comparison=comparison, checks=checks, class_names=classes, slices=slice_rows,
-            accuracy=figures["accuracy"], baseline_name=display_name(baseline) if baseline
-            else "", blessed=bless and passed, empty_slices=empty_slices),
-        extra={"job": "evaluate", "data_fingerprint": fingerprint,
-               "skipped": summary["skipped"], "num_skipped": len(summary["skipped"]),
-               "embedded": summary["embedded"], "reused": summary["rows"] - summary["embedded"],
-               "predictions_dir": result.out_dir, "cache_dir": spec.cache_dir,
-               "data_name": data_name(data), "model_name": display_name(model_path),
-               "changes": changes, "model_digest": spec.digest, "baseline": baseline,
-               "baseline_comparison": comparison, "requirements": checks,
-               "requirements_passed": passed,
-               "slices": [{k: v for k, v in row.items() if k != "ids"} for row in slice_rows],
-               "empty_slices": empty_slices})
-    blessed = gate.bless(reports_dir, model=model_path, model_digest=spec.digest,
-                         run_dir=run_dir, checks=checks,
-                         created=report["created"]) if bless and passed else None
-    report["comparison"] = _record_run(
-        reports_dir, {**report, "time": report["created"], "model": model_path, "data": data,
-                      "data_name": report["data_name"],
-                      "run_dir": run_dir, "fail_under": fail_under,
-                      **review.runs_fields(report, comparison, checks, blessed)},
-        threshold=regression_threshold, fail_under=fail_under)
-    _amend_report(os.path.join(reports_dir, run_dir), comparison=report["comparison"],
-                  blessed=blessed)
-    report["run_dir"], report["blessed"] = os.path.join(reports_dir, run_dir), blessed
+    run = {"model": model_path, "data": data, "data_name": data_name(data),
+           "data_fingerprint": fingerprint}
+    with contextlib.ExitStack() as held:
+        with published_folder(os.path.join(reports_dir, run_dir), job="evaluate") as staging:
+            changes = _changes(reports_dir, staging, _prediction_rows(result.out_dir,
+                                                                      result.manifest),
+                               run, title, rows=summary["rows"])
+            cells.write_cell_pages(staging, cells.prediction_rows(staging), class_names=classes,
+                                   title=title)
+            report = reports.write_report(
+                staging, summary=summary["evaluation"], most_wrong_rows=summary["most_wrong"],
+                class_names=classes, title=title, top_n=top_n, clock=lambda: now,
+                config={"model": model_path, "data": data},
+                sections=_changes_section(changes) + review.review_sections(
+                    comparison=comparison, checks=checks, class_names=classes,
+                    slices=slice_rows, accuracy=figures["accuracy"],
+                    baseline_name=display_name(baseline) if baseline else "",
+                    blessed=bless and passed, empty_slices=empty_slices),
+                extra={"job": "evaluate", "data_fingerprint": fingerprint,
+                       "skipped": summary["skipped"], "num_skipped": len(summary["skipped"]),
+                       "embedded": summary["embedded"],
+                       "reused": summary["rows"] - summary["embedded"],
+                       "predictions_dir": result.out_dir, "cache_dir": spec.cache_dir,
+                       "data_name": data_name(data), "model_name": display_name(model_path),
+                       "changes": changes, "model_digest": spec.digest, "baseline": baseline,
+                       "baseline_digest": baseline_spec and baseline_spec.digest,
+                       "baseline_comparison": comparison, "requirements": checks,
+                       "requirements_passed": passed,
+                       "slices": [{k: v for k, v in row.items() if k != "ids"}
+                                  for row in slice_rows],
+                       "empty_slices": empty_slices, "fail_under": fail_under,
+                       "regression_threshold": regression_threshold})
+            held.enter_context(_locked(reports_dir))
+            _record_unrecorded(reports_dir)  # evaluations stopped during this one's pass
+            blessed = gate.blessing(reports_dir, spec, model=model_path, run_dir=run_dir,
+                                    checks=checks, created=report["created"]
+                                    ) if bless and passed else None
+            report = _amend_report(staging, blessed=blessed, comparison=_comparison(
+                reports_dir, {**report, "blessed": blessed}, run_dir))
+        _commit(reports_dir, run_dir, report)  # published: the commit point
+    report["run_dir"] = os.path.join(reports_dir, run_dir)
     return report

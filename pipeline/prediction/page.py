@@ -32,7 +32,8 @@ def _histogram_png(out_dir, histogram):
     bars = ax.bar([i * width for i in range(len(histogram))], histogram, width=width,
                   align="edge", color="#4c78a8", edgecolor="white")
     if len(histogram) <= 20:
-        ax.bar_label(bars, fontsize=8)
+        ax.bar_label(bars, labels=[f"{count:,}" if count else "" for count in histogram],
+                     fontsize=8)
     ax.set_xlim(0, 1)
     ax.set_xlabel("probability of the predicted class")
     ax.set_ylabel("images")

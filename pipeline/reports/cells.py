@@ -25,7 +25,8 @@ page set get a thumbnail (the whole first page at the default size); later pages
 without one, so a cell of a million images costs 200 image reads, not a million. The rows are
 spread over at most 64 temporary files by true class, so the writer holds one class's rows in
 memory at a time, never the whole evaluation's. Links are relative, every text is escaped, and
-pages name images by id, never by path.
+pages name images by id, never by path; each thumbnail links to its image file where the row's
+path is known (`pipeline.reports.pages.image_href`).
 
 Example:
     >>> links = write_cell_pages("runs/head", rows, class_names=["cat", "dog"], title="head")
@@ -45,7 +46,7 @@ import tempfile
 import numpy as np
 
 from pipeline.reports.matrix import STYLE, Links, class_table, confusion_table, link, pairs_table
-from pipeline.reports.pages import table, thumbnail, write_page
+from pipeline.reports.pages import image_href, table, thumbnail, write_page
 from pipeline.validation import check_scalar
 
 __all__ = ["PAGE_SIZE", "THUMBNAILS", "Links", "confusion_table", "class_table", "pairs_table",
@@ -217,7 +218,8 @@ def write_image_pages(folder, stem, rows, *, title, back, columns=("true", "pred
         sources = list(pool.map(functools.partial(_thumb, folder), rows[:thumbnails]))
     for number, name in enumerate(names):
         start = number * page_size
-        shown = [{"#": start + i + 1, "image": _image(sources, start + i),
+        shown = [{"#": start + i + 1, "image": _image(sources, start + i,
+                                                       image_href(row["path"], folder)),
                   "id": row["id"], **{c: row[c] for c in columns},
                   "confidence": float(row["confidence"])}
                  for i, row in enumerate(rows[start:start + page_size])]
@@ -231,9 +233,14 @@ def write_image_pages(folder, stem, rows, *, title, back, columns=("true", "pred
     return names[0]
 
 
-def _image(sources, number):
+def _image(sources, number, href):
+    """The image cell: the thumbnail (or, past the thumbnailed ones, `open`), linked to the
+    image file where `href` is known."""
     src = sources[number] if number < len(sources) else ""
-    return f'<img src="{html.escape(src)}" alt="" loading="lazy">' if src else ""
+    shown = f'<img src="{html.escape(src)}" alt="" loading="lazy">' if src else ""
+    if not href:
+        return shown
+    return f'<a href="{html.escape(href)}">{shown or "open"}</a>'
 
 
 def write_change_pages(run_path, changes, *, title, page_size=PAGE_SIZE, thumbnails=THUMBNAILS):

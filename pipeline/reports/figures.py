@@ -23,6 +23,9 @@ __all__ = ["confusion_figure", "reliability_figure", "reliability_bins", "roc_cu
            "roc_pr_figure", "thumbnail_grid_image", "trend_figure", "recall_trend_figure",
            "save_figure", "save_image", "plot_curves"]
 
+#: The captions' font size in `thumbnail_grid_image`: over 12 px where a report page shows the
+#: grid of 5 columns (1200 px) in its 1152 px column.
+_CAPTION_PIXELS = 16
 _CELL_INCHES = 0.32
 _MAX_FONT = 10.0
 
@@ -161,7 +164,7 @@ def roc_pr_figure(curves, *, positive="positive", prevalence=None):
     return fig
 
 
-def thumbnail_grid_image(images, captions, *, columns=5, tile=(240, 270)):
+def thumbnail_grid_image(images, captions, *, columns=5, tile=(240, 280)):
     """A grid of thumbnails with a caption over each (fastai's `plot_top_losses` layout), laid
     out by Pillow: a tenth of the time of drawing it with matplotlib, for a picture of pictures.
 
@@ -169,7 +172,7 @@ def thumbnail_grid_image(images, captions, *, columns=5, tile=(240, 270)):
         images: arrays (h, w, 3) or None (drawn as an empty cell).
         captions: one string per image (lines separated by `\\n`).
         columns: cells per row. Defaults to `5`.
-        tile: a cell's (width, height) in pixels. Defaults to `(240, 270)`.
+        tile: a cell's (width, height) in pixels. Defaults to `(240, 280)`.
 
     Returns:
         A `PIL.Image.Image` (RGB).
@@ -180,8 +183,8 @@ def thumbnail_grid_image(images, captions, *, columns=5, tile=(240, 270)):
     rows = max(1, -(-len(images) // columns))
     width, height = tile
     canvas = Image.new("RGB", (width * columns, height * rows), "white")
-    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default(size=12)
-    caption_height = 34
+    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default(size=_CAPTION_PIXELS)
+    caption_height = 2 * _CAPTION_PIXELS + 12
     for index, (image, caption) in enumerate(zip(images, captions)):
         left, top = (index % columns) * width, (index // columns) * height
         draw.multiline_text((left + width // 2, top + 4), caption, fill="black", font=font,
@@ -210,41 +213,72 @@ def _dates(times):
     return [datetime.datetime.fromisoformat(t) for t in times]
 
 
+#: Tick labels at each level of a date axis: year, month, day, hour, minute, second. Runs a
+#: few seconds apart read `18:02:50, 18:03:00`, never a bare `50` beside `18:03`.
+_DATE_FORMATS = ["%Y", "%b", "%d %b", "%H:%M", "%H:%M", "%H:%M:%S"]
+_DATE_ZERO_FORMATS = ["", "%Y", "%b", "%d %b", "%H:%M", "%H:%M:%S"]
+
+
 def _date_axis(ax, dates):
     locator = mdates.AutoDateLocator(minticks=2, maxticks=8)
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(
+        locator, formats=_DATE_FORMATS, zero_formats=_DATE_ZERO_FORMATS))
     if len(set(dates)) == 1:
         ax.set_xlim(dates[0] - datetime.timedelta(days=1), dates[0] + datetime.timedelta(days=1))
 
 
-def trend_figure(rows, *, metrics_=("accuracy", "macro_f1"), fail_under=None, name=str):
-    """Metrics of every run over time, one line per model with its 95 % interval as a band
-    (where runs.csv has `<metric>_low`/`_high`), and the majority baseline.
+def _default_series(row):
+    return row["model"], row.get("data", "")
+
+
+def _series_lines(ax, rows, metric, series, marker):
+    """One line per series of `metric` (and its interval as a band where rows have one)."""
+    for key in sorted({series(r) for r in rows}):
+        mine = [r for r in rows if series(r) == key and r.get(metric) not in ("", None)]
+        model, data = key
+        line, = ax.plot(_dates([r["time"] for r in mine]), [float(r[metric]) for r in mine],
+                        marker=marker, markersize=4, linewidth=1.2,
+                        label=f"{model} on {data}" if data else model)
+        banded = [r for r in mine if r.get(f"{metric}_low") not in ("", None)]
+        if banded:
+            dates = _dates([r["time"] for r in banded])
+            low = [float(r[f"{metric}_low"]) for r in banded]
+            high = [float(r[f"{metric}_high"]) for r in banded]
+            ax.fill_between(dates, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
+            ax.vlines(dates, low, high, color=line.get_color(), alpha=0.5, linewidth=1)
+
+
+def _baselines(ax, rows, series):
+    """The majority baseline, one dotted line per data set (it depends on the data alone)."""
+    data_sets = sorted({series(r)[1] for r in rows})
+    for index, data in enumerate(data_sets):
+        mine = [r for r in rows if series(r)[1] == data]
+        ax.plot(_dates([r["time"] for r in mine]), [float(r["majority_baseline"]) for r in mine],
+                color="gray", linestyle=(0, (1, 1 + 2 * index)),
+                label="majority baseline" + (f", {data}" if len(data_sets) > 1 else ""))
+
+
+def trend_figure(rows, *, metrics_=("accuracy", "macro_f1"), fail_under=None,
+                 series=_default_series):
+    """Metrics of every run over time, one line per series (a model on a data set) with its 95 %
+    interval as a band (where runs.csv has `<metric>_low`/`_high`), and the majority baseline of
+    each data set.
 
     Args:
         rows: runs.csv rows (dicts with `time`, `model`, the metrics, `majority_baseline`).
         metrics_: the metrics, one panel each. Defaults to accuracy and macro-F1.
         fail_under: draws this accuracy floor as a red line, or None. Defaults to `None`.
-        name: turns a row's `model` into its legend label. Defaults to `str`.
+        series: a row's series, `(model name, data name)`: one line each, labelled
+            `model on data` (`model` alone for an empty data name); the baseline is drawn per
+            data name. Defaults to the row's `model` and `data`
+            (`pipeline.reports.runs.series_key` gives display names).
     """
     fig, axes = _subplots(1, len(metrics_), figsize=(12, 4), squeeze=False)
     marker = "o" if len(rows) <= 40 else None
     for metric, ax in zip(metrics_, axes[0]):
-        for model in sorted({r["model"] for r in rows}):
-            mine = [r for r in rows if r["model"] == model and r.get(metric) not in ("", None)]
-            line, = ax.plot(_dates([r["time"] for r in mine]), [float(r[metric]) for r in mine],
-                            marker=marker, markersize=4, linewidth=1.2, label=name(model))
-            banded = [r for r in mine if r.get(f"{metric}_low") not in ("", None)]
-            if banded:
-                dates = _dates([r["time"] for r in banded])
-                low = [float(r[f"{metric}_low"]) for r in banded]
-                high = [float(r[f"{metric}_high"]) for r in banded]
-                ax.fill_between(dates, low, high, color=line.get_color(), alpha=0.15,
-                                linewidth=0)
-                ax.vlines(dates, low, high, color=line.get_color(), alpha=0.5, linewidth=1)
-        ax.plot(_dates([r["time"] for r in rows]), [float(r["majority_baseline"]) for r in rows],
-                color="gray", linestyle=":", label="majority baseline")
+        _series_lines(ax, rows, metric, series, marker)
+        _baselines(ax, rows, series)
         if fail_under is not None and metric == "accuracy":
             ax.axhline(fail_under, color="red", linestyle="--", label=f"fail under {fail_under}")
         _date_axis(ax, _dates([r["time"] for r in rows]))

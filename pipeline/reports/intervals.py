@@ -44,13 +44,22 @@ def _resampled_counts(counts, resamples, seed):
         yield rng.multinomial(n, p, size=min(_CHUNK, resamples - start))
 
 
-def confusion_figures(confusions):
-    """Accuracy, macro-F1 and per-class recall of confusion matrices `(R, k, k)`."""
+def confusion_figures(confusions, present=None):
+    """Accuracy, macro-F1 and per-class recall of confusion matrices `(R, k, k)`.
+
+    Args:
+        confusions: the matrices (true x predicted).
+        present: the classes macro-F1 averages over (a mask of k), as `pipeline.reports.averages`
+            does: those present in the data resampled, so that a resample missing a rare class
+            scores it 0. Defaults to the classes with a true image in any of the matrices.
+    """
     tp = np.diagonal(confusions, axis1=1, axis2=2)
     support, predicted = confusions.sum(axis=2), confusions.sum(axis=1)
     n = support.sum(axis=1)
     f1 = _ratio(2 * tp, support + predicted)
-    return {"accuracy": _ratio(tp.sum(axis=1), n), "macro_f1": f1.mean(axis=1),
+    present = support.sum(axis=0) > 0 if present is None else np.asarray(present, bool)
+    macro_f1 = f1[:, present].mean(axis=1) if present.any() else np.zeros(len(f1))
+    return {"accuracy": _ratio(tp.sum(axis=1), n), "macro_f1": macro_f1,
             "recall": _ratio(tp, support)}
 
 
@@ -73,8 +82,9 @@ def metric_intervals(confusion, *, top5_correct=None, resamples=RESAMPLES, level
     if n == 0:
         return None
     parts = {"accuracy": [], "macro_f1": [], "recall": []}
+    present = confusion.sum(axis=1) > 0
     for chunk in _resampled_counts(confusion.ravel(), resamples, seed):
-        for name, values in confusion_figures(chunk.reshape(-1, k, k)).items():
+        for name, values in confusion_figures(chunk.reshape(-1, k, k), present).items():
             parts[name].append(values)
     result = {}
     for name, values in parts.items():
@@ -121,6 +131,7 @@ def paired_comparison(y_true, candidate, baseline, num_classes, *, candidate_top
     if has_top5:
         columns += [np.asarray(candidate_top5, np.int64), np.asarray(baseline_top5, np.int64)]
     groups, counts = np.unique(np.stack(columns, axis=1), axis=0, return_counts=True)
+    present = np.bincount(columns[0], minlength=num_classes) > 0
 
     def figures(weights):
         """Each model's figures under `weights` (R resamples x groups)."""
@@ -131,7 +142,8 @@ def paired_comparison(y_true, candidate, baseline, num_classes, *, candidate_top
                                         groups[:, 0] * num_classes + groups[:, column])),
                 shape=(len(groups), num_classes * num_classes))
             confusion = np.asarray((cells.T @ weights.T).T)
-            found = confusion_figures(confusion.reshape(-1, num_classes, num_classes))
+            found = confusion_figures(confusion.reshape(-1, num_classes, num_classes),
+                                      present)
             if has_top5:
                 found["top5_accuracy"] = _ratio(weights @ groups[:, column + 2],
                                                 weights.sum(axis=1))

@@ -9,6 +9,7 @@ import numpy as np
 from sklearn import metrics
 
 from pipeline.reports import figures
+from pipeline.reports.averages import class_averages
 
 __all__ = ["class_roc_auc", "most_confused", "compute_metrics", "most_wrong"]
 
@@ -63,7 +64,9 @@ def compute_metrics(y_true, proba, class_names):
 
     Returns:
         A JSON-ready dict. `majority_baseline` is the accuracy of always predicting the most
-        frequent true class, the floor every number should be read against. `roc_auc` is binary
+        frequent true class, the floor every number should be read against. The macro averages
+        are over the classes present in `y_true`, named in `classes_present` and
+        `classes_absent` (`pipeline.reports.averages`). `roc_auc` is binary
         for two classes and macro one-vs-rest beyond; `top5_accuracy` appears from 10 classes,
         `thresholds` (precision and recall at fixed thresholds) for two; `ece` always.
     """
@@ -76,10 +79,7 @@ def compute_metrics(y_true, proba, class_names):
     result = {
         "num_examples": int(len(y_true)),
         "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
-        "macro_f1": float(np.mean(f1)),
-        "weighted_f1": float(np.average(f1, weights=support) if support.sum() else 0.0),
-        "macro_precision": float(np.mean(precision)),
-        "macro_recall": float(np.mean(recall)),
+        **class_averages(precision, recall, f1, support, class_names),
         "majority_baseline": float(np.bincount(y_true, minlength=len(labels)).max()
                                    / max(len(y_true), 1)),
         "per_class": {name: {"precision": float(precision[i]), "recall": float(recall[i]),

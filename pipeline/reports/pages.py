@@ -7,6 +7,8 @@ with no value is left out rather than printed as `None`.
 """
 import html
 import os
+import pathlib
+import urllib.parse
 
 import numpy as np
 import tensorflow as tf
@@ -14,7 +16,7 @@ import tensorflow as tf
 from pipeline.data.images import jpeg_thumbnail
 from pipeline.files import write_text_atomic
 
-__all__ = ["STYLE", "html_page", "fmt", "delta", "headline", "table", "thumbnail",
+__all__ = ["STYLE", "html_page", "fmt", "delta", "headline", "table", "image_href", "thumbnail",
            "thumbnail_grid", "write_page"]
 
 _THUMB_SIDE = 128
@@ -35,10 +37,10 @@ border-bottom:1px solid #d0d7de;padding-bottom:4px}
 .flag{background:#ffebe9;border:1px solid #cf222e;border-radius:8px;padding:10px 14px;
 color:#82071e;font-weight:600}
 .ok{background:#dafbe1;border:1px solid #1a7f37;border-radius:8px;padding:10px 14px}
-table{border-collapse:collapse;max-width:100%;margin:8px 0}
-td,th{border-bottom:1px solid #d0d7de;padding:4px 10px;text-align:left;vertical-align:top;
-overflow-wrap:anywhere}
+table{border-collapse:collapse;display:block;max-width:100%;overflow-x:auto;margin:8px 0}
+td,th{border-bottom:1px solid #d0d7de;padding:4px 10px;text-align:left;vertical-align:top}
 th{background:#f6f8fa}td.n{text-align:right;font-variant-numeric:tabular-nums}
+td.n,.w{white-space:nowrap}
 tr:nth-child(even) td{background:#fbfcfd}
 img{max-width:100%;height:auto}
 .grid{display:flex;flex-wrap:wrap;gap:10px}
@@ -95,7 +97,11 @@ def headline(figures):
 
 
 def table(columns, rows, *, trusted=()):
-    """A table of dict rows; cells are escaped except the `trusted` columns; numbers right."""
+    """A table of dict rows; cells are escaped except the `trusted` columns; numbers right.
+
+    Numbers never wrap and words never break (`STYLE`): texts wrap at their spaces and
+    hyphens only, and a table wider than the page scrolls sideways.
+    """
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
 
     def cell(column, value):
@@ -106,6 +112,27 @@ def table(columns, rows, *, trusted=()):
 
     body = "".join("<tr>" + "".join(cell(c, r.get(c)) for c in columns) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def image_href(path, page_dir):
+    """The link from a page in `page_dir` to the image file `path`, or `""` where there is none.
+
+    A local file gets a relative href (percent-encoded), which holds wherever the reports and
+    the images move together or are served from one root, and an absolute `file:` URL where
+    no relative one exists (another drive); an `http(s)` URL is its own link; other schemes
+    (`gs://`, ...) and unknown files (`""`) get none.
+    """
+    path = str(path or "")
+    if "://" in path:
+        return path if path.startswith(("http://", "https://")) else ""
+    if not path:
+        return ""
+    target = os.path.abspath(path)
+    try:
+        relative = os.path.relpath(target, os.path.abspath(page_dir))
+    except ValueError:
+        return pathlib.Path(target).as_uri()
+    return urllib.parse.quote(relative.replace(os.sep, "/"))
 
 
 def thumbnail(source_path, target_path, *, side=_THUMB_SIDE):
@@ -124,11 +151,14 @@ def thumbnail(source_path, target_path, *, side=_THUMB_SIDE):
 
 
 def thumbnail_grid(tiles):
-    """A grid of tiles; each tile is `(thumb src or "", alt text, [caption lines])`, escaped."""
+    """A grid of tiles, escaped; each tile is `(thumb src or "", alt text, [caption lines])` or
+    `(src, alt, lines, href)`, whose thumbnail then links to `href` (`image_href`; `""`: none)."""
     cells = []
-    for src, alt, lines in tiles:
+    for src, alt, lines, *href in tiles:
         image = (f'<img src="{html.escape(src)}" alt="{html.escape(alt)}">' if src
                  else '<div class="sub">(no image)</div>')
+        if src and href and href[0]:
+            image = f'<a href="{html.escape(href[0])}">{image}</a>'
         text = "<br>".join(html.escape(str(line)) for line in lines)
         cells.append(f'<div class="tile">{image}{text}</div>')
     return f'<div class="grid">{"".join(cells)}</div>'

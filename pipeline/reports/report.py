@@ -17,12 +17,15 @@ from pipeline.reports import cells, figures, summaries
 from pipeline.reports.intervals import metric_intervals
 from pipeline.reports.figures import plot_curves
 from pipeline.reports.metrics import compute_metrics, most_wrong
-from pipeline.reports.pages import headline, html_page, table, thumbnail, thumbnail_grid
+from pipeline.reports.pages import (headline, html_page, image_href, table, thumbnail,
+                                    thumbnail_grid)
 from pipeline.reports.tables import write_csv
 
 __all__ = ["write_report"]
 
 _GRID_PNG_TILES = 25
+#: Absent classes named on the macro-F1 card (the rest counted): `classes_absent` has them all.
+_ABSENT_NAMED = 8
 
 
 def _classification_text(report):
@@ -97,13 +100,14 @@ def _write_most_wrong(out_dir, rows, title):
         ok = _thumb(row, os.path.join(out_dir, thumb))
         tiles.append((thumb if ok else "", row["id"], [
             f"#{row['rank']} {row['id']}", f"true: {row['true']}",
-            f"predicted: {row['predicted']} ({row['confidence']:.4f})"]))
+            f"predicted: {row['predicted']} ({row['confidence']:.4f})"],
+            image_href(row["path"], out_dir)))
     body = thumbnail_grid(tiles) if tiles else "<p>No mistakes.</p>"
     with open(os.path.join(out_dir, "most_wrong.html"), "w", encoding="utf-8") as handle:
         handle.write(html_page(f"Most wrong: {title}", body, subtitle=(
             "Misclassified images, the most confident wrong prediction first.")))
-    images = [np.asarray(Image.open(os.path.join(out_dir, src))) if src else None
-              for src, _, _ in tiles[:_GRID_PNG_TILES]]
+    images = [np.asarray(Image.open(os.path.join(out_dir, tile[0]))) if tile[0] else None
+              for tile in tiles[:_GRID_PNG_TILES]]
     captions = [f"{r['true']} -> {r['predicted']}\n{r['confidence']:.3f}"
                 for r in rows[:_GRID_PNG_TILES]]
     figures.save_image(figures.thumbnail_grid_image(images, captions),
@@ -124,12 +128,25 @@ def _interval(report, metric):
     return f"95 % CI {found[0]:.4f}–{found[1]:.4f}" if found else ""
 
 
+def _absent_note(report):
+    """Which classes the macro averages leave out (no true image), or `""`."""
+    absent = report.get("classes_absent")
+    if not absent:
+        return ""
+    present = len(report["class_names"]) - len(absent)
+    named = ", ".join(absent[:_ABSENT_NAMED]) + (
+        f" and {len(absent) - _ABSENT_NAMED} more" if len(absent) > _ABSENT_NAMED else "")
+    return html.escape(f"over the {present} of {len(report['class_names'])} classes with "
+                       f"images; none of {named}")
+
+
 def _headline(report):
     baseline = f"majority baseline {report['majority_baseline']:.4f}"
     return headline([
         ("accuracy", report["accuracy"], f"{_interval(report, 'accuracy')}<br>"
                                          f"{html.escape(baseline)}"),
-        ("macro F1", report["macro_f1"], _interval(report, "macro_f1")),
+        ("macro F1", report["macro_f1"], "<br>".join(
+            note for note in (_interval(report, "macro_f1"), _absent_note(report)) if note)),
         ("ROC-AUC", report["roc_auc"], "macro one-vs-rest" if len(
             report["class_names"]) > 2 else ""),
         ("top-5 accuracy", report.get("top5_accuracy"), _interval(report, "top5_accuracy")),
@@ -157,8 +174,9 @@ def _matrix_section(report, links):
             f'<div class="row"><div>{matrix}</div><div>{per_class}</div></div>']
 
 
-def _index_body(report, pngs, files, sections, links):
-    parts = [_headline(report), *_matrix_section(report, links)]
+def _index_body(report, pngs, files, sections, links, lead=()):
+    parts = [f"<h2>{heading}</h2>{content}" for heading, content in lead]
+    parts += [_headline(report), *_matrix_section(report, links)]
     parts += [f"<h2>{heading}</h2>{content}" for heading, content in sections]
     if "roc_pr.png" in pngs:
         thresholds = table(["threshold", "predicted_positive", "precision", "recall"],
@@ -170,7 +188,7 @@ def _index_body(report, pngs, files, sections, links):
     if "curves.png" in pngs:
         parts += ["<h2>Training curves</h2>", _figure("curves.png", 900)]
     parts += ['<h2>Most wrong (<a href="most_wrong.html">all, with ids</a>)</h2>',
-              _figure("most_wrong.png", 900) if report["most_wrong"] else "<p>No mistakes.</p>"]
+              _figure("most_wrong.png") if report["most_wrong"] else "<p>No mistakes.</p>"]
     links = "".join(f'<li><a href="{html.escape(f)}">{html.escape(f)}</a></li>' for f in files)
     return "".join(parts) + f'<h2>Files</h2><ul class="files">{links}</ul>'
 
@@ -215,7 +233,7 @@ def _cell_links(out_dir, class_names, title, *, summary, arrays):
 
 def write_report(out_dir, *, class_names, ids=None, y_true=None, proba=None, summary=None,
                  most_wrong_rows=(), title="Evaluation", paths=None, history=None, phases=None,
-                 config=None, extra=None, top_n=50, sections=(), clock=time.time):
+                 config=None, extra=None, top_n=50, sections=(), lead=(), clock=time.time):
     """Writes the full report into `out_dir` and returns the `report.json` dict.
 
     The figures come from arrays (`ids`, `y_true`, `proba`: every image in memory, as training
@@ -244,6 +262,8 @@ def write_report(out_dir, *, class_names, ids=None, y_true=None, proba=None, sum
             Defaults to None.
         top_n: rows of the most-wrong report. Defaults to `50`.
         sections: more `(heading, trusted HTML)` sections for `index.html`. Defaults to `()`.
+        lead: `(heading, trusted HTML)` sections placed first on `index.html`, above the
+            figures (what the report is of, when the title cannot say it all). Defaults to `()`.
         clock: returns the time to stamp the report with (a test seam). Defaults to `time.time`.
     """
     os.makedirs(out_dir, exist_ok=True)
@@ -267,7 +287,7 @@ def write_report(out_dir, *, class_names, ids=None, y_true=None, proba=None, sum
         json.dump(report, handle, indent=2, sort_keys=True, default=_json_default)
     files = sorted(f for f in os.listdir(out_dir) if os.path.isfile(os.path.join(out_dir, f)))
     with open(os.path.join(out_dir, "index.html"), "w", encoding="utf-8") as handle:
-        handle.write(html_page(title, _index_body(report, pngs, files, sections, links),
+        handle.write(html_page(title, _index_body(report, pngs, files, sections, links, lead),
                                subtitle=_subtitle(report)))
     return report
 

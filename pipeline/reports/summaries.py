@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from pipeline.reports.averages import class_averages
 from pipeline.reports.metrics import most_confused
 
 
@@ -227,6 +228,8 @@ def summary_metrics(summary, class_names):
     Returns:
         A JSON-ready dict with the keys and meanings of `compute_metrics` (ratios of an empty
         summary are 0), plus `average_precision` (of class 1) for two classes and `score_bins`.
+        The macro averages are over the classes present in the true labels
+        (`pipeline.reports.averages`), named in `classes_present` and `classes_absent`.
 
     Raises:
         ValueError: when the number of class names is not the summary's.
@@ -247,9 +250,7 @@ def summary_metrics(summary, class_names):
         roc_auc = float(np.mean([roc_pr_curves(summary, c)["roc_auc"] for c in present]))
     result = {
         "num_examples": int(n), "accuracy": float(tp.sum() / max(n, 1)),
-        "macro_f1": float(np.mean(f1)),
-        "weighted_f1": float(np.average(f1, weights=support) if support.sum() else 0.0),
-        "macro_precision": float(np.mean(precision)), "macro_recall": float(np.mean(recall)),
+        **class_averages(precision, recall, f1, support, class_names),
         "majority_baseline": float(support.max() / max(n, 1)),
         "per_class": {name: {"precision": float(precision[i]), "recall": float(recall[i]),
                              "f1": float(f1[i]), "support": int(support[i])}

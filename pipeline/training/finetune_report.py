@@ -63,7 +63,7 @@ def write_finetune_report(out_dir, model, state, *, start, validation, config, t
         class_names=manifest["class_names"], title=_title(manifest, config, extra),
         paths=example_paths(manifest, validation.ids), history=history,
         phases=[("head", 1), ("fine-tune", facts["head_epochs"] + 1)], top_n=top_n,
-        config=dataclasses.asdict(config), extra=extra, sections=[_kept_section(extra)])
+        config=dataclasses.asdict(config), extra=extra, lead=[_kept_section(extra)])
     _write_head_vs_finetuned(out_dir, head_metrics, report, state)
     return report
 
