@@ -40,12 +40,9 @@ def _run(args, *, show_progress=False):
 
 
 def _report(report, args):
-    print(f"{report['num_images']} images: {report['num_label_issues']} label issues "
-          f"(cleanlab estimates {report['estimated_label_errors']:.1f} label errors), "
-          f"{report['num_duplicate_sets']} duplicate sets ({report['num_exact_duplicate_sets']} "
-          f"exact; {len(report['leaks'])} leak across splits, {len(report['label_conflicts'])} "
-          f"under two classes), {report['num_outliers']} outliers; out-of-fold accuracy "
-          f"{report['out_of_fold_accuracy']:.4f}")
+    from pipeline.evaluation.audit_pages import summary_line  # noqa: PLC0415  (as above)
+
+    print(summary_line(report))
     print(os.path.join(args.out, "index.html"))
 
 

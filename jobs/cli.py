@@ -194,8 +194,7 @@ def configure_output(verbose):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                             force=True)
         return
-    console.silence_library_logs()
-    console.import_tensorflow_quietly()
+    console.quiet_libraries()
 
 
 @dataclasses.dataclass(frozen=True)

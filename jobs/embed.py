@@ -1,8 +1,9 @@
 """Embed job: `python -m jobs.embed --data DIR|tfds:NAME --backbone NAME ... [Beam options]`.
 
 Runs a frozen backbone over every image (plus K augmented copies of each training image) and
-writes the feature cache `<cache-dir>/<key>/`. Arguments this parser does not know go to Beam's
-`PipelineOptions` (`--runner`, `--project`, `--region`, `--temp_location`, `--setup_file`, ...).
+writes the feature cache `<cache-dir>/<key>/`. Beam's own options (`--runner`, `--project`,
+`--region`, `--temp_location`, `--setup_file`, ...) go to Beam; any other argument is refused in
+one line.
 The last line printed is the cache directory.
 """
 from jobs.cli import Job, add_config_flags, config_from
@@ -11,12 +12,13 @@ from pipeline.features.config import EmbedConfig
 EXAMPLE = """example (real ImageNet weights offline, from a folder of Keras weight files):
   python -m jobs.embed --data ../shared/data/flower_photos --weights-dir ../shared/weights \\
     --cache-dir cache
-  (default backbone MobileNetV2 alpha 0.5 at 224 px; the last line printed is the cache folder)
+  (default backbone MobileNetV2 alpha 0.5; image size from the data: 224 px, or 288 px where
+  the sampled images are larger, as in flower_photos; the last line printed is the cache folder)
 """
 
 
 def _run(args, *, test_pipeline=None, show_progress=False):
-    from pipeline.batch.runner import pipeline_options  # noqa: PLC0415  (TensorFlow, Beam:
+    from pipeline.batch.options import pipeline_options  # noqa: PLC0415  (TensorFlow, Beam:
     from pipeline.features.embed_job import run_embed  # noqa: PLC0415  after the output is set)
 
     return run_embed(config_from(EmbedConfig, args),

@@ -2,10 +2,11 @@
 
 `silence_library_logs()` turns off the Python-side logs and warnings of TensorFlow, Keras, absl,
 Apache Beam and friends; it returns a function that restores them. `import_tensorflow_quietly()`
-turns their C++ logs off and drops the lines TensorFlow prints at its first import (a job calls
-both before it imports anything that needs TensorFlow). `Progress` shows progress on long work: a
-tqdm bar on a terminal, otherwise (CI, cron, a pipe) one plain line every few seconds and a final
-line.
+turns their C++ logs off and drops the lines TensorFlow prints at its first import.
+`quiet_libraries()` does both, as a job does before it imports anything that needs TensorFlow:
+the one call a script makes first to see only its own lines. `Progress` shows progress on long
+work: a tqdm bar on a terminal, otherwise (CI, cron, a pipe) one plain line every few seconds and
+a final line.
 
 Example:
     >>> restore = silence_library_logs()
@@ -24,8 +25,8 @@ import warnings
 
 import tqdm
 
-__all__ = ["LIBRARY_LOGGERS", "silence_library_logs", "import_tensorflow_quietly", "Progress",
-           "track", "format_duration"]
+__all__ = ["LIBRARY_LOGGERS", "silence_library_logs", "import_tensorflow_quietly",
+           "quiet_libraries", "Progress", "track", "format_duration"]
 
 #: Python loggers that libraries log to; quiet jobs raise them to ERROR.
 LIBRARY_LOGGERS = ("tensorflow", "keras", "absl", "apache_beam", "h5py", "matplotlib", "PIL",
@@ -119,6 +120,26 @@ def import_tensorflow_quietly():
             os.close(saved)
 
 
+def quiet_libraries():
+    """Quiets the libraries as a job does: `silence_library_logs()`, then
+    `import_tensorflow_quietly()`.
+
+    Call it first, before anything imports TensorFlow or Beam: their C++ logs are off only in a
+    process that sets it before TensorFlow loads.
+
+    Returns:
+        `silence_library_logs()`'s `restore()` (the Python-side logs and warnings back on).
+
+    Example:
+        >>> from pipeline.console import quiet_libraries
+        >>> quiet_libraries()
+        >>> from pipeline.features.embed_job import run_embed  # TensorFlow and Beam, quiet
+    """
+    restore = silence_library_logs()
+    import_tensorflow_quietly()
+    return restore
+
+
 def _set_absl_verbosity(level):
     """Sets absl's verbosity (a name or number) when absl is installed; returns the old one."""
     try:
@@ -145,8 +166,9 @@ class Progress:
     """Progress of long work: a tqdm bar on a terminal, else a plain line every `interval` s.
 
     Plain lines read `embed: 1,200/3,200 images (37.5%), 45.2 images/s, ETA 44 s` (without a
-    total: `embed: 1,200 images, 45.2 images/s`); `close()` prints one final line with the
-    elapsed time. Also a context manager that closes on exit.
+    total: `embed: 1,200 images, 45.2 images/s`; before any unit is done, `starting` in place of
+    a rate); `close()` prints one final line with the elapsed time. Also a context manager that
+    closes on exit.
 
     Args:
         total: the amount of work, or None while unknown (`set` may give it later).
@@ -214,7 +236,9 @@ class Progress:
         parts = [f"{self.desc}: {count} {self.unit}"]
         if self.total:
             parts[0] += f" ({100 * self.done / self.total:.1f}%)"
-        if not math.isnan(rate):
+        if not self.done and not final:
+            parts.append("starting")  # no rate before the first unit is done
+        elif self.done and not math.isnan(rate):
             parts.append(f"{rate:.1f} {self.unit}/s")
         if final:
             parts.append(f"{final} {format_duration(elapsed)}")

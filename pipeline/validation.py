@@ -67,7 +67,8 @@ def _local_folder(path):
 
 
 def check_apart(out, out_flag, *inputs):
-    """Refuses an output folder that is, holds or lies inside a folder the job reads.
+    """Refuses an output folder that is or lies inside a folder the job reads (a folder that
+    holds the inputs is left to the job: `pipeline.publish` refuses to replace one).
 
     Args:
         out: the output folder (local or not; only local folders are compared).
@@ -75,7 +76,7 @@ def check_apart(out, out_flag, *inputs):
         *inputs: `(path, flag)` of each folder the job reads.
 
     Raises:
-        ValueError: `--out 'x': inside --data 'x/..'` (the job would read its own output, or
+        ValueError: `--out 'x/p': inside --data 'x'` (the job would read its own output, or
             replace its input).
 
     Example:
@@ -93,7 +94,4 @@ def check_apart(out, out_flag, *inputs):
         if mine.startswith(theirs + os.sep):
             raise ValueError(f"{out_flag} {out!r}: inside {flag} {path!r}, which the job reads; "
                              "write the output outside it")
-        if theirs.startswith(mine + os.sep):
-            raise ValueError(f"{out_flag} {out!r}: holds {flag} {path!r}, which it would "
-                             "replace; write the output to a folder of its own")
     return out

@@ -1,11 +1,13 @@
 """The audit's pages and CSV files: every listed item shows, escaped, with a thumbnail made once."""
 import csv
+import re
 
 import numpy as np
 import pytest
 
 from pipeline.evaluation.audit import AuditData
-from pipeline.evaluation.audit_pages import write_csvs, write_detail_pages, write_index
+from pipeline.evaluation.audit_pages import (summary_line, write_csvs, write_detail_pages,
+                                             write_index)
 from pipeline.features import cache
 
 EVIL = "<img src=x onerror=alert(1)>.jpg"
@@ -32,6 +34,42 @@ def audit(faces, tmp_path):
     out = tmp_path / "audit"
     out.mkdir()
     return out, data, found
+
+
+def test_shown_label_issues_are_numbered_in_turn_with_a_fixed_point_quality(audit):
+    out, data, found = audit
+    issue = found["label_issues"][0]
+    found["label_issues"] = [{**issue, "rank": 1, "label_quality": 7.88e-05},
+                             {**issue, "rank": 2, "is_label_issue": False},
+                             {**issue, "rank": 3, "index": 0}]
+    write_detail_pages(str(out), data, "t", found)
+    page = (out / "label_issues.html").read_text()
+    assert "#1 " in page and "#2 " in page and "#3 " not in page  # the third row shown second
+    assert "quality 0.0001" in page and "e-05" not in page
+
+
+def test_the_summary_line_counts_in_words():
+    one = {**REPORT, "num_images": 1, "estimated_label_errors": 13.0, "num_outliers": 1}
+    assert summary_line(one) == (
+        "1 image: 1 label issue (cleanlab estimates 13 label errors), 1 duplicate set (1 exact; "
+        "1 leaking across splits, 1 under two classes), 1 outlier; out-of-fold accuracy 0.5000")
+    two = {**REPORT, "num_images": 2_000, "num_label_issues": 2, "estimated_label_errors": 0.6,
+           "num_duplicate_sets": 0, "num_outliers": 0}
+    assert summary_line(two).startswith(
+        "2,000 images: 2 label issues (cleanlab estimates 1 label error), 0 duplicate sets")
+    assert summary_line(two).endswith(", 0 outliers; out-of-fold accuracy 0.5000")
+
+
+def test_the_index_lists_only_class_pairs_with_estimated_errors(audit):
+    out, _, _ = audit
+    pairs = [{"given_label": f"g{i}", "true_label": f"t{i}", "estimated_errors": errors}
+             for i, errors in enumerate([3.5] * 22 + [0.0] * 13)]
+    write_index(str(out), "t", {**REPORT, "estimated_label_errors": 77.0,
+                                "label_error_pairs": pairs})
+    page = (out / "index.html").read_text()
+    assert len(re.findall(r">g\d+<", page)) == 20 and "0.0000" not in page
+    assert "Not shown: 2 more with fewer estimated errors; 13 class pairs with none" in page
+    assert "cleanlab estimates 77 label errors" in page
 
 
 def test_detail_pages_escape_ids_flag_leaks_and_thumbnail_what_can_be_read(audit):
@@ -66,15 +104,17 @@ def test_csvs_hold_every_row_with_joined_members(audit):
     assert (out / "outliers.csv").is_file() and (out / "label_error_pairs.csv").is_file()
 
 
+REPORT = {"num_images": 2, "num_label_issues": 1, "estimated_label_errors": 1.0,
+          "num_duplicate_sets": 1, "num_exact_duplicate_sets": 1, "leaks": [1],
+          "label_conflicts": [1], "num_outliers": 1, "out_of_fold_accuracy": 0.5,
+          "label_error_pairs": [{"given_label": EVIL, "true_label": "neutral",
+                                 "estimated_errors": 1.0}],
+          "cache_key": "abc", "config": {"folds": 3, "head": "logistic"}, "created": "today"}
+
+
 def test_index_shows_the_headline_counts_and_links(audit):
     out, _, _ = audit
-    report = {"num_images": 2, "num_label_issues": 1, "estimated_label_errors": 1.0,
-              "num_duplicate_sets": 1, "num_exact_duplicate_sets": 1, "leaks": [1],
-              "label_conflicts": [1], "num_outliers": 1, "out_of_fold_accuracy": 0.5,
-              "label_error_pairs": [{"given_label": EVIL, "true_label": "neutral",
-                                     "estimated_errors": 1.0}],
-              "cache_key": "abc", "config": {"folds": 3, "head": "logistic"},
-              "created": "today"}
+    report = REPORT
     write_index(str(out), EVIL, report)
     page = (out / "index.html").read_text()
     assert "<img src=x" not in page and "3-fold logistic heads" in page

@@ -1,9 +1,13 @@
 import dataclasses
 
+import numpy as np
 import pytest
 
+from jobs import embed as embed_job
 from pipeline.data.augment import AugmentConfig
+from pipeline.data.images import probe_image_size
 from pipeline.features.config import EmbedConfig, cache_key
+from pipeline.features.registry import DEFAULT_BACKBONE, get_spec
 
 BASE = EmbedConfig(data="data", backbone="mobilenet_v2", alpha=0.35, image_size=96,
                    weights=None, face_crop=False)
@@ -62,3 +66,12 @@ def test_dict_round_trip():
 def test_bad_values_are_refused(change, message):
     with pytest.raises(ValueError, match=message):
         dataclasses.replace(BASE, **change)
+
+
+def test_the_embed_help_states_the_image_sizes_auto_picks_for_the_default_backbone():
+    native = get_spec(DEFAULT_BACKBONE).default_size
+    small, large = (probe_image_size([np.zeros((side, side, 3))], native)["image_size"]
+                    for side in (native, 2 * native))
+    assert " ".join(embed_job.build_parser().format_help().split()).count(
+        f"image size from the data: {small} px, or {large} px where the sampled images are "
+        "larger") == 1

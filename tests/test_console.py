@@ -75,6 +75,19 @@ def test_plain_progress_takes_a_total_that_becomes_known_later():
         "embed: 100/400 images (25.0%), 50.0 images/s, done in 2 s"]
 
 
+def test_plain_progress_shows_no_rate_before_anything_is_done():
+    clock, stream = _Clock(), io.StringIO()
+    with Progress(desc="embed", stream=stream, interval=5.0, clock=clock) as progress:
+        clock.now = 6.0
+        progress.set(0, total=300)  # a slow start (workers loading the model)
+        clock.now = 12.0
+        progress.set(60)
+    assert stream.getvalue().splitlines() == [
+        "embed: 0/300 images (0.0%), starting",
+        "embed: 60/300 images (20.0%), 5.0 images/s, ETA 48 s",
+        "embed: 60/300 images (20.0%), 5.0 images/s, done in 12 s"]
+
+
 def test_disabled_progress_prints_nothing():
     stream = io.StringIO()
     with Progress(10, desc="evaluate", stream=stream, interval=0.0, disable=True) as progress:

@@ -3,7 +3,8 @@
 The link checks read Markdown only (no TensorFlow). The flag check asks the jobs themselves: one
 subprocess imports every job module and prints each `build_parser().format_help()` (falling
 back to `python -m jobs.NAME --help` for a module without `build_parser`), so a flag added to
-or renamed in a job's command line without its docs page fails here.
+or renamed in a job's command line without its docs page fails here. The Python API page's
+example runs as is, in a subprocess, and prints none of the libraries' log lines.
 """
 import glob
 import json
@@ -77,6 +78,20 @@ def test_every_relative_link_resolves():
         elif anchor and resolved.endswith(".md") and anchor not in _anchors(resolved):
             broken.append(f"{where}: {target} (no such heading)")
     assert not broken, "\n".join(broken)
+
+
+def test_the_python_api_example_runs_and_prints_only_its_own_lines(tmp_path):
+    with open(os.path.join(ROOT, "docs", "python_api.md"), encoding="utf-8") as handle:
+        example = re.search(r"^```python\n(.*?)^```", handle.read(), re.S | re.M).group(1)
+    env = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "head accuracy" in done.stdout and "'rows': 40" in done.stdout
+    for library_line in ("cuInit", "apitools", "absl::InitializeLog", "oneDNN", "WARNING"):
+        assert library_line not in done.stderr, done.stderr[-3000:]
+    assert not re.search(r"^[IWEF]\d{4} ", done.stderr, re.M), done.stderr[-3000:]
 
 
 def test_the_readme_keeps_its_two_set_up_commands():

@@ -64,6 +64,16 @@ def test_one_class_is_refused(faces_copy):
         open_source(str(faces_copy))
 
 
+def test_images_directly_in_the_folder_are_refused_with_what_to_do(faces_copy, tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for path in sorted((faces_copy / "smiling").iterdir())[:3]:
+        shutil.copy(path, flat / path.name)
+    with pytest.raises(ValueError, match="got 0 \\(none\\); 3 images sit directly in this folder: "
+                                         "put them in one sub-folder per class$"):
+        open_source(str(flat))
+
+
 def test_empty_class_folder_is_refused(faces_copy):
     (faces_copy / "empty").mkdir()
     with pytest.raises(ValueError, match="class folder 'empty' holds no images"):

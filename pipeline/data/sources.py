@@ -124,12 +124,15 @@ class FolderSource:
         if not tf.io.gfile.isdir(self.root):
             raise ValueError(f"data: expected a folder of class sub-folders; got {root!r} "
                              "(not a folder)")
-        self.class_names = sorted(
-            name.rstrip("/") for name in tf.io.gfile.listdir(self.root)
-            if tf.io.gfile.isdir(posixpath.join(self.root, name)))
+        entries = tf.io.gfile.listdir(self.root)
+        self.class_names = sorted(name.rstrip("/") for name in entries
+                                  if tf.io.gfile.isdir(posixpath.join(self.root, name)))
         if len(self.class_names) < 2:
+            loose = sum(map(_is_image, entries))
             raise ValueError(f"data {root!r}: expected at least two class sub-folders; got "
-                             f"{len(self.class_names)} ({', '.join(self.class_names) or 'none'})")
+                             f"{len(self.class_names)} ({', '.join(self.class_names) or 'none'})"
+                             + (f"; {loose:,} images sit directly in this folder: put them in "
+                                "one sub-folder per class" if loose else ""))
         for name in self.class_names:
             peek = match_folder(posixpath.join(self.root, name), self.links, _PEEK)
             if len(peek) < _PEEK and not any(map(_is_image, peek)):

@@ -5,7 +5,35 @@ import os
 from pipeline.reports import write_csv
 from pipeline.reports.pages import headline, table, thumbnail, thumbnail_grid, write_page
 
-__all__ = ["write_csvs", "write_detail_pages", "write_index"]
+__all__ = ["write_csvs", "write_detail_pages", "write_index", "summary_line"]
+
+
+def _counted(count, noun):
+    """`"1 outlier"`, `"3 outliers"`: a whole count with its noun."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def _estimated_errors(report):
+    """cleanlab's estimate of the label errors, a whole number (report.json keeps one decimal)."""
+    return _counted(round(report["estimated_label_errors"]), "label error")
+
+
+def summary_line(report):
+    """The audit's result in one line, as `jobs.audit` prints it.
+
+    Example:
+        >>> summary_line(report)
+        '63 images: 4 label issues (cleanlab estimates 3 label errors), 2 duplicate sets (1 exact;
+        1 leaking across splits, 1 under two classes), 1 outlier; out-of-fold accuracy 0.9365'
+    """
+    return (f"{_counted(report['num_images'], 'image')}: "
+            f"{_counted(report['num_label_issues'], 'label issue')} (cleanlab estimates "
+            f"{_estimated_errors(report)}), "
+            f"{_counted(report['num_duplicate_sets'], 'duplicate set')} "
+            f"({report['num_exact_duplicate_sets']} exact; {len(report['leaks'])} leaking "
+            f"across splits, {len(report['label_conflicts'])} under two classes), "
+            f"{_counted(report['num_outliers'], 'outlier')}; out-of-fold accuracy "
+            f"{report['out_of_fold_accuracy']:.4f}")
 
 
 def _tiles(out_dir, data, items):
@@ -25,10 +53,11 @@ def write_detail_pages(out_dir, data, title, found, *, top_n=100):
     labels = [r for r in found["label_issues"] if r["is_label_issue"]][:top_n]
     write_page(os.path.join(out_dir, "label_issues.html"), f"Label issues: {title}",
                thumbnail_grid(_tiles(out_dir, data, [(r["index"], [
-                   f"#{r['rank']} {r['id']}", f"given: {r['given_label']}",
+                   f"#{number} {r['id']}", f"given: {r['given_label']}",
                    f"suggested: {r['suggested_label']}",
-                   f"quality {r['label_quality']:.3g}"]) for r in labels])),
-               subtitle="Most suspicious first; every image is ranked in label_issues.csv.")
+                   f"quality {r['label_quality']:.4f}"]) for number, r in enumerate(labels, 1)])),
+               subtitle="The images flagged as label issues, most suspicious first; every image "
+                        "is ranked in label_issues.csv.")
     sections = []
     for row in found["near_duplicates"][:top_n]:
         flags = [f for f, on in (("LEAK across splits", row["leak"]),
@@ -75,7 +104,7 @@ def write_index(out_dir, title, report):
     cards = headline([
         ("images", report["num_images"], ""),
         ("label issues", report["num_label_issues"],
-         f"cleanlab estimates {report['estimated_label_errors']:.1f} errors"),
+         f"cleanlab estimates {_estimated_errors(report)}"),
         ("duplicate sets", report["num_duplicate_sets"],
          f"{report['num_exact_duplicate_sets']} exact"),
         ("leaks across splits", len(report["leaks"]), ""),
@@ -86,9 +115,22 @@ def write_index(out_dir, title, report):
              '<li><a href="near_duplicates.html">duplicates, leaks and conflicts</a> '
              '(near_duplicates.csv)</li><li><a href="outliers.html">outliers</a> '
              '(outliers.csv)</li><li><a href="report.json">report.json</a></li></ul>')
-    pairs = table(["given_label", "true_label", "estimated_errors"],
-                  report["label_error_pairs"][:20])
     write_page(os.path.join(out_dir, "index.html"), f"Data audit: {title}",
-               cards + links + "<h2>Estimated label errors per class pair</h2>" + pairs,
+               cards + links + "<h2>Estimated label errors per class pair</h2>"
+               + _pairs_table(report["label_error_pairs"]),
                subtitle=f"cache {report['cache_key']} · {report['config']['folds']}-fold "
                         f"{report['config']['head']} heads · {report['created']}")
+
+
+def _pairs_table(pairs, *, top=20):
+    """The class pairs with estimated label errors, most first (at most `top`), and a note of
+    the pairs left out: those beyond `top`, and those with none."""
+    found = [pair for pair in pairs if pair["estimated_errors"] > 0]
+    left_out = [text for count, text in (
+        (len(found) - top, f"{len(found) - top:,} more with fewer estimated errors"),
+        (len(pairs) - len(found), f"{_counted(len(pairs) - len(found), 'class pair')} with none"))
+        if count > 0]
+    note = (f"<p>Not shown: {'; '.join(left_out)} (every pair is in label_error_pairs.csv).</p>"
+            if left_out else "")
+    shown = table(["given_label", "true_label", "estimated_errors"], found[:top]) if found else ""
+    return shown + note

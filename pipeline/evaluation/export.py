@@ -27,6 +27,7 @@ files take the crops, resized.
 import dataclasses
 import json
 import os
+import posixpath
 
 import keras
 import numpy as np
@@ -73,8 +74,9 @@ def _load_for_export(model_path):
     Raises:
         ValueError: neither, or a head that cannot be exported.
     """
-    if os.path.isdir(model_path) and not os.path.isfile(os.path.join(model_path, MODEL_FILE)):
-        if os.path.isfile(os.path.join(model_path, _HEAD_META)):
+    folder = os.fspath(model_path)
+    if tf.io.gfile.isdir(folder) and not tf.io.gfile.exists(posixpath.join(folder, MODEL_FILE)):
+        if tf.io.gfile.exists(posixpath.join(folder, _HEAD_META)):
             return _load_head_for_export(model_path)
         raise ValueError(f"model {os.fspath(model_path)!r}: expected a model.keras from "
                          "jobs.finetune or a head folder from jobs.train_head")

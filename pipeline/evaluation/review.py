@@ -78,16 +78,19 @@ def resolve_baseline(baseline, spec, reports_dir):
 
     Args:
         baseline: a model path, or None: the blessed model of `reports_dir`, where there is one
-            (the candidate itself when it is the blessed one: a difference of 0).
+            (the candidate itself when it is the blessed one: a difference of 0), opened from
+            the reports folder's copy of it (`gate.open_blessed`), so that a model retrained in
+            place is compared with the model that was blessed.
         spec: the candidate's `ModelSpec`.
         reports_dir: the reports folder.
 
     Returns:
-        `(path, ModelSpec)` of the baseline, or `(None, None)` when there is none.
+        `(path, ModelSpec)` of the baseline (the path as it was given or blessed; the spec's
+        `path` is the file that is scored), or `(None, None)` when there is none (no blessing,
+        or a blessed model that is gone, with a warning).
 
     Raises:
-        ValueError: a baseline with other classes than the candidate's, or a blessed model whose
-            file no longer holds the model that was blessed.
+        ValueError: a baseline with other classes than the candidate's.
     """
     if baseline is None:
         blessed = gate.read_blessed(reports_dir)
@@ -96,15 +99,9 @@ def resolve_baseline(baseline, spec, reports_dir):
         baseline = blessed["model"]
         if blessed["model_digest"] == spec.digest:
             return baseline, spec
-        where = f"blessed model {baseline!r} (blessed.json in {reports_dir!r})"
-        try:
-            baseline_spec = open_model(baseline)
-        except ValueError as err:
-            raise ValueError(f"{where}: {err}") from err
-        if baseline_spec.digest != blessed["model_digest"]:
-            raise ValueError(f"{where}: its file has changed since it was blessed at "
-                             f"{blessed['blessed_at']}; keep a blessed model where it is (train "
-                             "each new model into a folder of its own), or pass --baseline MODEL")
+        baseline_spec = gate.open_blessed(reports_dir, blessed)
+        if baseline_spec is None:
+            return None, None
     else:
         baseline_spec = open_model(baseline)
     if list(baseline_spec.class_names) != list(spec.class_names):

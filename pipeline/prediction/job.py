@@ -205,7 +205,7 @@ def run_predict(config, *, inputs=None, pipeline_options=None, test_pipeline=Non
             every listed image (`IncompleteRunError`; nothing published).
     """
     started = time.time()
-    check_apart(config.out, "--out", (config.data, "--data"), (config.model, "--model"))
+    check_apart(config.out, "--out", (config.data, "--data"))
     spec = open_model(config.model)
     if config.with_embeddings and not spec.has_embeddings:
         raise ValueError(f"model {config.model!r}: a SavedModel export has no embeddings; "

@@ -10,7 +10,6 @@ where the model has them, pooled embeddings) out.
 import dataclasses
 import hashlib
 import json
-import os
 import posixpath
 import threading
 
@@ -22,7 +21,7 @@ from pipeline.features import cache
 from pipeline.features.backbones import manifest_weights
 from pipeline.features.embed import shared_embedder
 from pipeline.files import file_sha256
-from pipeline.training.end_to_end import MODEL_INFO, load_finetuned
+from pipeline.training.end_to_end import MODEL_FILE, MODEL_INFO, load_finetuned
 from pipeline.training.heads import load_head, logits_to_proba
 from pipeline.training.tta import has_flip_tta, trained_model
 
@@ -74,7 +73,7 @@ def _digest_files(paths, *extra):
     """sha256 of each file's name and content, then of each of `extra` as text."""
     digest = hashlib.sha256()
     for path in paths:
-        digest.update(os.path.basename(path).encode() + b"\0")
+        digest.update(posixpath.basename(path).encode() + b"\0")
         file_sha256(path, digest=digest)
     for value in extra:
         digest.update(str(value).encode() + b"\0")
@@ -82,32 +81,31 @@ def _digest_files(paths, *extra):
 
 
 def _tree_files(folder):
-    return sorted(os.path.join(root, name) for root, _, names in os.walk(folder)
+    return sorted(posixpath.join(root, name) for root, _, names in tf.io.gfile.walk(folder)
                   for name in names)
 
 
+def _read_json(path):
+    with tf.io.gfile.GFile(path) as handle:
+        return json.load(handle)
+
+
 def _open_finetuned(path):
-    info_path = os.path.join(os.path.dirname(path), MODEL_INFO)
-    if not os.path.isfile(info_path):
-        raise ValueError(f"model {path!r}: no {MODEL_INFO} beside it (both are written by "
-                         "jobs.finetune)")
-    with open(info_path) as handle:
-        info = json.load(handle)
-    model, _ = load_finetuned(path)  # read once here: refuse a broken file before any work
+    model, info = load_finetuned(path)  # read once here: refuse a broken file before any work
     return ModelSpec("finetuned", path, tuple(info["class_names"]), int(info["image_size"]),
                      bool(info["embed_config"].get("face_crop")), has_flip_tta(model),
-                     _digest_files([path, info_path]), has_embeddings=True)
+                     _digest_files([path, posixpath.join(posixpath.dirname(path), MODEL_INFO)]),
+                     has_embeddings=True)
 
 
 def _open_head(folder):
-    with open(os.path.join(folder, "head.json")) as handle:
-        meta = json.load(handle)
+    meta = _read_json(posixpath.join(folder, "head.json"))
     try:
         manifest = cache.read_manifest(meta["cache_dir"])
     except (KeyError, cache.CacheError) as err:
         raise ValueError(f"model {folder!r}: its cache cannot be read ({err})") from err
     config = manifest["config"]
-    files = [os.path.join(folder, name) for name in sorted(os.listdir(folder))
+    files = [posixpath.join(folder, name) for name in sorted(tf.io.gfile.listdir(folder))
              if name.startswith("head.")]
     return ModelSpec("head", folder, tuple(manifest["class_names"]), int(config["image_size"]),
                      bool(config.get("face_crop")), False,
@@ -116,24 +114,24 @@ def _open_head(folder):
 
 
 def _open_saved_model(folder):
-    saved = os.path.join(folder, SAVED_MODEL)
-    with open(os.path.join(folder, LABELS)) as handle:
+    saved = posixpath.join(folder, SAVED_MODEL)
+    with tf.io.gfile.GFile(posixpath.join(folder, LABELS)) as handle:
         names = tuple(line.rstrip("\n") for line in handle if line.strip())
-    info_path = os.path.join(folder, EXPORT_INFO)
-    info = {}
-    if os.path.isfile(info_path):
-        with open(info_path) as handle:
-            info = json.load(handle)
+    info_path = posixpath.join(folder, EXPORT_INFO)
+    info = _read_json(info_path) if tf.io.gfile.exists(info_path) else {}
     signature = tf.saved_model.load(saved).signatures["serving_images"]
     side = int(signature.structured_input_signature[1]["images"].shape[1])
     return ModelSpec("saved_model", folder, names, int(info.get("image_size", side)),
-                     os.path.isfile(os.path.join(folder, FACE_CROP)),
+                     tf.io.gfile.exists(posixpath.join(folder, FACE_CROP)),
                      bool(info.get("mirror", False)), _digest_files(_tree_files(saved)),
                      has_embeddings=False)
 
 
 def open_model(path):
     """Recognises and describes the model at `path` (in the driver).
+
+    Every file is read through `tf.io.gfile`, so the model may be local or on any scheme it
+    reads (`gs://`, ...).
 
     Args:
         path: a fine-tuned `model.keras` (or its folder), a head folder (`head.json`), or a
@@ -146,17 +144,18 @@ def open_model(path):
         ValueError: the path holds none of these, or its files cannot be read.
     """
     path = path.rstrip("/") or path
-    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "model.keras")):
-        path = os.path.join(path, "model.keras")
+    folder = tf.io.gfile.isdir(path)
+    if folder and tf.io.gfile.exists(posixpath.join(path, MODEL_FILE)):
+        path, folder = posixpath.join(path, MODEL_FILE), False
     try:
-        if path.endswith(".keras") and os.path.isfile(path):
+        if not folder and tf.io.gfile.exists(path):
             return _open_finetuned(path)
-        if os.path.isfile(os.path.join(path, "head.json")):
+        if tf.io.gfile.exists(posixpath.join(path, "head.json")):
             return _open_head(path)
-        if os.path.isdir(posixpath.join(path, SAVED_MODEL)) and os.path.isfile(
-                os.path.join(path, LABELS)):
+        if tf.io.gfile.isdir(posixpath.join(path, SAVED_MODEL)) and tf.io.gfile.exists(
+                posixpath.join(path, LABELS)):
             return _open_saved_model(path)
-    except (OSError, KeyError, json.JSONDecodeError) as err:
+    except (OSError, KeyError, json.JSONDecodeError, tf.errors.OpError) as err:
         raise ValueError(f"model {path!r}: cannot be read ({err})") from err
     raise ValueError(f"model {path!r}: expected a model.keras from jobs.finetune, a head folder "
                      "from jobs.train_head, or a folder from jobs.export")
@@ -222,7 +221,7 @@ class _Head:
 
 class _SavedModel:
     def __init__(self, spec, with_embeddings, cached_embeddings=False):
-        self._serve = tf.saved_model.load(os.path.join(spec.path, SAVED_MODEL)).signatures[
+        self._serve = tf.saved_model.load(posixpath.join(spec.path, SAVED_MODEL)).signatures[
             "serving_images"]
 
     def __call__(self, images, digests):

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import pickle
+import posixpath
 
 import numpy as np
 
@@ -155,23 +156,25 @@ class TrainedHead:
 
 
 def load_head(directory):
-    """Loads a head saved by `TrainedHead.save`.
+    """Loads a head saved by `TrainedHead.save` (a local or `gs://` folder).
 
     Raises:
         ValueError: the folder holds no saved head.
     """
-    meta_path = os.path.join(directory, _META_FILE)
-    if not os.path.isfile(meta_path):
+    import tensorflow as tf  # the one file-system layer: local or gs://
+
+    meta_path = posixpath.join(directory, _META_FILE)
+    if not tf.io.gfile.exists(meta_path):
         raise ValueError(f"head {directory!r}: no {_META_FILE}; train one with "
                          "`python -m jobs.train_head`")
-    with open(meta_path) as handle:
+    with tf.io.gfile.GFile(meta_path) as handle:
         meta = json.load(handle)
     if meta["kind"] == "dense":
         import keras
 
-        model = keras.models.load_model(os.path.join(directory, _KERAS_FILE))
+        model = keras.models.load_model(posixpath.join(directory, _KERAS_FILE))
     else:
-        with open(os.path.join(directory, _SKLEARN_FILE), "rb") as handle:
+        with tf.io.gfile.GFile(posixpath.join(directory, _SKLEARN_FILE), "rb") as handle:
             model = pickle.load(handle)
     return TrainedHead(meta["kind"], model, num_classes=meta["num_classes"],
                        history=meta.get("history"), meta=meta)
