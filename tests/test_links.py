@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from jobs import embed
-from pipeline.data.links import LINK_REASON, OUTSIDE_REASON, LinkPolicy
+from pipeline.data.links import LINK_REASON, NAME_REASON, OUTSIDE_REASON, LinkPolicy
 from tests.conftest import IN_MEMORY, TINY
 
 
@@ -63,3 +63,32 @@ def test_the_embed_job_skips_links_with_a_reason_and_reads_them_when_asked(linke
     assert inside.embedded == 25  # inside.jpg
     assert {s["id"] for s in inside.manifest["skipped"]} >= {"smiling/x.jpg",
                                                               "smiling/outside.jpg"}
+
+
+def test_a_class_folder_linked_to_the_root_is_refused_without_walking_it(faces, tmp_path,
+                                                                         monkeypatch):
+    root = shutil.copytree(faces, tmp_path / "data")
+    fake_root = tmp_path / "fake_root"  # stands for `/`: walking it would fail the test
+    (fake_root / "etc").mkdir(parents=True)
+    os.symlink(fake_root, root / "everything")
+    walked = []
+    real_walk = os.walk
+    monkeypatch.setattr(os, "walk", lambda top, **kw: walked.append(str(top)) or real_walk(
+        top, **kw))
+    with pytest.raises(ValueError, match="class folder 'everything' is a symbolic link"):
+        embed.run(["--data", str(root), *TINY, "--cache-dir", str(tmp_path / "cache"),
+                   *IN_MEMORY])
+    assert not any("everything" in top or "fake_root" in top for top in walked)
+    assert LinkPolicy(str(root), "no").walk(str(root / "everything")) == [
+        str(root / "everything")]
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_with_a_reason(faces, tmp_path):
+    root = shutil.copytree(faces, tmp_path / "data")
+    bad = os.path.join(os.fsencode(root / "smiling"), b"bad\xff\xfename.jpg")
+    shutil.copy(root / "smiling" / sorted(os.listdir(root / "smiling"))[0], bad)
+    result = embed.run(["--data", str(root), *TINY, "--augment-copies", "0", "--no-face-crop",
+                        "--cache-dir", str(tmp_path / "cache"), *IN_MEMORY])
+    assert result.embedded == 24
+    assert [(s["id"], s["reason"]) for s in result.manifest["skipped"]] == [
+        ("smiling/bad\\xff\\xfename.jpg", NAME_REASON)]

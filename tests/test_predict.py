@@ -155,6 +155,12 @@ def test_unlabeled_flat_and_nested_folders_and_a_file_list(models, faces, tmp_pa
                                                  if name.endswith(".jpg")))
     listed = _rows(_predict(models["head"][0], listing, tmp_path / "o3"))
     assert len(listed) == 5 and {row["true_label"] for row in listed.values()} == {"smiling"}
+    twice = tmp_path / "twice.csv"
+    first = sorted(name for name in os.listdir(flat) if name.endswith(".jpg"))[0]
+    twice.write_text(f"path,label\nflat/{first},smiling\nflat/{first},smiling\n")
+    once = _predict(models["head"][0], twice, tmp_path / "o5")
+    assert len(_rows(once)) == 1 and once.manifest["counts"]["skipped"] == 1
+    assert once.manifest["skipped"][0]["reason"].startswith(f"listed twice: the id 'flat/{first}'")
     glob = _rows(_predict(models["head"][0], f"{tmp_path}/nested/*/cam/*.jpg",
                           tmp_path / "o4"))
     assert sorted(glob) == sorted(deep)

@@ -57,6 +57,26 @@ def prefetch(function, items, *, ahead=_DECODE_AHEAD, threads=_DECODE_THREADS):
             yield queue.popleft().result()
 
 
+def _refused(items):
+    """`(items to read, [(ref, reason)])`: a ref whose listing refused it (`ExampleRef.skip`),
+    and every ref after the first of an id listed twice (a list naming one file twice), are
+    not read. Sorted by id, then path and label, so that which one is kept does not depend on
+    the order the runner delivered them in."""
+    items = sorted(items, key=lambda item: (item[1][0].id, item[1][0].path,
+                                            item[1][0].label_name))
+    kept, refused = [], []
+    for item in items:
+        ref = item[1][0]
+        if ref.skip:
+            refused.append((ref, ref.skip))
+        elif kept and kept[-1][1][0].id == ref.id:
+            refused.append((ref, f"listed twice: the id {ref.id!r} is taken by "
+                                 f"{kept[-1][1][0].path or 'an earlier entry'}"))
+        else:
+            kept.append(item)
+    return kept, refused
+
+
 def _reason(err):
     return errors.cause(err) or (str(err).strip().splitlines() or [type(err).__name__])[0]
 
@@ -181,8 +201,10 @@ class ShardFn(beam.DoFn):
 
     def process(self, element):
         shard, items = element
-        items = sorted(items, key=lambda item: item[1][0].id)
         state = ShardState(shard, items[0][0], len(items))
+        items, refused = _refused(items)
+        for ref, reason in refused:
+            state.skip(ref, ValueError(reason))
         reusable = self._reusable_base_entries([pair[0].id for _, pair in items], state)
         to_reuse, last = {}, time.monotonic()
         load = functools.partial(self._load, reusable=reusable)
@@ -196,12 +218,12 @@ class ShardFn(beam.DoFn):
                 self._add(ref, loaded, state)
             self.flush(state, final=False)
             if time.monotonic() - last >= _PROGRESS_SECONDS:
-                self._progress(shard, done)
+                self._progress(shard, len(refused) + done)
                 last = time.monotonic()
         self._reuse(to_reuse, state)
         self.flush(state, final=True)
         self._write(state)
-        self._progress(shard, len(items))
+        self._progress(shard, state.listed)
         yield {"shard": shard, "listed": state.listed, self.computed_key: state.computed,
                "reused": state.reused, "skipped": len(state.skipped)}
 

@@ -17,13 +17,31 @@ import os
 from pipeline.fields import field
 from pipeline.validation import check_choice
 
-__all__ = ["FOLLOW_LINKS", "LINK_REASON", "OUTSIDE_REASON", "LinkRefused", "LinkPolicy",
-           "follow_links_field"]
+__all__ = ["FOLLOW_LINKS", "LINK_REASON", "OUTSIDE_REASON", "NAME_REASON", "LinkRefused",
+           "LinkPolicy", "follow_links_field", "as_text"]
 
 #: `no`: skip every link; `inside`: follow links that resolve inside the data root; `any`: all.
 FOLLOW_LINKS = ("no", "inside", "any")
 LINK_REASON = "symbolic link (pass --follow-links to read it)"
 OUTSIDE_REASON = "symbolic link to outside the data folder (pass --follow-links=any to read it)"
+NAME_REASON = "file name is not UTF-8 text (rename the file to read it)"
+
+
+def as_text(path):
+    """`(path, reason)` of a listed path: UTF-8 text as it is, with no reason; a name whose bytes
+    are not UTF-8 (the system hands it over with surrogate escapes, which no UTF-8 writer takes)
+    spelled with `\\xNN` escapes, with `NAME_REASON`: listed and skipped, never read.
+
+    Example:
+        >>> as_text(os.fsdecode(b"bad\\xffname.jpg"))
+        ('bad\\\\xffname.jpg', 'file name is not UTF-8 text (rename the file to read it)')
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        escaped = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return escaped, NAME_REASON
+    return path, ""
 
 
 def follow_links_field():
@@ -88,9 +106,12 @@ class LinkPolicy:
     def walk(self, folder):
         """Every file below a local `folder`, and every linked folder that is not followed, sorted.
 
-        A followed linked folder is walked once (links that loop are not walked again); what is
-        listed here and not to be read, `check` refuses.
+        A followed linked folder is walked once (links that loop are not walked again); a
+        `folder` that is itself a link not to be followed is listed, not walked; what is listed
+        here and not to be read, `check` refuses.
         """
+        if self.reason(folder):
+            return [folder]
         found, seen = [], {os.path.realpath(folder)}
         for top, dirs, files in os.walk(folder, followlinks=self.follow != "no"):
             kept = []

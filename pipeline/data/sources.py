@@ -22,7 +22,6 @@ is fixed by hashing the id with the seed, so a file keeps its split when others 
 """
 import dataclasses
 import hashlib
-import itertools
 import os
 import posixpath
 
@@ -32,7 +31,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.data.fingerprint import combine_hashes, entry_hash
 from pipeline.data.images import IMAGE_EXTENSIONS
-from pipeline.data.links import LinkPolicy
+from pipeline.data.links import LinkPolicy, as_text
 from pipeline.validation import check_scalar
 
 __all__ = ["ExampleRef", "FolderSource", "TfdsSource", "open_source", "assign_split",
@@ -55,6 +54,8 @@ class ExampleRef:
         split: `"train"`, `"val"` or `"test"`.
         path: the file to read, or `""` when the bytes travel with the ref (TFDS).
         digest: sha256 of the file's content once read, or `""`.
+        skip: why the file is not read, where the listing knew it (a name that is not UTF-8
+            text: `pipeline.data.links.as_text`), or `""`.
     """
 
     id: str
@@ -63,6 +64,7 @@ class ExampleRef:
     split: str
     path: str = ""
     digest: str = ""
+    skip: str = ""
 
 
 def assign_split(example_id, *, seed, val_fraction):
@@ -90,7 +92,7 @@ def match_folder(folder, links, limit=None):
     (unfollowed links listed, to be skipped with their reason), through Beam's file systems else."""
     if "://" not in folder:
         found = links.walk(folder)
-        return sorted(found) if limit is None else list(itertools.islice(found, limit))
+        return found if limit is None else found[:limit]
     (result,) = FileSystems.match([posixpath.join(folder, "**")], limits=[limit])
     return sorted(meta.path for meta in result.metadata_list)
 
@@ -134,6 +136,9 @@ class FolderSource:
                              + (f"; {loose:,} images sit directly in this folder: put them in "
                                 "one sub-folder per class" if loose else ""))
         for name in self.class_names:
+            refused = self.links.reason(posixpath.join(self.root, name))
+            if refused:
+                raise ValueError(f"data {root!r}: class folder {name!r} is a {refused}")
             peek = match_folder(posixpath.join(self.root, name), self.links, _PEEK)
             if len(peek) < _PEEK and not any(map(_is_image, peek)):
                 raise ValueError(f"data {root!r}: class folder {name!r} holds no images "
@@ -160,11 +165,12 @@ class FolderSource:
     def class_refs(self, label):
         """The sorted `ExampleRef`s of class `label` (one listing of its folder)."""
         name = self.class_names[label]
-        for path in match_folder(posixpath.join(self.root, name), self.links):
-            if not (_is_image(path) or self.links.reason(path)):
+        for listed in match_folder(posixpath.join(self.root, name), self.links):
+            path, skip = as_text(listed)
+            if not (_is_image(path) or self.links.reason(listed)):
                 continue  # not an image; a link is listed, to be skipped with its reason
             example_id = posixpath.relpath(path, self.root)
-            yield ExampleRef(id=example_id, label=label, label_name=name, path=path,
+            yield ExampleRef(id=example_id, label=label, label_name=name, path=path, skip=skip,
                              split=assign_split(example_id, seed=self.seed,
                                                 val_fraction=self.val_fraction))
 

@@ -29,7 +29,7 @@ import tensorflow as tf
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.data.images import IMAGE_EXTENSIONS
-from pipeline.data.links import LinkPolicy
+from pipeline.data.links import LinkPolicy, as_text
 from pipeline.data.sources import TFDS_PREFIX, ExampleRef, TfdsSource, match_folder
 
 __all__ = ["open_inputs", "FileInputs", "ListInputs", "TfdsInputs"]
@@ -40,10 +40,10 @@ _LIST_EXTENSIONS = (".txt", ".csv")
 _PEEK = 1000
 
 
-def _ref(example_id, path, true_label, class_names):
+def _ref(example_id, path, true_label, class_names, *, skip=""):
     label = class_names.index(true_label) if true_label in class_names else -1
     return ExampleRef(id=example_id, label=label, label_name=true_label or "", split="",
-                      path=path)
+                      path=path, skip=skip)
 
 
 class FileInputs:
@@ -77,12 +77,13 @@ class FileInputs:
             raise ValueError(f"data {data!r}: no images found ({', '.join(IMAGE_EXTENSIONS)})")
 
     def refs(self, pattern):
-        for path in self._paths():
-            if not (path.lower().endswith(IMAGE_EXTENSIONS) or self.links.reason(path)):
+        for listed in self._paths():
+            path, skip = as_text(listed)
+            if not (path.lower().endswith(IMAGE_EXTENSIONS) or self.links.reason(listed)):
                 continue  # not an image; a link is listed, to be skipped with its reason
             example_id = posixpath.relpath(path, self.root)
             true_label = example_id.split("/")[0] if self.labels and "/" in example_id else ""
-            yield _ref(example_id, path, true_label, self.class_names)
+            yield _ref(example_id, path, true_label, self.class_names, skip=skip)
 
     def list_examples(self):
         return "ListFiles" >> (beam.Create([self.pattern])
