@@ -29,6 +29,7 @@ import logging
 import sys
 import types
 import typing
+import warnings
 
 from pipeline import console, errors
 from pipeline.fields import field
@@ -188,8 +189,15 @@ def config_from(config_class, args, **values):
     return config_class(**{**given, **values})
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None):
+    """A warning as a job prints it: one line, `warning: <message>`."""
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
+
+
 def configure_output(verbose):
-    """INFO logs with `--verbose`; else the libraries silenced and TensorFlow imported quietly."""
+    """INFO logs with `--verbose`; else the libraries silenced and TensorFlow imported quietly.
+    Warnings that reach a job (the project's own) print as one line, `warning: ...`."""
+    warnings.showwarning = _warning_line
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                             force=True)

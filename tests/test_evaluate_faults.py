@@ -7,11 +7,12 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 
 import pytest
 
 from jobs import evaluate, train_head
-from pipeline.evaluation import gate
+from pipeline.evaluation import blessing
 from pipeline.publish import verify_published
 from tests.conftest import REPO
 
@@ -41,7 +42,7 @@ def _rows(reports):
 def _run_folders(reports):
     return sorted(p.name for p in reports.iterdir()
                   if p.is_dir() and not p.name.startswith(".")
-                  and p.name not in ("predictions", gate.COPIES))
+                  and p.name not in ("predictions", blessing.COPIES))
 
 
 def _assert_whole(reports):
@@ -50,7 +51,7 @@ def _assert_whole(reports):
     for name in _run_folders(reports):
         assert verify_published(str(reports / name)) is not None, name
     assert {row["run_dir"] for row in _rows(reports)} <= set(_run_folders(reports))
-    blessed = gate.read_blessed(reports)
+    blessed = blessing.read_blessed(reports)
     assert blessed["evaluation"] in _run_folders(reports)
     copy = reports.joinpath(*blessed["copy"].split("/")[:2])  # blessed-model/<digest>
     assert verify_published(str(copy)) is not None
@@ -58,8 +59,8 @@ def _assert_whole(reports):
 
 @pytest.mark.parametrize("kill_at, published, recorded", [
     ("pipeline.reports:write_report", False, False),  # writing the run folder
-    ("pipeline.evaluation.gate:write_blessing", True, False),  # published, nothing committed
-    ("pipeline.evaluation.evaluate:_record_run", True, False),  # blessed.json, not the row
+    ("pipeline.evaluation.blessing:write_blessing", True, False),  # published, nothing committed
+    ("pipeline.evaluation.record:_record_run", True, False),  # blessed.json, not the row
     ("pipeline.reports.runs:_draw", True, True),  # the row, not the index
 ])
 def test_a_kill_at_any_write_point_leaves_a_whole_folder_that_the_next_run_completes(
@@ -78,15 +79,19 @@ def test_a_kill_at_any_write_point_leaves_a_whole_folder_that_the_next_run_compl
     assert [p for p in os.listdir(reports) if ".staging-" in p] != [] or published
     _assert_whole(reports)
 
-    report, status = evaluate.run(["--model", tiny_head, *argv])  # the next run, not blessing
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report, status = evaluate.run(["--model", tiny_head, *argv])  # the next run
     assert status == 0
+    said = [str(w.message) for w in caught if "stopped before it was recorded" in str(w.message)]
+    assert len(said) == (published and not recorded)
     rows = _rows(reports)
     assert [row["run_dir"] for row in rows] == _run_folders(reports)  # every run, in order
     assert not [p for p in os.listdir(reports) if ".staging-" in p]
     index = (reports / "index.html").read_text()
     assert f"{len(rows)} runs" in index and all(row["run_dir"] in index for row in rows)
     _assert_whole(reports)
-    blessed = gate.read_blessed(reports)
+    blessed = blessing.read_blessed(reports)
     if published:  # the killed run passed and was published: its blessing is completed
         assert blessed["model"] == other_head and rows[1]["blessed"] == "True"
         assert f"Blessed: <strong>{os.path.basename(other_head)}</strong>" in index
@@ -104,8 +109,10 @@ def _bless_a_copy(tiny_head, faces, tmp_path):
 
 
 def _damage_blessed(reports, model):
-    (reports / "blessed.json").write_text('{"model":\n')
-    return r"blessed\.json: not a blessing record \(Expecting value: line 2 column 1 \(char 11\)\); moved to .*blessed\.json\.damaged: no model is blessed here until the next --bless"
+    (reports / "blessed.json").write_text("{\"model\": \n")
+    return (r"blessed\.json: not a blessing record \(Expecting value: line 2 column 1 \(char "
+            r"11\)\); moved to .*blessed\.json\.damaged: no model is blessed here until the "
+            "next --bless")
 
 
 def _damage_row(reports, model):
@@ -122,9 +129,10 @@ def _move_model_of_an_old_blessing(reports, model):
     blessed = json.loads((reports / "blessed.json").read_text())
     del blessed["copy"]  # as written before copies were kept
     (reports / "blessed.json").write_text(json.dumps(blessed))
-    shutil.rmtree(reports / gate.COPIES)
+    shutil.rmtree(reports / blessing.COPIES)
     model.rename(model.parent / "moved")
-    return r"blessed\.json: the model blessed at .* is gone or has changed and the reports folder holds no copy of it; this run has no baseline"
+    return (r"blessed\.json: the model blessed at .* is gone or has changed and the reports "
+            "folder holds no copy of it; this run has no baseline")
 
 
 @pytest.mark.parametrize("damage", [_damage_blessed, _damage_row, _move_model_of_an_old_blessing])
@@ -139,7 +147,7 @@ def test_a_damaged_shared_file_is_one_warning_naming_it_and_the_folder_goes_on(
     assert all("\n" not in str(w.message) for w in caught)
     assert str(reports) in str(caught[0].message)  # names the file
     report, status = evaluate.run([*argv, "--require", "accuracy>=0", "--bless"])
-    assert status == 0 and gate.read_blessed(reports)["model"] == other_head
+    assert status == 0 and blessing.read_blessed(reports)["model"] == other_head
     _, status = evaluate.run([*argv, "--require", "accuracy-baseline>=0"])  # a baseline again
     assert status == 0 and len(_rows(reports)) == 4
 
@@ -148,7 +156,7 @@ def test_a_damaged_blessing_is_refused_by_require_blessed_in_one_line(tmp_path):
     (tmp_path / "blessed.json").write_text("{")
     with pytest.raises(ValueError, match=r"^--require-blessed '.*': .*blessed\.json: not a "
                                          r"blessing record \(.*\); bless a model again"):
-        gate.require_blessed(str(tmp_path), "any")
+        blessing.require_blessed(str(tmp_path), "any")
 
 
 def test_a_model_retrained_in_place_every_week_is_compared_with_its_blessed_copy(
@@ -156,7 +164,7 @@ def test_a_model_retrained_in_place_every_week_is_compared_with_its_blessed_copy
     import pipeline.evaluation.evaluate as evaluation
 
     model, reports, argv = _bless_a_copy(tiny_head, faces, tmp_path)
-    first = gate.read_blessed(reports)
+    first = blessing.read_blessed(reports)
     assert re.fullmatch(r"blessed-model/[0-9a-f]{12}", first["copy"])
     assert sorted(os.listdir(reports / first["copy"])) == ["head.json", "head.keras",
                                                            "published.json"]
@@ -169,10 +177,10 @@ def test_a_model_retrained_in_place_every_week_is_compared_with_its_blessed_copy
     assert status == 0 and report["blessed"]
     assert labels == ["evaluate candidate", "evaluate baseline head"]
     assert report["baseline"] == str(model) and report["baseline_digest"] == first["model_digest"]
-    second = gate.read_blessed(reports)
+    second = blessing.read_blessed(reports)
     assert second["model_digest"] == report["model_digest"] != first["model_digest"]
-    assert os.listdir(reports / gate.COPIES) == [second["copy"].split("/")[1]]  # the old copy
-    assert gate.require_blessed(str(reports), str(model)) == second  # goes; export takes it
+    assert os.listdir(reports / blessing.COPIES) == [second["copy"].split("/")[1]]  # the old copy
+    assert blessing.require_blessed(str(reports), str(model)) == second  # goes; export takes it
     report, status = evaluate.run(weekly)  # the week after: unchanged, against itself
     assert status == 0 and report["baseline_comparison"]["metrics"]["accuracy"][
         "difference"] == 0.0

@@ -39,11 +39,11 @@ def test_the_second_of_two_identical_runs_keeps_the_first_output(tmp_path):
     for run_dir in (first, second):
         with open(os.path.join(run_dir, "data.txt"), "w") as handle:
             handle.write(run_dir)
-    manifest, published = outputs.publish(first, str(tmp_path / "out"), {"run": 1})
-    assert published and manifest == {"run": 1}
-    manifest, published = outputs.publish(second, str(tmp_path / "out"), {"run": 2})
-    assert not published and manifest == {"run": 1}
-    assert json.loads((tmp_path / "out" / "manifest.json").read_text()) == {"run": 1}
+    manifest, published = outputs.publish(first, str(tmp_path / "out"), {"run": 1, "shards": []})
+    assert published and manifest == {"run": 1, "shards": []}
+    manifest, published = outputs.publish(second, str(tmp_path / "out"), {"run": 2, "shards": []})
+    assert not published and manifest == {"run": 1, "shards": []}
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text()) == {"run": 1, "shards": []}
     assert (tmp_path / "out" / "data.txt").read_text() == first
     assert not os.listdir(tmp_path / outputs.RUNS_DIR)
 

@@ -18,6 +18,7 @@ import numpy as np
 from pipeline.evaluation import audit_pages
 from pipeline.evaluation.config import AuditConfig
 from pipeline.features import cache
+from pipeline.publish import check_out_dir, published_folder
 from pipeline.training.head_training import example_paths
 from pipeline.training.heads import HeadConfig
 from pipeline.training.kfold import out_of_fold_proba
@@ -38,6 +39,10 @@ class AuditData:
     @property
     def clean(self):
         return self.records.copies == 0
+
+
+#: The files that mark a folder as an earlier audit (written before `published.json` existed).
+_MARKERS = ("label_issues.csv", "label_error_pairs.csv")
 
 
 def load_audit_data(cache_dir):
@@ -197,9 +202,9 @@ def audit_cache(cache_dir, out_dir, *, config=AuditConfig(), loader=load_audit_d
 
     Args:
         cache_dir: a complete cache folder.
-        out_dir: the output folder (created): `index.html`, `label_issues.csv`/`.html`,
-            `near_duplicates.csv`/`.html`, `outliers.csv`/`.html`, `label_error_pairs.csv`,
-            `report.json`.
+        out_dir: the output folder, published whole (`pipeline.publish`): `index.html`,
+            `label_issues.csv`/`.html`, `near_duplicates.csv`/`.html`, `outliers.csv`/`.html`,
+            `label_error_pairs.csv`, `report.json`.
         config: an `AuditConfig`. Defaults to `AuditConfig()`.
         loader: returns `(manifest, AuditData)` for `cache_dir` (a test seam). Defaults to
             `load_audit_data`.
@@ -209,6 +214,7 @@ def audit_cache(cache_dir, out_dir, *, config=AuditConfig(), loader=load_audit_d
         The `report.json` dict.
     """
     start = clock()
+    check_out_dir(out_dir, job="audit", markers=_MARKERS)
     manifest, data = loader(cache_dir)
     proba = out_of_fold(data, config)
     labels = data.records.labels[data.clean]
@@ -216,13 +222,13 @@ def audit_cache(cache_dir, out_dir, *, config=AuditConfig(), loader=load_audit_d
     found = {"label_issues": _label_rows(lab, data), "near_duplicates": _duplicate_rows(lab, data),
              "outliers": _outlier_rows(lab, data),
              "label_error_pairs": label_error_pairs(labels, proba, data.class_names)}
-    os.makedirs(out_dir, exist_ok=True)
-    audit_pages.write_csvs(out_dir, found)
     title = os.path.basename(str(manifest["source"].get("root") or manifest["source"].get(
         "data", "")).rstrip("/")) or manifest["cache_key"]
-    audit_pages.write_detail_pages(out_dir, data, title, found, top_n=config.top_n)
-    report = _summary(manifest, data, found, proba, config, clock() - start)
-    with open(os.path.join(out_dir, "report.json"), "w") as handle:
-        json.dump(report, handle, indent=2, sort_keys=True)
-    audit_pages.write_index(out_dir, title, report)
+    with published_folder(out_dir, job="audit", markers=_MARKERS) as staging:
+        audit_pages.write_csvs(staging, found)
+        audit_pages.write_detail_pages(staging, data, title, found, top_n=config.top_n)
+        report = _summary(manifest, data, found, proba, config, clock() - start)
+        with open(os.path.join(staging, "report.json"), "w") as handle:
+            json.dump(report, handle, indent=2, sort_keys=True)
+        audit_pages.write_index(staging, title, report)
     return report

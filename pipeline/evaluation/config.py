@@ -64,8 +64,9 @@ class EvaluateConfig:
                                      help="a threshold that must hold, once per flag: "
                                      "accuracy>=0.85, recall[*]>=0.6, recall[cat]>=0.7, "
                                      "accuracy-baseline>=-0.005; exit 1 when one does not")
-    bless: bool = field(False, negatable=False, help="write blessed.json (this model) into the "
-                        "reports folder when every --require holds; exit 1 otherwise")
+    bless: bool = field(False, negatable=False, help="keep a copy of this model in the reports "
+                        "folder (blessed-model/) and write blessed.json when every --require "
+                        "holds; exit 1 otherwise")
     slice_by: tuple[str, ...] = field((), repeatable=True, choices=SLICE_BY, help="figures per "
                                       "slice, once per flag: folder (the sub-folder under each "
                                       "class), size (shorter-side buckets), face (found or not)")

@@ -253,7 +253,8 @@ def _baselines(ax, rows, series):
     """The majority baseline, one dotted line per data set (it depends on the data alone)."""
     data_sets = sorted({series(r)[1] for r in rows})
     for index, data in enumerate(data_sets):
-        mine = [r for r in rows if series(r)[1] == data]
+        mine = [r for r in rows if series(r)[1] == data
+                and r.get("majority_baseline") not in ("", None)]
         ax.plot(_dates([r["time"] for r in mine]), [float(r["majority_baseline"]) for r in mine],
                 color="gray", linestyle=(0, (1, 1 + 2 * index)),
                 label="majority baseline" + (f", {data}" if len(data_sets) > 1 else ""))
