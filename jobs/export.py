@@ -20,7 +20,7 @@ EXAMPLE = """example (SavedModel, float32 and int8 TFLite, labels; a head, with 
 
 def _run(args, *, show_progress=False):
     from pipeline.evaluation.export import export_model  # noqa: PLC0415  (TensorFlow, after)
-    from pipeline.evaluation.gate import require_blessed  # noqa: PLC0415
+    from pipeline.evaluation.blessing import require_blessed  # noqa: PLC0415
 
     config = config_from(ExportConfig, args)
     if config.require_blessed:

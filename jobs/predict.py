@@ -24,7 +24,7 @@ EXAMPLE = """example (a fine-tuned model over a folder of new photos, then on Da
 
 def _run(args, *, test_pipeline=None, show_progress=False):
     from pipeline.batch.options import pipeline_options  # noqa: PLC0415  (TensorFlow, Beam:
-    from pipeline.evaluation.gate import require_blessed  # noqa: PLC0415  after the output)
+    from pipeline.evaluation.blessing import require_blessed  # noqa: PLC0415  after the output)
     from pipeline.prediction.job import run_predict  # noqa: PLC0415
 
     config = config_from(PredictConfig, args)

@@ -7,9 +7,9 @@ written into it last, and the staging folder takes `out_dir`'s place in one step
 (`renameat2(RENAME_EXCHANGE)` on Linux), the previous output removed after. Until then readers
 see the previous output, whole; a kill at any moment leaves the previous output or the new one,
 never a mix, and at worst a staging folder of a dead process, which the next publish into the
-same `out_dir` removes. Where the system has no atomic exchange, the previous output is renamed
-aside for the instant between two renames and put back by the next publish when a kill fell in
-between.
+same `out_dir` removes (`remove_dead_staging(parent)`: those of every output in a folder).
+Where the system has no atomic exchange, the previous output is renamed aside for the instant
+between two renames and put back by the next publish when a kill fell in between.
 
 `verify_published(folder)` checks a published folder against its list (a missing, truncated or
 altered file raises `ValueError` naming it), so that a damaged output is never taken as whole.
@@ -29,8 +29,8 @@ import socket
 import time
 import uuid
 
-__all__ = ["PUBLISHED", "published_folder", "check_out_dir", "work_folder", "verify_published",
-           "read_published"]
+__all__ = ["PUBLISHED", "published_folder", "check_out_dir", "remove_dead_staging", "work_folder",
+           "verify_published", "read_published"]
 
 #: The list of a published folder's files, written last.
 PUBLISHED = "published.json"
@@ -206,6 +206,23 @@ def check_out_dir(out_dir, *, job, markers=()):
     """Refuses, before any work, an `out_dir` that `published_folder` would not replace."""
     _recover(out_dir)
     _check_replaceable(out_dir, job, markers)
+
+
+def remove_dead_staging(parent):
+    """Removes the staging folders that dead processes left under `parent`, and puts back (or
+    removes) the previous outputs they left aside, for every output there: what `check_out_dir`
+    does for one output, for a folder of outputs whose names are not known in advance (a
+    reports folder's runs, each published once). A `parent` that is not there is left alone."""
+    if not os.path.isdir(parent):
+        return
+    names = set()
+    for entry in os.listdir(parent):
+        for kind in (_STAGING, _ASIDE):
+            name, found, _ = entry[1:].partition(kind)
+            if entry.startswith(".") and found and name:
+                names.add(name)
+    for name in sorted(names):
+        _recover(os.path.join(parent, name))
 
 
 def _swap_in(staging, out_dir, owner):

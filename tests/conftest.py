@@ -7,6 +7,8 @@ are checked at the end of the session (`_assert_unchanged`): a test that wrote i
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -20,6 +22,14 @@ MOBILENET_025 = SHARED / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
 #: Beam options for tests: Beam's FnApiRunner in this process (never Prism).
 IN_MEMORY = ["--runner=FnApiRunner", "--direct_running_mode=in_memory",
              "--direct_num_workers=1"]
+
+def run_as_user(*args):
+    """Runs `python ARGS` in a fresh interpreter from the repository, as a person would (without
+    the suite's `TF_CPP_MIN_LOG_LEVEL`); returns the `CompletedProcess` (text)."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
+                          text=True)
+
 
 #: A tiny, fast backbone for tests.
 TINY = ["--backbone", "mobilenet_v2", "--alpha", "0.35", "--image-size", "48", "--weights",

@@ -19,7 +19,7 @@ from pipeline.fields import field
 from pipeline.prediction.config import PredictConfig
 from pipeline.training.config import FinetuneConfig
 from pipeline.training.heads import HeadConfig
-from tests.conftest import REPO
+from tests.conftest import REPO, run_as_user
 
 JOBS = sorted(p.stem for p in (REPO / "jobs").glob("*.py")
               if not p.stem.startswith("_") and p.stem != "cli")
@@ -93,9 +93,7 @@ def test_importing_the_jobs_does_no_work():
             f"import jobs, {', '.join(f'jobs.{name}' for name in JOBS)}\n"
             "assert 'tensorflow' not in sys.modules and 'apache_beam' not in sys.modules\n"
             "assert os.fstat(2).st_ino == before and 'TF_CPP_MIN_LOG_LEVEL' not in os.environ\n")
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
-                          text=True)
+    done = run_as_user("-c", code)
     assert done.returncode == 0, done.stderr
 
 
@@ -129,8 +127,7 @@ def test_a_misspelt_flag_is_refused_in_every_job_before_tensorflow_or_any_work()
             "    except SystemExit as exited:\n"
             "        codes[name] = exited.code\n"
             "print(json.dumps([codes, 'tensorflow' in sys.modules]))\n")
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(TYPOS)], cwd=REPO,
-                          capture_output=True, text=True)
+    done = run_as_user("-c", code, json.dumps(TYPOS))
     assert done.returncode == 0 and done.stderr == "", done.stderr
     codes, tensorflow = json.loads(done.stdout)
     assert codes == {name: _refusal(typo, meant) for name, (_, typo, meant) in TYPOS.items()}
@@ -140,8 +137,7 @@ def test_a_misspelt_flag_is_refused_in_every_job_before_tensorflow_or_any_work()
 @pytest.mark.parametrize("name", ["predict", "train_head"])
 def test_a_misspelt_flag_is_one_line_and_exit_status_1(name):
     argv, typo, meant = TYPOS[name]
-    done = subprocess.run([sys.executable, "-m", f"jobs.{name}", *argv], cwd=REPO,
-                          capture_output=True, text=True)
+    done = run_as_user("-m", f"jobs.{name}", *argv)
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == _refusal(typo, meant) + "\n"
 
@@ -242,10 +238,7 @@ def test_a_field_says_its_flag_type_default_and_help():
 
 def test_train_head_prints_its_own_lines_only_unless_verbose(tiny_cache, tmp_path, capsys):
     argv = ["--cache", tiny_cache.cache_dir, "--epochs", "3", "--ensemble", "2"]
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    quiet = subprocess.run([sys.executable, "-m", "jobs.train_head", *argv, "--out",
-                            str(tmp_path / "quiet")], cwd=REPO, env=env, capture_output=True,
-                           text=True)
+    quiet = run_as_user("-m", "jobs.train_head", *argv, "--out", str(tmp_path / "quiet"))
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
     assert "epoch 1/" not in quiet.stdout.lower()
     assert quiet.stdout.rstrip().endswith(str(tmp_path / "quiet" / "index.html"))

@@ -181,7 +181,7 @@ def test_twenty_evaluations_recorded_eight_at_a_time_keep_every_row(tmp_path):
 
     import numpy as np
 
-    from pipeline.evaluation.evaluate import _record_run
+    from pipeline.evaluation.record import _record_run
     from pipeline.reports import write_report
 
     y = np.array([0, 1] * 10)

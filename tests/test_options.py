@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from pipeline.batch import options
-from tests.conftest import REPO
+from tests.conftest import run_as_user
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -53,7 +53,5 @@ def test_the_options_need_no_tensorflow():
     code = ("import sys\nfrom pipeline.batch import options\n"
             "options.split_beam_args(['--runner', 'DaskRunner'])\n"
             "assert 'tensorflow' not in sys.modules\n")
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
-                          text=True)
+    done = run_as_user("-c", code)
     assert done.returncode == 0, done.stderr

@@ -112,6 +112,21 @@ def test_a_previous_output_left_aside_by_a_kill_between_two_renames_is_put_back(
     assert _contents(out) == {"export.json": "A"} and _leftovers(out) == []
 
 
+def test_the_dead_staging_of_every_output_in_a_folder_is_removed_and_an_aside_put_back(tmp_path):
+    host, dead = publish.socket.gethostname(), _dead_pid()
+    _publish(tmp_path / "run-a", {"export.json": "A"})
+    _write(str(tmp_path / f".run-a.staging-{host}-{dead}-abcd1234"), {"export.json": "half"})
+    _write(str(tmp_path / f".run.b.previous-{host}-{dead}-abcd1234"), {"export.json": "B"})
+    alive = tmp_path / f".run-c.staging-{host}-{os.getpid()}-abcd1234"
+    _write(str(alive), {"export.json": "writing"})
+    _write(str(tmp_path / ".run-d.work"), {"checkpoint": "kept"})  # a working folder stays
+    publish.remove_dead_staging(str(tmp_path))
+    assert _contents(tmp_path / "run-a") == {"export.json": "A"}
+    assert _contents(tmp_path / "run.b") == {"export.json": "B"}  # put back
+    assert sorted(_leftovers(tmp_path / "run-a")) == [alive.name, ".run-d.work"]
+    publish.remove_dead_staging(str(tmp_path / "absent"))  # a folder that is not there
+
+
 def test_without_an_atomic_exchange_the_folder_is_swapped_by_two_renames(tmp_path, monkeypatch):
     monkeypatch.setattr(publish, "_exchange", lambda a, b: False)
     out = tmp_path / "export"

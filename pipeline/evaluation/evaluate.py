@@ -7,14 +7,9 @@ and `index.html` it redraws, under a file lock so that concurrent runs never cor
 
 A kill at any moment leaves the reports folder whole. The run folder is written in a staging
 folder and published whole (`pipeline.publish`): it appears complete or not at all. Then, under
-the lock, the run is committed: its blessing (`blessed.json`), then its runs.csv row and the
-index. The published run folder is the commit point: its `report.json` holds everything the
-rest is made of, so the next evaluation, under the lock and before its pass, records a published
-run that runs.csv lacks (a kill between publishing and recording), and removes the staging
-folders of dead evaluations. Damaged shared files do not lock the folder out: a `blessed.json`
-that is not a blessing record is set aside, a figure in runs.csv that is not a number is read as
-empty, and a blessed model that is gone leaves the run without a baseline, each with a one-line
-warning.
+the lock, the run is committed (`pipeline.evaluation.record`: its blessing, its runs.csv row,
+the index); the next evaluation, before its pass, repairs what a kill left. A blessed model that
+is gone leaves the run without a baseline, with a one-line warning.
 
 The predictions come from the predict job's pass (`pipeline.prediction`), on any Beam runner:
 each shard step writes its evaluation summary (confusion counts, calibration bins, score
@@ -24,29 +19,26 @@ model is copied, not run again; a head also takes its cache's embeddings for ima
 holds (by content digest), so only images never seen before go through the backbone.
 
 A review (`pipeline.evaluation.review`, `gate`, `slices`) compares the model with a baseline on
-the same images, checks the requirements on all images and on each slice, and blesses it.
+the same images, checks the requirements on all images and on each slice, and blesses it
+(`pipeline.evaluation.blessing`).
 """
 import contextlib
-import fcntl
 import functools
 import html
 import json
 import os
 import re
-import threading
 import time
 import uuid
-import warnings
-
 
 from pipeline import reports
-from pipeline.evaluation import gate, review, slices
+from pipeline.evaluation import blessing, gate, record, review, slices
 from pipeline.evaluation.inputs import data_name, eval_inputs
 from pipeline.files import write_json_atomic
 from pipeline.prediction.job import PredictConfig, run_predict
 from pipeline.prediction.models import open_model
 from pipeline.prediction.shard import read_rows
-from pipeline.publish import PUBLISHED, check_out_dir, published_folder, verify_published
+from pipeline.publish import published_folder
 from pipeline.reports import cells
 from pipeline.reports import runs as report_runs
 from pipeline.reports.runs import RUNS_COLUMNS, display_name
@@ -61,34 +53,6 @@ PREDICTIONS_DIR = "predictions"
 def _slug(path):
     name = os.path.basename(os.path.normpath(path)).replace(".keras", "")
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:40] or "model"
-
-
-_HELD = threading.local()
-
-
-@contextlib.contextmanager
-def _locked(reports_dir):
-    """The reports folder's lock (`.lock`), re-entrant within a thread."""
-    held = _HELD.__dict__.setdefault("folders", set())
-    key = os.path.realpath(reports_dir)
-    if key in held:
-        yield
-        return
-    with open(os.path.join(reports_dir, ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        held.add(key)
-        try:
-            yield
-        finally:
-            held.discard(key)
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _record_run(reports_dir, row, *, threshold, fail_under):
-    """Appends the run to runs.csv and redraws the index under the lock; returns the comparison."""
-    with _locked(reports_dir):
-        return report_runs.update_runs_index(reports_dir, row, threshold=threshold,
-                                             fail_under=fail_under)
 
 
 def _previous_run(reports_dir, run):
@@ -132,79 +96,6 @@ def _amend_report(run_path, **entries):
         saved = {**json.load(handle), **entries}
     write_json_atomic(path, saved)
     return saved
-
-
-def _remove_dead_staging(folder):
-    """Removes the staging folders that dead evaluations left in `folder`: `pipeline.publish`
-    removes them per output (`check_out_dir`), and a run folder's name is never used twice."""
-    for entry in os.listdir(folder) if os.path.isdir(folder) else ():
-        name, staging, _ = entry[1:].partition(".staging-")
-        if entry.startswith(".") and staging:
-            check_out_dir(os.path.join(folder, name), job="evaluate", markers=("report.json",))
-
-
-def _runs_row(report, run_dir):
-    """The runs.csv row of a run, from its report (as its `report.json` holds it)."""
-    return {**report, "time": report["created"], "model": report["config"]["model"],
-            "data": report["config"]["data"], "run_dir": run_dir,
-            **review.runs_fields(report, report["baseline_comparison"],
-                                 report["requirements"], report["blessed"])}
-
-
-def _comparison(reports_dir, report, run_dir):
-    """The run against the previous and the best run of its series, as recording it will
-    judge it (`report_runs.compare_runs`); call it under the lock."""
-    row = _runs_row(report, run_dir)
-    rows = report_runs.read_runs(reports_dir) + [
-        {k: "" if row.get(k) is None else str(row[k]) for k in RUNS_COLUMNS}]
-    return report_runs.compare_runs(rows, threshold=report["regression_threshold"],
-                                    fail_under=report["fail_under"])
-
-
-def _commit(reports_dir, run_dir, report):
-    """Under the lock, once the run folder is published: its blessing (`blessed.json`), then
-    its runs.csv row and the index; returns the comparison."""
-    if report.get("blessed"):
-        gate.write_blessing(reports_dir, report["blessed"])
-    return _record_run(reports_dir, _runs_row(report, run_dir),
-                       threshold=report["regression_threshold"], fail_under=report["fail_under"])
-
-
-def _record_unrecorded(reports_dir):
-    """Commits the published run folders that runs.csv lacks (an evaluation killed between
-    publishing its folder and recording it), oldest first. Call it under the lock."""
-    recorded = {row["run_dir"] for row in report_runs.read_runs(reports_dir)}
-    for name in sorted(os.listdir(reports_dir)):
-        path = os.path.join(reports_dir, name)
-        if name in recorded or not os.path.isfile(os.path.join(path, PUBLISHED)):
-            continue
-        try:
-            if verify_published(path, digests=False)["job"] != "evaluate":
-                continue
-            with open(os.path.join(path, "report.json")) as handle:
-                report = json.load(handle)
-            _commit(reports_dir, name, report)
-        except (ValueError, KeyError, OSError) as err:
-            warnings.warn(f"{path}: an evaluation that runs.csv lacks and that cannot be "
-                          f"recorded ({err}); left out of runs.csv and the index (remove the "
-                          "folder to silence this)", stacklevel=2)
-            continue
-        warnings.warn(f"{path}: an evaluation that was stopped before it was recorded; now "
-                      "recorded in runs.csv", stacklevel=2)
-
-
-def _prepare_folder(reports_dir):
-    """Before the pass, under the lock: the staging folders of dead evaluations removed, a
-    damaged `blessed.json` set aside, runs.csv's values that are not numbers named
-    (`report_runs.read_runs`) and the published runs it lacks recorded, so that the baseline and
-    the comparisons read a whole folder. A folder that is not there is left alone."""
-    if not os.path.isdir(reports_dir):
-        return
-    with _locked(reports_dir):
-        for folder in (reports_dir, os.path.join(reports_dir, gate.COPIES)):
-            _remove_dead_staging(folder)
-        gate.set_aside_damaged(reports_dir)
-        _record_unrecorded(reports_dir)
 
 
 def _prediction_rows(out_dir, manifest):
@@ -265,7 +156,7 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
             to `None`.
         requirements: `gate.Requirement`s that must all hold. Defaults to `()`.
         bless: when every requirement holds, keep a copy of this model in the reports folder
-            (`blessed-model/`) and write `blessed.json` (`gate.blessing`). Defaults to `False`.
+            (`blessed-model/`) and write `blessed.json` (`blessing.blessing`). Defaults to `False`.
         slice_by: slice dimensions (`pipeline.evaluation.slices.SLICE_BY`): each slice's
             figures, and the requirements checked on each. Defaults to `()`.
         slices_csv: a CSV file of the images' own metadata (`id` and any columns), sliced
@@ -287,7 +178,7 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
     """
     spec = open_model(model_path)
     classes = list(spec.class_names)
-    _prepare_folder(reports_dir)
+    record.prepare_folder(reports_dir)
     baseline, baseline_spec = review.resolve_baseline(baseline, spec, reports_dir)
     gate.validate(requirements, class_names=classes, has_baseline=baseline is not None)
     columns = slices.read_slices_csv(slices_csv) if slices_csv else None
@@ -352,13 +243,13 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
                                   for row in slice_rows],
                        "empty_slices": empty_slices, "fail_under": fail_under,
                        "regression_threshold": regression_threshold})
-            held.enter_context(_locked(reports_dir))
-            _record_unrecorded(reports_dir)  # evaluations stopped during this one's pass
-            blessed = gate.blessing(reports_dir, spec, model=model_path, run_dir=run_dir,
-                                    checks=checks, created=report["created"]
-                                    ) if bless and passed else None
-            report = _amend_report(staging, blessed=blessed, comparison=_comparison(
+            held.enter_context(record.locked(reports_dir))
+            record.record_unrecorded(reports_dir)  # evaluations stopped during this one's pass
+            blessed = blessing.blessing(reports_dir, spec, model=model_path, run_dir=run_dir,
+                                        checks=checks, created=report["created"]
+                                        ) if bless and passed else None
+            report = _amend_report(staging, blessed=blessed, comparison=record.comparison(
                 reports_dir, {**report, "blessed": blessed}, run_dir))
-        _commit(reports_dir, run_dir, report)  # published: the commit point
+        record.commit(reports_dir, run_dir, report)  # published: the commit point
     report["run_dir"] = os.path.join(reports_dir, run_dir)
     return report

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from pipeline.evaluation import gate
+from pipeline.evaluation import blessing, gate
 from pipeline.evaluation.slices import slices_section
 from pipeline.prediction.models import open_model
 from pipeline.prediction.shard import read_rows
@@ -79,7 +79,7 @@ def resolve_baseline(baseline, spec, reports_dir):
     Args:
         baseline: a model path, or None: the blessed model of `reports_dir`, where there is one
             (the candidate itself when it is the blessed one: a difference of 0), opened from
-            the reports folder's copy of it (`gate.open_blessed`), so that a model retrained in
+            the reports folder's copy of it (`blessing.open_blessed`), so that a model retrained in
             place is compared with the model that was blessed.
         spec: the candidate's `ModelSpec`.
         reports_dir: the reports folder.
@@ -93,13 +93,13 @@ def resolve_baseline(baseline, spec, reports_dir):
         ValueError: a baseline with other classes than the candidate's.
     """
     if baseline is None:
-        blessed = gate.read_blessed(reports_dir)
+        blessed = blessing.read_blessed(reports_dir)
         if blessed is None:
             return None, None
         baseline = blessed["model"]
         if blessed["model_digest"] == spec.digest:
             return baseline, spec
-        baseline_spec = gate.open_blessed(reports_dir, blessed)
+        baseline_spec = blessing.open_blessed(reports_dir, blessed)
         if baseline_spec is None:
             return None, None
     else:
