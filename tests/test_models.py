@@ -28,6 +28,7 @@ def test_a_changed_head_has_another_digest(tiny_head, tmp_path):
     copy = shutil.copytree(tiny_head, tmp_path / "head")
     same = open_model(str(copy)).digest
     assert same == open_model(tiny_head).digest  # the content, not the place
+    (copy / "published.json").unlink()  # edited by hand: no longer the published folder
     (copy / "head.json").write_text((copy / "head.json").read_text() + " ")
     assert open_model(str(copy)).digest != same
 
@@ -114,3 +115,17 @@ def test_a_file_inside_a_head_folder_is_refused_with_the_folder_to_pass(tiny_hea
     with pytest.raises(ValueError, match=f"is a file of the head in {tiny_head}: pass the "
                                          f"folder {tiny_head}$"):
         open_model(f"{tiny_head}/head.keras")
+
+
+def test_a_truncated_or_missing_file_of_a_published_model_is_refused_in_one_line(tiny_head,
+                                                                              tmp_path):
+    head = shutil.copytree(tiny_head, tmp_path / "head")
+    assert open_model(str(head)).kind == "head"
+    weights = head / "head.keras"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"head\.keras: damaged \(not the file jobs.train_head "
+                                         r"published\); run the job again"):
+        open_model(str(head))
+    weights.unlink()
+    with pytest.raises(ValueError, match=r"head\.keras: missing from the published output"):
+        open_model(str(head))

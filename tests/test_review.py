@@ -201,6 +201,7 @@ def _head_with_classes(tiny_head, cache_dir, root, class_names):
     shutil.copytree(tiny_head, head)
     meta = json.loads((head / "head.json").read_text())
     (head / "head.json").write_text(json.dumps({**meta, "cache_dir": str(cache_copy)}))
+    (head / "published.json").unlink()  # hand-made: not the folder jobs.train_head published
     return str(head)
 
 
@@ -230,6 +231,15 @@ def test_a_refusal_that_needs_no_image_comes_before_the_pass_and_writes_nothing(
         evaluate.run(["--model", tiny_head, "--data", faces, "--reports-dir", str(reports),
                       *extra])
     assert not reports.exists()
+
+
+def test_reports_inside_the_data_are_refused_before_the_pass(tiny_head, faces_copy,
+                                                             monkeypatch):
+    monkeypatch.setattr(evaluation, "_score", lambda *a, **k: pytest.fail("scored"))
+    with pytest.raises(ValueError, match="--reports-dir .*: inside --data"):
+        evaluate.run(["--model", tiny_head, "--data", str(faces_copy), "--reports-dir",
+                      str(faces_copy / "reports")])
+    assert not (faces_copy / "reports").exists()
 
 
 def test_failure_lines_name_the_slice_and_the_change_and_an_empty_dimension_is_said(

@@ -43,6 +43,7 @@ from pipeline.reports import cells
 from pipeline.reports import runs as report_runs
 from pipeline.reports.runs import RUNS_COLUMNS, display_name
 from pipeline.reports.summaries import summary_metrics
+from pipeline.validation import check_apart
 
 __all__ = ["RUNS_COLUMNS", "PREDICTIONS_DIR", "eval_inputs", "evaluate"]
 
@@ -170,12 +171,16 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
         (what was written into `blessed.json`, or None).
 
     Raises:
-        ValueError: before any image is scored (nothing written): an unknown model, classes
+        ValueError: before any image is scored (nothing written): a reports or predictions
+            folder inside the data (`validation.check_apart`), an unknown model, classes
             the model does not know, a requirement that cannot be checked (`gate.validate`),
             a baseline with other classes (`review.resolve_baseline`), a slices file without
             an id column (`slices.read_slices_csv`); after the pass: no readable image, or a
             model whose files changed while it was evaluated (with `bless`).
     """
+    check_apart(reports_dir, "--reports-dir", (data, "--data"))
+    if predictions_dir:
+        check_apart(predictions_dir, "--predictions-dir", (data, "--data"))
     spec = open_model(model_path)
     classes = list(spec.class_names)
     record.prepare_folder(reports_dir)

@@ -21,6 +21,7 @@ from pipeline.features import cache
 from pipeline.features.backbones import manifest_weights
 from pipeline.features.embed import shared_embedder
 from pipeline.files import file_sha256
+from pipeline.publish import verify_published
 from pipeline.training.end_to_end import MODEL_FILE, MODEL_INFO, load_finetuned
 from pipeline.training.heads import load_head, logits_to_proba
 from pipeline.training.tta import has_flip_tta, trained_model
@@ -131,7 +132,8 @@ def open_model(path):
     """Recognises and describes the model at `path` (in the driver).
 
     Every file is read through `tf.io.gfile`, so the model may be local or on any scheme it
-    reads (`gs://`, ...).
+    reads (`gs://`, ...). A local folder published whole (`pipeline.publish`) must hold every
+    file its `published.json` lists, at its size: a damaged output is refused in one line.
 
     Args:
         path: a fine-tuned `model.keras` (or its folder), a head folder (`head.json`), or a
@@ -141,12 +143,14 @@ def open_model(path):
         A `ModelSpec`.
 
     Raises:
-        ValueError: the path holds none of these, or its files cannot be read.
+        ValueError: the path holds none of these, its files cannot be read, or a file of its
+            published folder is missing or truncated.
     """
     path = path.rstrip("/") or path
     folder = tf.io.gfile.isdir(path)
     if folder and tf.io.gfile.exists(posixpath.join(path, MODEL_FILE)):
         path, folder = posixpath.join(path, MODEL_FILE), False
+    verify_published(path if folder else posixpath.dirname(path), digests=False)
     try:
         if not folder and tf.io.gfile.exists(path):
             return _open_finetuned(path)
