@@ -214,3 +214,39 @@ def test_a_dask_worker_that_keeps_dying_is_one_line():
     line = errors.one_line(err)
     assert line.startswith("a Dask worker died running every attempt of a task (")
     assert "\n" not in line and line.endswith("; see the workers' logs")
+
+
+_INTERRUPTED_PREDICT = """
+import os, sys, time
+from pipeline.prediction import job
+
+def stopped_by_the_user(*args, **kwargs):  # the pass, then a person presses Ctrl-C
+    open(sys.argv[1], "w").close()
+    time.sleep(120)
+
+job.run_pipeline = stopped_by_the_user
+from jobs import predict
+predict.main(sys.argv[2:])
+"""
+
+
+def test_ctrl_c_during_a_pass_is_one_line_and_publishes_nothing(tiny_head, faces, tmp_path):
+    import signal
+    import time
+
+    ready, out = tmp_path / "ready", tmp_path / "predictions"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    running = subprocess.Popen(
+        [sys.executable, "-c", _INTERRUPTED_PREDICT, str(ready), "--model", tiny_head, "--data",
+         faces, "--out", str(out), *IN_MEMORY], cwd=REPO, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ready.exists() and running.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    running.send_signal(signal.SIGINT)
+    stdout, stderr = running.communicate(timeout=60)
+    assert running.returncode == 130, stderr
+    assert stderr.splitlines()[-1] == ("error: interrupted: jobs.predict stopped; nothing new "
+                                       "was published")
+    assert "Traceback" not in stdout + stderr
+    assert [name for name in os.listdir(out) if not name.startswith(".")] == []

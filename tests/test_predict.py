@@ -10,6 +10,7 @@ import pytest
 from jobs import embed, export, finetune, predict, train_head
 from pipeline.batch import accounting
 from pipeline.data.images import load_image
+from pipeline.data.links import NAME_REASON
 from pipeline.features import cache
 from pipeline.features.backbones import Embedder, manifest_weights
 from pipeline.prediction import shard as predict_shard
@@ -164,6 +165,19 @@ def test_unlabeled_flat_and_nested_folders_and_a_file_list(models, faces, tmp_pa
     glob = _rows(_predict(models["head"][0], f"{tmp_path}/nested/*/cam/*.jpg",
                           tmp_path / "o4"))
     assert sorted(glob) == sorted(deep)
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_with_its_reason(models, faces, tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    first = sorted(os.listdir(os.path.join(faces, "smiling")))[0]
+    shutil.copy(os.path.join(faces, "smiling", first), flat / first)
+    shutil.copy(os.path.join(faces, "smiling", first), os.path.join(os.fsencode(flat),
+                                                                     b"bad\xff.jpg"))
+    result = _predict(models["head"][0], flat, tmp_path / "out")
+    assert len(_rows(result)) == 1
+    assert [(s["id"], s["reason"]) for s in result.manifest["skipped"]] == [
+        ("bad\\xff.jpg", NAME_REASON)]
 
 
 def test_a_tfds_split_with_mock_data(tmp_path):

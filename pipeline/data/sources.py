@@ -35,7 +35,7 @@ from pipeline.data.links import LinkPolicy, as_text
 from pipeline.validation import check_scalar
 
 __all__ = ["ExampleRef", "FolderSource", "TfdsSource", "open_source", "assign_split",
-           "file_digest", "read_bytes", "match_folder"]
+           "file_digest", "read_bytes", "sub_folders", "match_folder"]
 
 TFDS_PREFIX = "tfds:"
 _TFDS_SPLITS = {"train": "train", "validation": "val", "val": "val", "test": "test"}
@@ -87,6 +87,15 @@ def file_digest(path):
         return "unreadable"
 
 
+def sub_folders(folder):
+    """The names of the folders directly in `folder` (local, or through `tf.io.gfile`), sorted;
+    locally a name that is not UTF-8 text does not stop the listing (TensorFlow's would)."""
+    if "://" in folder:
+        return sorted(name.rstrip("/") for name in tf.io.gfile.listdir(folder)
+                      if tf.io.gfile.isdir(posixpath.join(folder, name)))
+    return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+
+
 def match_folder(folder, links, limit=None):
     """Paths under `folder` (recursively), sorted when unlimited: walked with `links` where local
     (unfollowed links listed, to be skipped with their reason), through Beam's file systems else."""
@@ -126,11 +135,10 @@ class FolderSource:
         if not tf.io.gfile.isdir(self.root):
             raise ValueError(f"data: expected a folder of class sub-folders; got {root!r} "
                              "(not a folder)")
-        entries = tf.io.gfile.listdir(self.root)
-        self.class_names = sorted(name.rstrip("/") for name in entries
-                                  if tf.io.gfile.isdir(posixpath.join(self.root, name)))
+        self.class_names = sub_folders(self.root)
         if len(self.class_names) < 2:
-            loose = sum(map(_is_image, entries))
+            loose = sum(map(_is_image, tf.io.gfile.listdir(self.root) if "://" in self.root
+                            else os.listdir(self.root)))
             raise ValueError(f"data {root!r}: expected at least two class sub-folders; got "
                              f"{len(self.class_names)} ({', '.join(self.class_names) or 'none'})"
                              + (f"; {loose:,} images sit directly in this folder: put them in "

@@ -30,7 +30,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.data.images import IMAGE_EXTENSIONS
 from pipeline.data.links import LinkPolicy, as_text
-from pipeline.data.sources import TFDS_PREFIX, ExampleRef, TfdsSource, match_folder
+from pipeline.data.sources import (TFDS_PREFIX, ExampleRef, TfdsSource, match_folder,
+                                   sub_folders)
 
 __all__ = ["open_inputs", "FileInputs", "ListInputs", "TfdsInputs"]
 
@@ -167,8 +168,7 @@ class TfdsInputs:
 
 def _folder_labels(root, class_names):
     """Whether every first-level folder of `root` is one of the model's classes."""
-    names = [name.rstrip("/") for name in tf.io.gfile.listdir(root)
-             if tf.io.gfile.isdir(posixpath.join(root, name))]
+    names = sub_folders(root)
     return bool(names) and set(names) <= set(class_names)
 
 
