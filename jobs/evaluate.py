@@ -6,10 +6,11 @@ Scores a fine-tuned `model.keras` (or a head folder, with its cache's backbone) 
 run with the full report under `--reports-dir`, and updates `runs.csv`, `trend.png` and
 `index.html` there. With `--fail-under X` it exits with status 1, after writing everything, when
 accuracy is below X, so that a scheduler can alert; a drop of more than
-`--regression-threshold` (default 0.01) since the previous run on the same data is flagged on the
-index page, in `runs.csv` and printed. The images are scored by the predict job's Beam pass:
-Beam's own options go to Beam (`--runner DaskRunner --dask_client_address ...`,
-`--runner DataflowRunner ...`); any other argument is refused in one line. The last line printed is the run's `index.html`.
+`--regression-threshold` (default 0.01) since the previous run of the same model on the same
+data is flagged on the index page, in `runs.csv` and printed. The images are scored by the
+predict job's Beam pass: Beam's own options go to Beam (`--runner DaskRunner
+--dask_client_address ...`, `--runner DataflowRunner ...`); any other argument is refused in one
+line. The last line printed is the run's `index.html`.
 """
 import os
 

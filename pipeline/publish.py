@@ -15,7 +15,7 @@ between two renames and put back by the next publish when a kill fell in between
 altered file raises `ValueError` naming it), so that a damaged output is never taken as whole.
 
 Example:
-    >>> with published_folder("runs/export", job="export", marker="export.json") as staging:
+    >>> with published_folder("runs/export", job="export", markers=("export.json",)) as staging:
     ...     write_everything(staging)
 """
 import contextlib
@@ -115,11 +115,8 @@ def _recover(out_dir):
 
 
 def _file_digest(path):
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _listing(folder):
@@ -171,21 +168,21 @@ def verify_published(folder, *, digests=True):
     return published
 
 
-def _check_replaceable(out_dir, job, markers):
+def _check_replaceable(out_dir, job, markers, flag):
     """Refuses, before any work, an `out_dir` holding something other than this job's output."""
     if not os.path.exists(out_dir):
         return
     if not os.path.isdir(out_dir):
-        raise ValueError(f"--out {out_dir!r}: a file, not a folder")
+        raise ValueError(f"{flag} {out_dir!r}: a file, not a folder")
     entries = os.listdir(out_dir)
     if not entries:
         return
     published = read_published(out_dir) if PUBLISHED in entries else None
     if published is not None and published.get("job") != job:
-        raise ValueError(f"--out {out_dir!r}: holds the output of jobs.{published.get('job')}; "
+        raise ValueError(f"{flag} {out_dir!r}: holds the output of jobs.{published.get('job')}; "
                          f"jobs.{job} would replace it: choose another folder")
     if published is None and not any(marker in entries for marker in markers):
-        raise ValueError(f"--out {out_dir!r}: holds files that are not an output of jobs.{job} "
+        raise ValueError(f"{flag} {out_dir!r}: holds files that are not an output of jobs.{job} "
                          "(they would be replaced): choose a new or empty folder")
 
 
@@ -202,10 +199,10 @@ def work_folder(out_dir, *, keep=False):
     return work
 
 
-def check_out_dir(out_dir, *, job, markers=()):
+def check_out_dir(out_dir, *, job, markers=(), flag="--out"):
     """Refuses, before any work, an `out_dir` that `published_folder` would not replace."""
     _recover(out_dir)
-    _check_replaceable(out_dir, job, markers)
+    _check_replaceable(out_dir, job, markers, flag)
 
 
 def remove_dead_staging(parent):
@@ -242,7 +239,7 @@ def _swap_in(staging, out_dir, owner):
 
 
 @contextlib.contextmanager
-def published_folder(out_dir, *, job, markers=()):
+def published_folder(out_dir, *, job, markers=(), flag="--out"):
     """A staging folder to write a job's output into, published as `out_dir` when the block ends.
 
     Args:
@@ -251,6 +248,7 @@ def published_folder(out_dir, *, job, markers=()):
             before publishing existed); anything else is refused before the block runs.
         job: the job's name, recorded in `published.json`.
         markers: file names that identify an earlier output of this job. Defaults to `()`.
+        flag: the flag that named `out_dir`, for messages. Defaults to `"--out"`.
 
     Yields:
         The staging folder (created, empty).
@@ -258,7 +256,7 @@ def published_folder(out_dir, *, job, markers=()):
     Raises:
         ValueError: `out_dir` holds something else.
     """
-    check_out_dir(out_dir, job=job, markers=markers)
+    check_out_dir(out_dir, job=job, markers=markers, flag=flag)
     owner = _owner()
     staging = _sibling(out_dir, _STAGING, owner)
     try:

@@ -145,6 +145,7 @@ def test_a_damaged_shared_file_is_one_warning_naming_it_and_the_folder_goes_on(
         report, status = evaluate.run(argv)
     assert status == 0 and len(_rows(reports)) == 2
     assert all("\n" not in str(w.message) for w in caught)
+    assert len([w for w in caught if re.search(match, str(w.message))]) == 1  # said once
     assert str(reports) in str(caught[0].message)  # names the file
     report, status = evaluate.run([*argv, "--require", "accuracy>=0", "--bless"])
     assert status == 0 and blessing.read_blessed(reports)["model"] == other_head

@@ -243,6 +243,7 @@ def test_ctrl_c_during_a_pass_is_one_line_and_publishes_nothing(tiny_head, faces
     deadline = time.monotonic() + 120
     while not ready.exists() and running.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert ready.exists()  # in the pass, not in TensorFlow's import
     running.send_signal(signal.SIGINT)
     stdout, stderr = running.communicate(timeout=60)
     assert running.returncode == 130, stderr

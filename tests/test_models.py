@@ -129,3 +129,20 @@ def test_a_truncated_or_missing_file_of_a_published_model_is_refused_in_one_line
     weights.unlink()
     with pytest.raises(ValueError, match=r"head\.keras: missing from the published output"):
         open_model(str(head))
+
+
+def test_a_truncated_model_keras_of_a_published_fine_tune_is_refused_in_one_line(finetuned):
+    from pipeline.publish import published_folder
+
+    out = finetuned + "-published"
+    with published_folder(out, job="finetune") as staging:
+        for name in os.listdir(finetuned):
+            shutil.copy(os.path.join(finetuned, name), staging)
+    assert open_model(out).kind == "finetuned"
+    model_file = os.path.join(out, MODEL_FILE)
+    with open(model_file, "r+b") as handle:
+        handle.truncate(os.path.getsize(model_file) // 2)  # a kill while it was copied
+    with pytest.raises(ValueError, match=r"model\.keras: damaged \(not the file jobs\.finetune"):
+        open_model(out)
+    with pytest.raises(ValueError, match=r"model\.keras: damaged"):
+        load_finetuned(out)

@@ -47,7 +47,7 @@ def test_check_choice_returns_the_choice_or_lists_the_valid_ones_sorted():
     ("photos", "the same folder as --data"),
     ("photos/predictions", "inside --data"),
 ])
-def test_an_output_that_is_in_or_holds_an_input_is_refused(tmp_path, out, message):
+def test_an_output_that_is_or_lies_inside_an_input_is_refused(tmp_path, out, message):
     (tmp_path / "photos").mkdir()
     with pytest.raises(ValueError, match=f"^--out '{tmp_path / out}': {message} "):
         check_apart(str(tmp_path / out), "--out", (str(tmp_path / "photos"), "--data"))

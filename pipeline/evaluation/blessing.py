@@ -96,7 +96,7 @@ def blessing(reports_dir, spec, *, model, run_dir, checks, created):
     copy = posixpath.join(COPIES, spec.digest[:12])
     out_dir = os.path.join(reports_dir, copy)
     if not _whole(out_dir):
-        with published_folder(out_dir, job="evaluate") as staging:
+        with published_folder(out_dir, job="evaluate", flag="--reports-dir") as staging:
             for name in names:
                 _copy(posixpath.join(source, name), os.path.join(staging, name))
             if open_model(os.path.join(staging, opened)).digest != spec.digest:

@@ -219,7 +219,8 @@ def evaluate(model_path, data, reports_dir, *, top_n=50, regression_threshold=0.
     run = {"model": model_path, "data": data, "data_name": data_name(data),
            "data_fingerprint": fingerprint}
     with contextlib.ExitStack() as held:
-        with published_folder(os.path.join(reports_dir, run_dir), job="evaluate") as staging:
+        with published_folder(os.path.join(reports_dir, run_dir), job="evaluate",
+                              flag="--reports-dir") as staging:
             changes = _changes(reports_dir, staging, _prediction_rows(result.out_dir,
                                                                       result.manifest),
                                run, title, rows=summary["rows"])

@@ -119,4 +119,5 @@ def prepare_folder(reports_dir):
         for folder in (reports_dir, os.path.join(reports_dir, blessing.COPIES)):
             remove_dead_staging(folder)
         blessing.set_aside_damaged(reports_dir)
+        report_runs.read_runs(reports_dir, warn=True)  # its bad values named once
         record_unrecorded(reports_dir)

@@ -183,16 +183,12 @@ def run_embed(config, *, pipeline_options=None, test_pipeline=None, show_progres
     key = cache_key(config, data_fingerprint=run.fingerprint,
                     weights_digest=prepared.weights_digest)
     cache_dir = posixpath.join(config.cache_root, key)
-    manifest = outputs.read_whole(cache_dir)
-    if manifest is not None:
-        outputs.release(prepared.run_dir)
-        return EmbedResult(cache_dir, manifest, reused=True, embedded=run.embedded,
-                           reused_images=run.reused, warnings=warnings)
-    if tf.io.gfile.exists(cache_dir):
-        warnings += (f"the cache {cache_dir} was damaged or incomplete; replaced by this run",)
+    existed = tf.io.gfile.exists(cache_dir)
     drop_scratch(prepared.run_dir)
     manifest, published = outputs.publish(prepared.run_dir, cache_dir, _manifest(
         config, prepared, run, key, seconds=time.time() - started))
+    if existed and published:  # a whole cache is kept; this one was not
+        warnings += (f"the cache {cache_dir} was damaged or incomplete; replaced by this run",)
     return EmbedResult(cache_dir, manifest, reused=not published, embedded=run.embedded,
                        reused_images=run.reused, warnings=warnings)
 

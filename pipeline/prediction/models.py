@@ -133,7 +133,8 @@ def open_model(path):
 
     Every file is read through `tf.io.gfile`, so the model may be local or on any scheme it
     reads (`gs://`, ...). A local folder published whole (`pipeline.publish`) must hold every
-    file its `published.json` lists, at its size: a damaged output is refused in one line.
+    file its `published.json` lists, at its size (checked by each kind's loader): a damaged
+    output is refused in one line.
 
     Args:
         path: a fine-tuned `model.keras` (or its folder), a head folder (`head.json`), or a
@@ -150,7 +151,8 @@ def open_model(path):
     folder = tf.io.gfile.isdir(path)
     if folder and tf.io.gfile.exists(posixpath.join(path, MODEL_FILE)):
         path, folder = posixpath.join(path, MODEL_FILE), False
-    verify_published(path if folder else posixpath.dirname(path), digests=False)
+    if folder:  # a head or an export (a model.keras: `load_finetuned` checks its folder)
+        verify_published(path, digests=False)
     try:
         if not folder and tf.io.gfile.exists(path):
             return _open_finetuned(path)

@@ -39,6 +39,9 @@ RUNS_COLUMNS = ("time", "model", "data", "data_fingerprint", "accuracy", "macro_
                 "accuracy_low", "accuracy_high", "macro_f1_low", "macro_f1_high", "baseline",
                 "verdict", "accuracy_difference", "accuracy_difference_low",
                 "accuracy_difference_high", "mcnemar_p", "requirements_passed", "blessed")
+#: The columns of `RUNS_COLUMNS` that hold text; every other one holds a number or nothing.
+_TEXT_COLUMNS = frozenset({"time", "model", "data", "data_fingerprint", "run_dir", "regression",
+                           "data_name", "baseline", "verdict", "requirements_passed", "blessed"})
 #: Compared metrics and whether lower is better.
 _COMPARED = (("accuracy", False), ("macro_f1", False), ("roc_auc", False),
              ("top5_accuracy", False), ("ece", True))
@@ -68,13 +71,14 @@ def display_name(path):
     return f"{name} ({split})" if split else name
 
 
-def read_runs(reports_dir):
+def read_runs(reports_dir, *, warn=False):
     """The rows of `runs.csv` (oldest first), or [] when there is none.
 
     A figure that is not a number (a row edited by hand: `accuracy=notanumber`) is read as
-    empty, with a one-line warning naming the file, the row and the value: that run is left out
-    of the comparisons and trends of that figure, the folder goes on working, and the value is
-    dropped when `runs.csv` is next written.
+    empty: that run is left out of the comparisons and trends of that figure, the folder goes on
+    working, and the value is dropped when `runs.csv` is next written. With `warn`, each such
+    value is named in a one-line warning (the file, the row, the value): an evaluation asks once,
+    before its pass (`pipeline.evaluation.record.prepare_folder`).
     """
     path = os.path.join(reports_dir, "runs.csv")
     if not os.path.isfile(path):
@@ -82,17 +86,17 @@ def read_runs(reports_dir):
     with open(path, newline="") as handle:
         rows = [{k: (v or "") for k, v in row.items() if k is not None}
                 for row in csv.DictReader(handle)]
-    words = {"time", "model", "data", "data_fingerprint", "run_dir", "regression", "data_name",
-             "baseline", "verdict", "requirements_passed", "blessed"}
     for line, row in enumerate(rows, start=2):
         for key in [k for k in RUNS_COLUMNS
-                    if k not in words and row.get(k, "") not in ("", "None")]:
+                    if k not in _TEXT_COLUMNS and row.get(k, "") not in ("", "None")]:
             try:
                 float(row[key])
             except ValueError:
-                warnings.warn(f"{path}: line {line} (run {row.get('run_dir') or 'unnamed'}): "
-                              f"{key} {row[key]!r} is not a number; read as empty (that run is "
-                              f"left out of comparisons and trends of {key})", stacklevel=2)
+                if warn:
+                    warnings.warn(f"{path}: line {line} (run {row.get('run_dir') or 'unnamed'})"
+                                  f": {key} {row[key]!r} is not a number; read as empty (that "
+                                  f"run is left out of comparisons and trends of {key})",
+                                  stacklevel=2)
                 row[key] = ""
     return rows
 
@@ -157,7 +161,7 @@ def compare_runs(rows, *, threshold=0.01, fail_under=None):
     """
     latest = rows[-1]
     same = [r for r in rows[:-1] if series_key(r) == series_key(latest)]
-    previous = previous_run(rows[:-1], latest)
+    previous = same[-1] if same else None
     best = max(same, key=lambda r: _number(r, "accuracy") or 0.0) if same else None
     result = {"previous_run": previous and previous["run_dir"],
               "best_run": best and best["run_dir"],

@@ -17,6 +17,7 @@ import tensorflow as tf
 from pipeline.data.augment import AugmentConfig, build_augmenter
 from pipeline.features.backbones import Preprocess, build_backbone, manifest_weights
 from pipeline.keras_compat import variable_index
+from pipeline.publish import verify_published
 from pipeline.training.heads import (logits_to_proba, loss_and_metric,
                                      soft_loss_and_metric)
 from pipeline.training.tta import trained_model
@@ -181,7 +182,8 @@ def load_finetuned(model_path):
         `(model, info)`; info holds class_names, image_size, cache_key and embed_config.
 
     Raises:
-        ValueError: either file is missing, or `model_path` is a file inside a head folder.
+        ValueError: either file is missing, `model_path` is a file inside a head folder, or a
+            file of its published folder is missing or truncated (`pipeline.publish`).
     """
     a_file = not tf.io.gfile.isdir(model_path)
     model_path = model_path if a_file else posixpath.join(model_path, MODEL_FILE)
@@ -193,6 +195,7 @@ def load_finetuned(model_path):
                              f"pass the folder {folder or '.'}")
         raise ValueError(f"model {model_path!r}: expected a model.keras with its {MODEL_INFO} "
                          "beside it (both written by jobs.finetune)")
+    verify_published(folder or ".", digests=False)
     with tf.io.gfile.GFile(info_path) as handle:
         info = json.load(handle)
     return keras.models.load_model(model_path), info

@@ -23,6 +23,7 @@ import posixpath
 import numpy as np
 
 from pipeline.fields import check_choices, field
+from pipeline.publish import verify_published
 from pipeline.training.members import fit_members
 from pipeline.validation import check_scalar
 
@@ -159,7 +160,8 @@ def load_head(directory):
     """Loads a head saved by `TrainedHead.save` (a local or `gs://` folder).
 
     Raises:
-        ValueError: the folder holds no saved head.
+        ValueError: the folder holds no saved head, or a file of its published folder is
+            missing or truncated (`pipeline.publish`).
     """
     import tensorflow as tf  # the one file-system layer: local or gs://
 
@@ -167,6 +169,7 @@ def load_head(directory):
     if not tf.io.gfile.exists(meta_path):
         raise ValueError(f"head {directory!r}: no {_META_FILE}; train one with "
                          "`python -m jobs.train_head`")
+    verify_published(directory, digests=False)
     with tf.io.gfile.GFile(meta_path) as handle:
         meta = json.load(handle)
     if meta["kind"] == "dense":
