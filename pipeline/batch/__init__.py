@@ -7,6 +7,8 @@
 - `pipeline.batch.layout`: which shard an image goes to, file names, shard indexes.
 - `pipeline.batch.spine`: the `ShardedPass` transform and `ShardFn`, the per-shard step that a
   job subclasses (the embed job writes embeddings, the predict job predictions).
+- `pipeline.batch.state`: what one shard step has done (entries, skipped files and their
+  reasons) and what it will not read.
 - `pipeline.batch.accounting`: every listed image has its results or a reason, or nothing is
   published.
 - `pipeline.batch.outputs`: run folders, reuse of an earlier output, publishing.

@@ -28,15 +28,14 @@ import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 
-from pipeline import errors
 from pipeline.batch import layout
 from pipeline.batch.accounting import LISTED_FILE
-from pipeline.data.fingerprint import combine_hashes, entry_hash
+from pipeline.batch.state import ShardState, reason_of, refused_items
 from pipeline.data.images import ImageError
 from pipeline.data.sources import read_bytes
 from pipeline.files import file_sha256
 
-__all__ = ["PROGRESS_DIR", "ShardState", "ShardFn", "ShardedPass", "prefetch"]
+__all__ = ["PROGRESS_DIR", "ShardFn", "ShardedPass", "prefetch"]
 
 #: Folder of `shard-SSSSS.json` files, `{"done": n}`, that the driver follows for progress.
 PROGRESS_DIR = "_progress"
@@ -55,68 +54,6 @@ def prefetch(function, items, *, ahead=_DECODE_AHEAD, threads=_DECODE_THREADS):
                 yield queue.popleft().result()
         while queue:
             yield queue.popleft().result()
-
-
-def _refused(items):
-    """`(items to read, [(ref, reason)])`: a ref whose listing refused it (`ExampleRef.skip`),
-    and every ref after the first of an id listed twice (a list naming one file twice), are
-    not read. Sorted by id, then path and label, so that which one is kept does not depend on
-    the order the runner delivered them in."""
-    items = sorted(items, key=lambda item: (item[1][0].id, item[1][0].path,
-                                            item[1][0].label_name))
-    kept, refused = [], []
-    for item in items:
-        ref = item[1][0]
-        if ref.skip:
-            refused.append((ref, ref.skip))
-        elif kept and kept[-1][1][0].id == ref.id:
-            refused.append((ref, f"listed twice: the id {ref.id!r} is taken by "
-                                 f"{kept[-1][1][0].path or 'an earlier entry'}"))
-        else:
-            kept.append(item)
-    return kept, refused
-
-
-def _reason(err):
-    return errors.cause(err) or (str(err).strip().splitlines() or [type(err).__name__])[0]
-
-
-class ShardState:
-    """What one shard has done so far.
-
-    Attributes:
-        shard, num_shards, listed: the shard, the shard count, the images sent to it.
-        entries: `{id, label_name, split, digest}` of every image with results, for the index.
-        skipped: `{id, path, label_name, digest, reason}` of files that could not be used.
-        no_face: `{id, path}` of images where face crop found no face.
-        pending: what waits for the model: `(image, item)` pairs, the item the step's own.
-        in_flight: the batch on the model thread, `(items, future)`, or None.
-        results: what the step will write (the step's own items).
-        computed, reused: images run through the model, and images copied from a base.
-        counters: the step's own counts, written into the index as they are.
-        base_faults: files of the base output found damaged (their images are run again).
-    """
-
-    def __init__(self, shard, num_shards, listed):
-        self.shard, self.num_shards, self.listed = shard, num_shards, listed
-        self.entries, self.skipped, self.no_face = [], [], []
-        self.pending, self.results, self.in_flight = [], [], None
-        self.computed = self.reused = 0
-        self.counters = collections.Counter()
-        self.base_faults = []
-
-    def add_entry(self, ref):
-        self.entries.append({"id": ref.id, "label_name": ref.label_name, "split": ref.split,
-                             "digest": ref.digest})
-
-    def skip(self, ref, err):
-        self.skipped.append({"id": ref.id, "path": ref.path, "label_name": ref.label_name,
-                             "digest": ref.digest or "unreadable", "reason": _reason(err)})
-
-    def fingerprint(self):
-        """This shard's part of the data fingerprint (every listed image, skipped ones too)."""
-        return combine_hashes(entry_hash(item["id"], item.get("label_name", ""), item["digest"])
-                              for item in self.entries + self.skipped)
 
 
 #: `ShardFn._load`'s mark for an image whose results a base output holds.
@@ -202,7 +139,7 @@ class ShardFn(beam.DoFn):
     def process(self, element):
         shard, items = element
         state = ShardState(shard, items[0][0], len(items))
-        items, refused = _refused(items)
+        items, refused = refused_items(items)
         for ref, reason in refused:
             state.skip(ref, ValueError(reason))
         reusable = self._reusable_base_entries([pair[0].id for _, pair in items], state)
@@ -270,7 +207,7 @@ class ShardFn(beam.DoFn):
             try:
                 index = self.layout.read_index(self.base_path(name)) or {"entries": []}
             except (ValueError, OSError, tf.errors.OpError) as err:
-                state.base_faults.append(f"{name}: unreadable ({_reason(err)})")
+                state.base_faults.append(f"{name}: unreadable ({reason_of(err)})")
                 continue
             fault = self._base_fault(index)
             if fault:
@@ -288,7 +225,7 @@ class ShardFn(beam.DoFn):
             if file_sha256(self.base_path(index["file"])) == index.get("sha256"):
                 return None
         except (OSError, tf.errors.OpError) as err:
-            return f"{index['file']}: unreadable ({_reason(err)})"
+            return f"{index['file']}: unreadable ({reason_of(err)})"
         return f"{index['file']}: its content does not match the sha256 in its index"
 
     def _reuse(self, to_reuse, state):
