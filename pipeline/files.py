@@ -8,12 +8,13 @@ place: bytes through `write_bytes_atomic`, text through `write_text_atomic`, JSO
 import contextlib
 import hashlib
 import json
+import posixpath
 import uuid
 
 import tensorflow as tf
 
 __all__ = ["atomic_path", "atomic_output", "write_bytes_atomic", "write_text_atomic",
-           "write_json_atomic", "file_sha256"]
+           "write_json_atomic", "file_sha256", "first_damaged"]
 
 
 def atomic_path(path):
@@ -78,3 +79,27 @@ def file_sha256(path, *, digest=None):
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def first_damaged(folder, files, *, digests=True):
+    """The first of a listing's files that is not as recorded, and how: `(path, "missing")` or
+    `(path, "damaged")` (another size or, with `digests`, another sha256), or None when all are.
+
+    The one check behind every listing of files an output keeps: a cache's and a prediction
+    run's shards (`manifest.json`), a published folder's files (`published.json`).
+
+    Args:
+        folder: the output folder (local or `gs://`).
+        files: `{file (relative to folder), bytes (optional), sha256}` entries.
+        digests: compare each file's sha256 too (reads every file). Defaults to `True`.
+    """
+    for entry in files:
+        path = posixpath.join(folder, entry["file"])
+        try:
+            size = tf.io.gfile.stat(path).length
+        except tf.errors.NotFoundError:
+            return path, "missing"
+        if (entry.get("bytes") is not None and size != entry["bytes"]) or (
+                digests and file_sha256(path) != entry["sha256"]):
+            return path, "damaged"
+    return None

@@ -21,13 +21,14 @@ Example:
 import contextlib
 import ctypes
 import errno
-import hashlib
 import json
 import os
 import shutil
 import socket
 import time
 import uuid
+
+from pipeline.files import file_sha256, first_damaged
 
 __all__ = ["PUBLISHED", "published_folder", "check_out_dir", "remove_dead_staging", "work_folder",
            "verify_published", "read_published"]
@@ -114,11 +115,6 @@ def _recover(out_dir):
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _file_digest(path):
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def _listing(folder):
     files = {}
     for root, dirs, names in os.walk(folder):
@@ -127,7 +123,7 @@ def _listing(folder):
             path = os.path.join(root, name)
             relative = os.path.relpath(path, folder).replace(os.sep, "/")
             if relative != PUBLISHED:
-                files[relative] = {"bytes": os.path.getsize(path), "sha256": _file_digest(path)}
+                files[relative] = {"bytes": os.path.getsize(path), "sha256": file_sha256(path)}
     return files
 
 
@@ -156,16 +152,17 @@ def verify_published(folder, *, digests=True):
     published = read_published(folder)
     if published is None:
         return None
-    for relative, expected in published["files"].items():
-        path = os.path.join(folder, relative)
-        if not os.path.isfile(path):
-            raise ValueError(f"{path}: missing from the published output of jobs."
-                             f"{published['job']}; run the job again")
-        if (os.path.getsize(path) != expected["bytes"]
-                or (digests and _file_digest(path) != expected["sha256"])):
-            raise ValueError(f"{path}: damaged (not the file jobs.{published['job']} published); "
-                             "run the job again")
-    return published
+    found = first_damaged(folder, [{"file": name, **entry}
+                                   for name, entry in published["files"].items()],
+                          digests=digests)
+    if found is None:
+        return published
+    path, how = found
+    if how == "missing":
+        raise ValueError(f"{path}: missing from the published output of jobs."
+                         f"{published['job']}; run the job again")
+    raise ValueError(f"{path}: damaged (not the file jobs.{published['job']} published); run "
+                     "the job again")
 
 
 def _check_replaceable(out_dir, job, markers, flag):

@@ -47,3 +47,18 @@ def test_a_write_that_fails_keeps_the_old_file_and_removes_its_partial_temporary
                 handle.write(b"half a shard")
             raise OSError("disk full")
     assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["shard.tfrecord"]
+
+
+def test_first_damaged_names_the_first_missing_or_altered_file(tmp_path):
+    from pipeline.files import file_sha256, first_damaged
+
+    (tmp_path / "a").write_bytes(b"abc")
+    (tmp_path / "b").write_bytes(b"xyz")
+    listing = [{"file": name, "bytes": 3, "sha256": file_sha256(str(tmp_path / name))}
+               for name in ("a", "b")]
+    assert first_damaged(str(tmp_path), listing) is None
+    (tmp_path / "b").write_bytes(b"xyZ")  # same size, other bytes
+    assert first_damaged(str(tmp_path), listing) == (str(tmp_path / "b"), "damaged")
+    assert first_damaged(str(tmp_path), listing, digests=False) is None
+    (tmp_path / "a").unlink()
+    assert first_damaged(str(tmp_path), listing) == (str(tmp_path / "a"), "missing")

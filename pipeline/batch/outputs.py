@@ -16,7 +16,7 @@ import uuid
 
 import tensorflow as tf
 
-from pipeline.files import file_sha256, write_json_atomic
+from pipeline.files import first_damaged, write_json_atomic
 
 __all__ = ["MANIFEST", "RUNS_DIR", "STALE_SECONDS", "new_run_dir", "find_base", "read_whole",
            "publish",
@@ -147,15 +147,7 @@ def read_whole(out_dir):
         return None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), list):
         return None
-    for shard in manifest["shards"]:
-        path = posixpath.join(out_dir, shard["file"])
-        try:
-            if (tf.io.gfile.stat(path).length != shard["bytes"]
-                    or file_sha256(path) != shard["sha256"]):
-                return None
-        except tf.errors.OpError:
-            return None
-    return manifest
+    return None if first_damaged(out_dir, manifest["shards"]) else manifest
 
 
 def publish(run_dir, out_dir, manifest):

@@ -17,7 +17,7 @@ import tensorflow as tf
 from pipeline.batch.outputs import MANIFEST, RUNS_DIR
 from pipeline.data.images import IMAGE_EXTENSIONS
 from pipeline.features.records import read_columns
-from pipeline.files import file_sha256
+from pipeline.files import first_damaged
 
 __all__ = ["MANIFEST", "RUNS_DIR", "CacheError", "FeatureSplit", "read_manifest", "load_split",
            "load_splits", "as_dataset"]
@@ -90,13 +90,15 @@ def _not_a_cache(folder):
 
 
 def _verify(cache_dir, manifest):
-    for shard in manifest["shards"]:
-        path = posixpath.join(cache_dir, shard["file"])
-        if not tf.io.gfile.exists(path):
-            raise CacheError(f"cache {cache_dir!r}: shard {shard['file']} is missing")
-        if file_sha256(path) != shard["sha256"]:
-            raise CacheError(f"cache {cache_dir!r}: shard {shard['file']} is corrupt "
-                             "(checksum mismatch); delete the cache folder and embed again")
+    found = first_damaged(cache_dir, manifest["shards"])
+    if found is None:
+        return
+    path, how = found
+    name = posixpath.basename(path)
+    if how == "missing":
+        raise CacheError(f"cache {cache_dir!r}: shard {name} is missing")
+    raise CacheError(f"cache {cache_dir!r}: shard {name} is corrupt (checksum mismatch); "
+                     "delete the cache folder and embed again")
 
 
 def load_split(cache_dir, split, *, clean_only=False, verify=True):
