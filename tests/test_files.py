@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from pipeline.files import (atomic_output, atomic_path, file_sha256, write_bytes_atomic,
-                            write_json_atomic)
+from pipeline.files import (atomic_output, atomic_path, file_sha256, first_damaged,
+                            write_bytes_atomic, write_json_atomic)
 
 
 def test_atomic_paths_are_fresh_names_beside_the_file(tmp_path):
@@ -50,8 +50,6 @@ def test_a_write_that_fails_keeps_the_old_file_and_removes_its_partial_temporary
 
 
 def test_first_damaged_names_the_first_missing_or_altered_file(tmp_path):
-    from pipeline.files import file_sha256, first_damaged
-
     (tmp_path / "a").write_bytes(b"abc")
     (tmp_path / "b").write_bytes(b"xyz")
     listing = [{"file": name, "bytes": 3, "sha256": file_sha256(str(tmp_path / name))}

@@ -22,14 +22,17 @@ def test_split_refs_are_the_caches_splits_in_id_order(tiny_cache):
 
 def test_split_refs_refuse_changed_data_and_old_caches(tiny_cache, faces, tmp_path):
     data = shutil.copytree(faces, tmp_path / "data")
-    manifest = {**tiny_cache.manifest,
-                "source": {**tiny_cache.manifest["source"], "root": str(data)}}
+    source = {**tiny_cache.manifest["source"], "root": str(data), "location": str(data)}
+    manifest = {**tiny_cache.manifest, "source": source}
     (data / "smiling" / "smiling_0000.jpg").write_bytes(b"other bytes")
     with pytest.raises(ValueError, match="changed since cache .* run `python -m jobs.embed`"):
         split_refs(manifest)
+    source.pop("location")  # a cache made before it was recorded: the folder is its root
+    with pytest.raises(ValueError, match=f"data '{data}' changed since cache"):
+        split_refs(manifest)
     with pytest.raises(ValueError, match="made by an older embed job"):
         split_refs({**manifest, "format_version": -1})
-    with pytest.raises(ValueError, match="needs a class-folder or TFDS cache"):
+    with pytest.raises(ValueError, match="needs a cache of image files or of TFDS"):
         split_refs({**manifest, "source": {"root": None}})
 
 

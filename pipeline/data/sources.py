@@ -1,4 +1,5 @@
-"""Data sources: a folder of class sub-folders, or a TFDS data set, with deterministic splits.
+"""Data sources: a folder of class sub-folders, or a TFDS data set, with deterministic splits
+(labelled lists and globs: `pipeline.data.lists`; `open_source` opens any of them).
 
 A source's `list_examples()` is a `PTransform` that lists its examples *inside the pipeline* (on
 workers) as `(ref, encoded bytes or None)` pairs; None means "read the file at `ref.path`". The
@@ -286,15 +287,25 @@ def _image_and_label_keys(builder, name):
 
 
 def open_source(data, *, val_fraction=0.2, seed=123, follow_links="no"):
-    """Opens `data`: `tfds:NAME` for a TFDS data set, anything else as a class-folder root.
+    """Opens `data`: `tfds:NAME` (`TfdsSource`), a folder of class sub-folders (`FolderSource`),
+    a labelled `.csv` list or a glob (`pipeline.data.lists`; a `.txt` list is refused there).
 
     Example:
-        >>> source = open_source("../shared/data/genki4k", val_fraction=0.2, seed=123)
-        >>> source.class_names
+        >>> open_source("../shared/data/genki4k", val_fraction=0.2, seed=123).class_names
         ['not_smiling', 'smiling']
     """
+    from pipeline.data import lists  # it builds on this module
+
     check_scalar(val_fraction, "val_fraction", float, min_val=0.0, max_val=1.0,
                  include_max=False)
     if data.startswith(TFDS_PREFIX):
         return TfdsSource(data[len(TFDS_PREFIX):], val_fraction=val_fraction, seed=seed)
-    return FolderSource(data, val_fraction=val_fraction, seed=seed, follow_links=follow_links)
+    options = dict(val_fraction=val_fraction, seed=seed, follow_links=follow_links)
+    if tf.io.gfile.isdir(data):
+        return FolderSource(data, **options)
+    if data.lower().endswith(lists.LIST_EXTENSIONS) and tf.io.gfile.exists(data):
+        return lists.ListSource(data, **options)
+    if lists.WILDCARD.search(data):
+        return lists.GlobSource(data, **options)
+    raise ValueError(f"data {data!r}: not a folder, a list or a glob; expected a folder of class "
+                     "sub-folders, a labelled .csv list, a glob or tfds:NAME")

@@ -32,7 +32,8 @@ class EmbedConfig:
     """Everything that decides what the embed job computes, plus where it writes.
 
     Attributes:
-        data: a class-folder root or `tfds:NAME`.
+        data: a class-folder root, a labelled `.csv` list, a glob or `tfds:NAME`
+            (`pipeline.data.sources.open_source`).
         backbone: registry name. Defaults to `"mobilenet_v2"`.
         alpha: width multiplier; None: Keras's default (1.0), or a backbone without one.
             `"auto"` is the backbone's default width (`BackboneSpec.default_alpha`: 0.5 for
@@ -50,7 +51,8 @@ class EmbedConfig:
             cache's config holds the decision. Defaults to `"auto"`.
         augment: the augmentation recipe. Defaults to flip, rotation 0.1, zoom 0.1, contrast 0.1.
         augment_copies: augmented copies per training image (K). Defaults to `2`.
-        val_fraction: fraction of folder examples hashed into validation. Defaults to `0.2`.
+        val_fraction: fraction of examples hashed into validation (TFDS: of its training split
+            where it has no validation split). Defaults to `0.2`.
         seed: seed of the split and of the augmentations. Defaults to `123`.
         face_crop: crop the largest face (OpenCV Haar cascade) before resizing; images without
             a detected face are kept whole and listed. `"auto"` decides before any work: on
@@ -67,7 +69,9 @@ class EmbedConfig:
             Defaults to `0`.
     """
 
-    data: str = field(help="a class-folder root, or tfds:NAME", metavar="DIR|tfds:NAME")
+    data: str = field(help="a class-folder root, a labelled .csv list (path and label columns), "
+                      "a glob such as 'DIR/*/*.jpg', or tfds:NAME",
+                      metavar="DIR|LIST.csv|GLOB|tfds:NAME")
     backbone: str = field(DEFAULT_BACKBONE, help="backbone name", choices=sorted(BACKBONES),
                           metavar="NAME")
     alpha: float | str | None = field(

@@ -1,16 +1,16 @@
 """Running the embed job: prepare in the driver, run the pipeline, account, publish.
 
-    prepare   open the source (class folders only), decide face crop and the input size on a
-              fixed sample of about 64 images when asked to (`"auto"`, the defaults), build the
-              backbone once (refuse bad weights before any work), find a previous cache with
-              the same config key
+    prepare   open the source (a folder's class folders; a list or a glob is read whole),
+              decide face crop and the input size on a fixed sample of about 64 images when
+              asked to (`"auto"`, the defaults), build the backbone once (refuse bad weights
+              before any work), find a previous cache with the same config key
     run       `pipeline.features.embed.EmbedImages` on any runner, with progress followed from files
     account   `pipeline.features.accounting.account`: every listed image has its records or a reason
     publish   the cache key (config + data fingerprint, known now) names the cache; the manifest
               appears last; an identical complete cache already there is simply reused
 
-The driver does nothing per image beyond that fixed sample: its work and the pipeline graph do not
-grow with the data.
+The driver reads no image beyond that fixed sample and lists no folder's files (a list's text
+and a glob's matched names are read whole); the pipeline graph does not grow with the data.
 """
 import dataclasses
 import posixpath
@@ -26,7 +26,7 @@ from pipeline.batch.options import pipeline_options as pipeline_options_of
 from pipeline.batch.runner import drop_scratch, run_pipeline
 from pipeline.data.faces import crop_to_box, face_box, probe_faces
 from pipeline.data.images import ImageError, decode_image, probe_image_size
-from pipeline.data.sources import FolderSource, open_source, read_bytes
+from pipeline.data.sources import TfdsSource, open_source, read_bytes
 from pipeline.features.accounting import account
 from pipeline.features.backbones import get_spec, weights_digest
 from pipeline.features.config import (DATA_PROBE_IMAGES, FORMAT_VERSION, EmbedConfig, cache_key,
@@ -73,9 +73,9 @@ class _Prepared:
 def _decide_on_data(config, source):
     """`config` with `face_crop` and `image_size` `"auto"` decided on a sample of the data.
 
-    Only folders are sampled (`FolderSource.sample_paths`): TFDS data is not cropped and keeps
-    the backbone's own size. The image size is decided on the images as they will be resized
-    (face crops where face crop is on).
+    Only files are sampled (folders, lists, globs: `sample_paths`): TFDS data is not cropped and
+    keeps the backbone's own size. The image size is decided on the images as they will be
+    resized (face crops where face crop is on).
 
     Returns:
         `(config, face_probe, size_probe)`, a probe None where its field was not `"auto"`.
@@ -83,8 +83,8 @@ def _decide_on_data(config, source):
     if "auto" not in (config.face_crop, config.image_size):
         return config, None, None
     images = []
-    for path in (source.sample_paths(DATA_PROBE_IMAGES) if isinstance(source, FolderSource)
-                 else []):
+    for path in ([] if isinstance(source, TfdsSource)
+                 else source.sample_paths(DATA_PROBE_IMAGES)):
         try:
             images.append(decode_image(read_bytes(path)))
         except (ImageError, OSError, tf.errors.OpError):
@@ -146,10 +146,10 @@ def _run_pipeline(config, prepared, pipeline_options, test_pipeline, show_progre
 def run_embed(config, *, pipeline_options=None, test_pipeline=None, show_progress=False):
     """Runs the embed job for `config`: a new cache, or the complete one for the same inputs.
 
-    Everything that can be refused is refused before any work: the source's class folders are
-    checked and the backbone built (with its weights) in the driver first. Records of images
-    whose id and content match a previous cache with the same config key are copied, not
-    embedded again.
+    Everything that can be refused is refused before any work: the source is checked (a
+    folder's class folders, a list's lines, a glob's matches) and the backbone built (with its
+    weights) in the driver first. Records of images whose id and content match a previous cache
+    with the same config key are copied, not embedded again.
 
     Args:
         config: an `EmbedConfig`.
@@ -168,12 +168,12 @@ def run_embed(config, *, pipeline_options=None, test_pipeline=None, show_progres
     started = time.time()
     prepared = _prepare(config)
     config = prepared.config  # face_crop and image_size decided
-    folder_classes = (prepared.source.class_names
-                      if isinstance(prepared.source, FolderSource) else None)
+    file_classes = (None if isinstance(prepared.source, TfdsSource)
+                    else prepared.source.class_names)
     try:
         _run_pipeline(config, prepared, pipeline_options, test_pipeline, show_progress)
         run = account(prepared.run_dir, augment_copies=config.augment_copies,
-                      class_names=folder_classes)
+                      class_names=file_classes)
     except BaseException:
         outputs.release(prepared.run_dir)  # nothing of a failed run is kept
         raise
@@ -199,6 +199,7 @@ def _manifest(config, prepared, run, key, *, seconds):
         "format_version": FORMAT_VERSION, "cache_key": key, "config_key": prepared.config_key,
         "config": {**config.to_dict(), "format_version": FORMAT_VERSION},
         "source": {"data": config.data, "root": getattr(source, "root", None),
+                   "location": getattr(source, "location", None) or getattr(source, "root", None),
                    "fingerprint": run.fingerprint},
         "class_names": list(source.class_names), "embedding_dim": run.embedding_dim,
         "counts": run.counts, "listed": run.listed,

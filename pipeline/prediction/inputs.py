@@ -18,11 +18,8 @@ A true label is recorded where it is known: a TFDS label, a list's `label` colum
 folder level below DIR when every folder there is one of the model's classes (or always, with
 `labels_from_folders=True`).
 """
-import csv
-import io
 import os
 import posixpath
-import re
 
 import apache_beam as beam
 import tensorflow as tf
@@ -30,13 +27,12 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.data.images import IMAGE_EXTENSIONS
 from pipeline.data.links import LinkPolicy, as_text
+from pipeline.data.lists import LIST_EXTENSIONS, WILDCARD, ListFile, split_glob
 from pipeline.data.sources import (TFDS_PREFIX, ExampleRef, TfdsSource, match_folder,
                                    sub_folders)
 
 __all__ = ["open_inputs", "FileInputs", "ListInputs", "TfdsInputs"]
 
-_WILDCARD = re.compile(r"[*?\[]")
-_LIST_EXTENSIONS = (".txt", ".csv")
 #: How many files the driver looks at, at most, to check that a folder or glob holds an image.
 _PEEK = 1000
 
@@ -102,37 +98,21 @@ class ListInputs:
 
     def __init__(self, path, *, class_names, follow_links="no"):
         self.path, self.class_names = path, list(class_names)
-        self.folder = posixpath.dirname(path)
+        self.list = ListFile(path)
         self.links = LinkPolicy(None, follow_links)  # a listed path that is a link
-        with tf.io.gfile.GFile(path) as handle:
-            first = handle.readline().strip()
-        self.is_csv = path.lower().endswith(".csv")
-        header = next(csv.reader([first])) if self.is_csv and first else []
-        self.has_header = "path" in header
-        self.path_column = header.index("path") if self.has_header else 0
-        self.label_column = header.index("label") if "label" in header else None
-        self.id_column = header.index("id") if "id" in header else None
 
     def describe(self):
-        return {"kind": "list", "path": self.path, "csv": self.is_csv}
+        return {"kind": "list", "path": self.path, "csv": self.list.is_csv}
 
     def parse(self, line):
         """`(ref, None)` for one line of the list (none for a blank line)."""
-        if not line.strip():
-            return
-        fields = next(csv.reader(io.StringIO(line))) if self.is_csv else [line.strip()]
-        path = fields[self.path_column].strip()
-        true_label = (fields[self.label_column].strip()
-                      if self.label_column is not None and len(fields) > self.label_column
-                      else "")
-        full = path if "://" in path or path.startswith("/") else posixpath.join(
-            self.folder, path)
-        example_id = fields[self.id_column].strip() if self.id_column is not None else path
-        yield _ref(example_id, full, true_label, self.class_names), None
+        fields = self.list.fields(line)
+        if fields:
+            example_id, full, true_label = self.list.entry(fields)
+            yield _ref(example_id, full, true_label, self.class_names), None
 
     def list_examples(self):
-        return "ListFiles" >> (beam.io.ReadFromText(self.path,
-                                                    skip_header_lines=int(self.has_header))
+        return "ListFiles" >> (self.list.read_lines()
                                | "ParseLines" >> beam.FlatMap(self.parse))
 
 
@@ -190,13 +170,8 @@ def open_inputs(data, class_names, *, labels_from_folders=None, follow_links="no
     if data.startswith(TFDS_PREFIX):
         name, _, split = data[len(TFDS_PREFIX):].partition(":")
         return TfdsInputs(name, split or "test", class_names=class_names)
-    if _WILDCARD.search(data):
-        root = data[:_WILDCARD.search(data).start()].rpartition("/")[0]
-        if not root or not tf.io.gfile.isdir(root):
-            raise ValueError(f"data {data!r}: the folder the pattern starts from "
-                             f"({root or '(none)'}) does not exist")
-        root = root if "://" in root else os.path.abspath(root)
-        pattern = data if "://" in data else os.path.abspath(data)
+    if WILDCARD.search(data):
+        pattern, root = split_glob(data)
         inputs = FileInputs(pattern, root, labels=bool(labels_from_folders),
                             class_names=class_names, links=LinkPolicy(root, follow_links))
         inputs.check_not_empty(data)
@@ -209,7 +184,7 @@ def open_inputs(data, class_names, *, labels_from_folders=None, follow_links="no
                             class_names=class_names, links=LinkPolicy(root, follow_links))
         inputs.check_not_empty(data)
         return inputs
-    if data.lower().endswith(_LIST_EXTENSIONS) and tf.io.gfile.exists(data):
+    if data.lower().endswith(LIST_EXTENSIONS) and tf.io.gfile.exists(data):
         return ListInputs(data if "://" in data else os.path.abspath(data),
                           class_names=class_names, follow_links=follow_links)
     raise ValueError(f"data {data!r}: expected a folder, a glob, a .txt or .csv list of paths, "

@@ -1,6 +1,6 @@
-"""The fine-tune job's images: the cache's split (of a class folder or a TFDS data set), decoded
-and resized exactly as the embed job did, optionally decoded once and read back as pixels in
-later epochs (`pixel_cache`).
+"""The fine-tune job's images: the cache's split (of a folder, a list, a glob or a TFDS data
+set), decoded and resized exactly as the embed job did, optionally decoded once and read back as
+pixels in later epochs (`pixel_cache`).
 """
 import dataclasses
 import hashlib
@@ -13,7 +13,7 @@ import tensorflow as tf
 from pipeline.data.faces import crop_to_box, face_box
 from pipeline.data.images import decode_image
 from pipeline.data.fingerprint import combine_hashes, entry_hash
-from pipeline.data.sources import TFDS_PREFIX, FolderSource, open_source
+from pipeline.data.sources import TFDS_PREFIX, open_source
 from pipeline.features.config import FORMAT_VERSION
 from pipeline.files import write_bytes_atomic
 
@@ -118,7 +118,8 @@ def split_refs(manifest, *, image_dir=None):
     """The cache's train and validation `ExampleRef`s (skipped files left out), in id order.
 
     The source is opened as the embed job opened it, with the same split assignment: a class
-    folder is listed; a TFDS data set (`tfds:NAME`) is read by `TfdsSource` and its train and
+    folder, a list or a glob (the manifest's `source.location`; `root` in older caches) is
+    listed; a TFDS data set (`tfds:NAME`) is read by `TfdsSource` and its train and
     validation images are written as files under `image_dir` (their bytes travel with the data
     set, not in files), named by their sha256. Either way, the data fingerprint of what was read
     must be the cache's.
@@ -133,22 +134,23 @@ def split_refs(manifest, *, image_dir=None):
             changed since the cache was made.
     """
     source_info, config = manifest["source"], manifest["config"]
+    location = source_info.get("location") or source_info.get("root")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"cache {manifest['cache_key']} was made by an older embed job (format "
                          f"{manifest.get('format_version')}, now {FORMAT_VERSION}); run "
                          "`python -m jobs.embed` again")
     if config["data"].startswith(TFDS_PREFIX):
         refs, fingerprint = _tfds_refs(manifest, image_dir)
-    elif source_info.get("root"):
-        source = FolderSource(source_info["root"], val_fraction=config["val_fraction"],
-                              seed=config["seed"], follow_links=config.get("follow_links", "any"))
+    elif location:
+        source = open_source(location, val_fraction=config["val_fraction"], seed=config["seed"],
+                             follow_links=config.get("follow_links", "any"))
         refs = source.refs()
         fingerprint = source.fingerprint(refs)
     else:
-        raise ValueError(f"fine-tuning needs a class-folder or TFDS cache; {config['data']!r} "
-                         "is neither")
+        raise ValueError(f"fine-tuning needs a cache of image files or of TFDS; "
+                         f"{config['data']!r} is neither")
     if fingerprint != source_info["fingerprint"]:
-        raise ValueError(f"data {source_info.get('root') or config['data']!r} changed since "
+        raise ValueError(f"data {location or config['data']!r} changed since "
                          f"cache {manifest['cache_key']} was made; run `python -m jobs.embed` "
                          "again")
     skipped = {item["id"] for item in manifest["skipped"]}
