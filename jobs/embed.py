@@ -1,4 +1,4 @@
-"""Embed job: `python -m jobs.embed --data DIR|tfds:NAME --backbone NAME ... [Beam options]`.
+"""Embed job: `python -m jobs.embed --data DIR|LIST.csv|GLOB|tfds:NAME --backbone NAME ... [Beam options]`.
 
 Runs a frozen backbone over every image (plus K augmented copies of each training image) and
 writes the feature cache `<cache-dir>/<key>/`. Beam's own options (`--runner`, `--project`,

@@ -128,7 +128,7 @@ def test_a_missing_shard_index_fails_the_job_and_publishes_nothing(faces, tmp_pa
 def test_a_class_with_only_unreadable_files_is_refused(faces_copy, tmp_path):
     for path in (faces_copy / "smiling").iterdir():
         path.write_bytes(b"broken")
-    with pytest.raises(ValueError, match="class folder 'smiling' holds no readable image"):
+    with pytest.raises(ValueError, match="class 'smiling' holds no readable image"):
         _run(faces_copy, tmp_path / "cache", "--augment-copies", "0")
     _assert_nothing_published(tmp_path / "cache")
 

@@ -36,5 +36,5 @@ def test_training_images_short_of_their_copies_are_refused(run_dir):
 
 
 def test_a_class_with_no_readable_image_is_refused(run_dir):
-    with pytest.raises(ValueError, match=r"class folder 'frowning' holds no readable image"):
+    with pytest.raises(ValueError, match=r"class 'frowning' holds no readable image"):
         account(run_dir, augment_copies=0, class_names=["frowning", "neutral", "smiling"])

@@ -278,3 +278,21 @@ def test_a_tfds_cache_fine_tunes_end_to_end_with_mock_data(tmp_path):
     assert report["title"].startswith("mobilenet_v2 + dense head fine-tuned on beans (100 % of")
     assert (tmp_path / "tuned" / "model.keras").is_file()
     assert not (tmp_path / "tuned" / "pixel_cache").exists()  # the images written for the run
+
+
+def test_a_list_cache_fine_tunes_end_to_end(faces, tmp_path):
+    from pipeline.data.sources import FolderSource
+
+    rows = [f"{ref.path},{ref.label_name}" for ref in FolderSource(faces).refs()]
+    (tmp_path / "train.csv").write_text("\n".join(["path,label", *rows]) + "\n")
+    result = embed.run(["--data", str(tmp_path / "train.csv"), "--cache-dir",
+                        str(tmp_path / "cache"), *TINY, "--augment-copies", "0", *IN_MEMORY])
+    train_head.run(["--cache", result.cache_dir, "--out", str(tmp_path / "head"), "--quiet",
+                    "--epochs", "2", "--ensemble", "1"])
+    report = finetune.run(["--cache", result.cache_dir, "--head", str(tmp_path / "head"),
+                           "--out", str(tmp_path / "tuned"), "--epochs", "1",
+                           "--batch-size", "8"])
+    assert report["finetune_epochs"] == 1
+    assert report["train_images"] == result.manifest["counts"]["train"]["images"]
+    assert report["warm_start_max_abs_diff"] < 1e-4
+    assert (tmp_path / "tuned" / "model.keras").is_file()

@@ -9,6 +9,7 @@ import re
 
 import tensorflow as tf
 
+from pipeline.data.lists import source_paths
 from pipeline.data.sources import FolderSource
 from pipeline.features import cache
 from pipeline.files import write_bytes_atomic
@@ -59,14 +60,15 @@ def _cache_split_inputs(root, split, class_names, predictions_dir, data):
     manifest = cache.read_manifest(root)
     _label_map(manifest["class_names"], class_names, data)
     refs = cache.load_split(root, split, clean_only=True)
-    base = manifest["source"].get("root") or ""
+    ids = refs.ids.tolist()
+    paths = source_paths(manifest["source"], ids) or ids
     listing = posixpath.join(predictions_dir, "lists", f"{manifest['cache_key']}-{split}.csv")
     tf.io.gfile.makedirs(posixpath.dirname(listing))
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(["id", "path", "label"])
-    writer.writerows([i, posixpath.join(base, i), manifest["class_names"][label]]
-                     for i, label in zip(refs.ids.tolist(), refs.labels.tolist()))
+    writer.writerows([i, path, manifest["class_names"][label]]
+                     for i, path, label in zip(ids, paths, refs.labels.tolist()))
     write_bytes_atomic(listing, text.getvalue().encode())
     return ListInputs(listing, class_names=class_names,
                       follow_links=manifest["config"].get("follow_links", "any"))

@@ -105,5 +105,5 @@ def _check_classes(indexes, class_names):
     found = {name for index in indexes for name in index["label_names"]}
     empty = [name for name in class_names if name not in found]
     if empty:
-        raise ValueError(f"data: class folder {empty[0]!r} holds no readable image "
+        raise ValueError(f"data: class {empty[0]!r} holds no readable image "
                          f"({len(empty)} such class(es)); nothing was published")

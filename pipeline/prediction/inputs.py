@@ -98,21 +98,21 @@ class ListInputs:
 
     def __init__(self, path, *, class_names, follow_links="no"):
         self.path, self.class_names = path, list(class_names)
-        self.list = ListFile(path)
+        self.file = ListFile(path)
         self.links = LinkPolicy(None, follow_links)  # a listed path that is a link
 
     def describe(self):
-        return {"kind": "list", "path": self.path, "csv": self.list.is_csv}
+        return {"kind": "list", "path": self.path, "csv": self.file.is_csv}
 
     def parse(self, line):
         """`(ref, None)` for one line of the list (none for a blank line)."""
-        fields = self.list.fields(line)
+        fields = self.file.fields(line)
         if fields:
-            example_id, full, true_label = self.list.entry(fields)
+            example_id, full, true_label = self.file.entry(fields)
             yield _ref(example_id, full, true_label, self.class_names), None
 
     def list_examples(self):
-        return "ListFiles" >> (self.list.read_lines()
+        return "ListFiles" >> (self.file.read_lines()
                                | "ParseLines" >> beam.FlatMap(self.parse))
 
 

@@ -8,12 +8,12 @@ import concurrent.futures
 import dataclasses
 import json
 import os
-import posixpath
 import time
 
 import numpy as np
 
 from pipeline import reports
+from pipeline.data.lists import source_paths
 from pipeline.features import cache
 from pipeline.publish import check_out_dir, published_folder
 from pipeline.reports.runs import display_name
@@ -50,9 +50,9 @@ def page_title(model, manifest, share):
 
 
 def example_paths(manifest, ids):
-    """File paths of cached example ids (for thumbnails), or None for sources without files."""
-    root = manifest.get("source", {}).get("root")
-    return [posixpath.join(root, i) for i in ids] if root else None
+    """File paths of cached example ids (for thumbnails), or None for sources without files
+    (`pipeline.data.lists.source_paths`)."""
+    return source_paths(manifest.get("source", {}), ids)
 
 
 def _fit_one(cache_dir, manifest, train, val, out_dir, *, config, fraction, top_n, verbose):

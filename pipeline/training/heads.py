@@ -23,7 +23,6 @@ import posixpath
 import numpy as np
 
 from pipeline.fields import check_choices, field
-from pipeline.publish import verify_published
 from pipeline.training.members import fit_members
 from pipeline.validation import check_scalar
 
@@ -164,6 +163,8 @@ def load_head(directory):
             missing or truncated (`pipeline.publish`).
     """
     import tensorflow as tf  # the one file-system layer: local or gs://
+
+    from pipeline.publish import verify_published  # (TensorFlow: not at this module's import)
 
     meta_path = posixpath.join(directory, _META_FILE)
     if not tf.io.gfile.exists(meta_path):
