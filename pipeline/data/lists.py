@@ -28,9 +28,9 @@ from apache_beam.io.filesystem import FileSystem
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.data.fingerprint import combine_hashes, entry_hash
-from pipeline.data.images import IMAGE_EXTENSIONS
-from pipeline.data.links import LinkPolicy, as_text
-from pipeline.data.sources import ExampleRef, assign_split, file_digest, match_folder
+from pipeline.data.links import LinkPolicy
+from pipeline.data.sources import (ExampleRef, assign_split, file_digest, listed_images,
+                                   match_folder)
 
 __all__ = ["LIST_EXTENSIONS", "WILDCARD", "ListFile", "ListSource", "GlobSource", "split_glob",
            "source_paths"]
@@ -247,10 +247,8 @@ class GlobSource(_Listed):
         else:
             regex = re.compile(FileSystem.translate_pattern(pattern))
             found = [path for path in match_folder(self.root, self.links) if regex.match(path)]
-        for listed in found:
-            path, skip = as_text(listed)
-            if path.lower().endswith(IMAGE_EXTENSIONS) or self.links.reason(listed):
-                yield posixpath.relpath(path, self.root), path, skip
+        for path, skip in listed_images(found, self.links):
+            yield posixpath.relpath(path, self.root), path, skip
 
     def _labelled(self, pattern):
         for example_id, path, skip in self._matches(pattern):

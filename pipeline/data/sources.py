@@ -36,7 +36,7 @@ from pipeline.data.links import LinkPolicy, as_text
 from pipeline.validation import check_scalar
 
 __all__ = ["ExampleRef", "FolderSource", "TfdsSource", "open_source", "assign_split",
-           "file_digest", "read_bytes", "sub_folders", "match_folder"]
+           "file_digest", "read_bytes", "sub_folders", "match_folder", "listed_images"]
 
 TFDS_PREFIX = "tfds:"
 _TFDS_SPLITS = {"train": "train", "validation": "val", "val": "val", "test": "test"}
@@ -111,6 +111,16 @@ def _is_image(path):
     return path.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def listed_images(paths, links):
+    """`(path, skip reason)` of each listed path to carry as an example: the images, and the
+    links `links` will not read (to be skipped with their reason); a name that is not UTF-8
+    text is spelled with escapes and skipped (`links.as_text`). Other files are left out."""
+    for listed in paths:
+        path, skip = as_text(listed)
+        if _is_image(path) or links.reason(listed):
+            yield path, skip
+
+
 class FolderSource:
     """A folder with one sub-folder per class.
 
@@ -174,10 +184,8 @@ class FolderSource:
     def class_refs(self, label):
         """The sorted `ExampleRef`s of class `label` (one listing of its folder)."""
         name = self.class_names[label]
-        for listed in match_folder(posixpath.join(self.root, name), self.links):
-            path, skip = as_text(listed)
-            if not (_is_image(path) or self.links.reason(listed)):
-                continue  # not an image; a link is listed, to be skipped with its reason
+        for path, skip in listed_images(match_folder(posixpath.join(self.root, name), self.links),
+                                        self.links):
             example_id = posixpath.relpath(path, self.root)
             yield ExampleRef(id=example_id, label=label, label_name=name, path=path, skip=skip,
                              split=assign_split(example_id, seed=self.seed,

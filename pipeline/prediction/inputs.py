@@ -26,10 +26,10 @@ import tensorflow as tf
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.data.images import IMAGE_EXTENSIONS
-from pipeline.data.links import LinkPolicy, as_text
+from pipeline.data.links import LinkPolicy
 from pipeline.data.lists import LIST_EXTENSIONS, WILDCARD, ListFile, split_glob
-from pipeline.data.sources import (TFDS_PREFIX, ExampleRef, TfdsSource, match_folder,
-                                   sub_folders)
+from pipeline.data.sources import (TFDS_PREFIX, ExampleRef, TfdsSource, listed_images,
+                                   match_folder, sub_folders)
 
 __all__ = ["open_inputs", "FileInputs", "ListInputs", "TfdsInputs"]
 
@@ -74,10 +74,7 @@ class FileInputs:
             raise ValueError(f"data {data!r}: no images found ({', '.join(IMAGE_EXTENSIONS)})")
 
     def refs(self, pattern):
-        for listed in self._paths():
-            path, skip = as_text(listed)
-            if not (path.lower().endswith(IMAGE_EXTENSIONS) or self.links.reason(listed)):
-                continue  # not an image; a link is listed, to be skipped with its reason
+        for path, skip in listed_images(self._paths(), self.links):
             example_id = posixpath.relpath(path, self.root)
             true_label = example_id.split("/")[0] if self.labels and "/" in example_id else ""
             yield _ref(example_id, path, true_label, self.class_names, skip=skip)
