@@ -3,11 +3,12 @@
 Builds the end-to-end model of a cache (same images, split, backbone, size and augmentation),
 warm-starts its dense layer from the head trained by `jobs.train_head`, unfreezes the backbone
 (all of it by default; `--fine-tune-at N` or `--unfreeze-last N` for less; BatchNorm stays frozen
-in inference mode) and trains with Adam, early stopping, per-epoch checkpoints and logs. The
-warm-started model (equal to the head) is a candidate like every epoch: `model.keras` is the best
-by validation accuracy (then loss), and the job says in one line which was kept and why (also in
-`report.json`: `kept`, `kept_epoch`, `kept_reason`). Writes `model.keras`, `report.json`
-(top-level `accuracy`) and the full report. `--resume` continues an interrupted run. The last
+in inference mode) and trains with Adam on a fixed schedule, with per-epoch checkpoints and logs.
+`model.keras` is the ensemble of the last epoch and the head (their weight fitted on validation,
+shrunk toward equal weights; the head alone where the ensemble is worse beyond doubt), or with
+`--keep best` the best candidate by validation with early stopping; the job says in one line what
+it kept and why (also in `report.json`: `kept`, `kept_epoch`, `kept_reason`, `ensemble`). Writes
+`model.keras`, `report.json` (top-level `accuracy`) and the full report. `--resume` continues an interrupted run. The last
 line printed is the path of the report's `index.html`.
 """
 import dataclasses

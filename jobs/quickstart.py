@@ -66,10 +66,8 @@ def _run(args, *, show_progress=False):
           f"{head['majority_baseline']:.4f}; {head_dir}/index.html)")
     tuned = finetune.run(["--cache", cached.cache_dir, "--head-dir", head_dir, "--out",
                           tuned_dir, "--epochs", str(args.finetune_epochs)])
-    kept = ("the warm-started head (no fine-tune epoch beat it)" if tuned["kept"] == "warm_start"
-            else f"fine-tune epoch {tuned['kept_epoch']}")
-    print(f"fine-tuned model: validation accuracy {tuned['accuracy']:.4f}, kept {kept} "
-          f"({tuned_dir}/index.html)")
+    print(f"fine-tuned model: validation accuracy {tuned['accuracy']:.4f}, kept "
+          f"{tuned['kept_model']} ({tuned_dir}/index.html)")
     report, _ = evaluate.run(["--model", os.path.join(tuned_dir, "model.keras"), "--data",
                               f"{cached.cache_dir}:val", "--reports-dir", args.reports_dir,
                               *args.beam_args], show_progress=show_progress)

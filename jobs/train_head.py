@@ -63,6 +63,12 @@ def _report(results, args):
         print("\n".join(f"{m}: {v['mean']:.4f} +/- {v['std']:.4f}" for m, v in cv.items()))
     else:
         print(comparison_markdown(results))
+        for result in results:
+            if (result.get("selection") or {}).get("rule") == "out_of_fold":
+                chosen = result["selection"]
+                print(f"epochs: {chosen['epochs']}, chosen over {chosen['folds']} folds of "
+                      f"{chosen['images']} training images (out-of-fold accuracy "
+                      f"{chosen['out_of_fold_accuracy']:.4f}); validation never steered it")
     print(os.path.join(args.out, "index.html"))
 
 

@@ -32,7 +32,7 @@ def test_load_finetuned_needs_the_model_and_its_description(tmp_path):
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero():
-    constant = FinetuneConfig(learning_rate=1e-3, warmup_epochs=0)
+    constant = FinetuneConfig(learning_rate=1e-3, warmup_epochs=0, schedule="constant")
     assert end_to_end.learning_rate_schedule(constant, 10) == 1e-3
     schedule = end_to_end.learning_rate_schedule(
         FinetuneConfig(epochs=5, learning_rate=1e-3, schedule="cosine", warmup_epochs=1), 10)
@@ -42,8 +42,8 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
 
 
 def test_constant_rate_warms_up_then_stays():
-    schedule = end_to_end.learning_rate_schedule(FinetuneConfig(epochs=5, learning_rate=1e-3,
-                                                     warmup_epochs=1), 10)
+    schedule = end_to_end.learning_rate_schedule(FinetuneConfig(
+        epochs=5, learning_rate=1e-3, warmup_epochs=1, schedule="constant"), 10)
     rates = [float(schedule(step)) for step in (0, 5, 10, 30, 50, 80)]
     assert rates[:2] == [0.0, pytest.approx(5e-4)]
     assert rates[2:] == [pytest.approx(1e-3)] * 4

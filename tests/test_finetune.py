@@ -11,7 +11,9 @@ from pipeline.training.finetune import FinetuneConfig
 from pipeline.training.image_data import image_dataset, split_refs
 from pipeline.training.heads import load_head
 from pipeline.training.selection import validation_score
-from pipeline.training.tta import has_flip_tta, trained_model
+from pipeline.training import ensemble
+from pipeline.training.ensemble import trained_model
+from pipeline.training.tta import has_flip_tta
 from tests.conftest import IN_MEMORY, TINY
 
 
@@ -75,7 +77,7 @@ def test_job_trains_saves_and_resumes_after_an_interruption(trained):
               (out / "training_log.csv").read_text().splitlines()[1:]]
     assert epochs == [head_epochs, head_epochs + 1]
     assert report["finetune_epochs"] == 2 and report["head_epochs"] == head_epochs
-    _assert_kept_epoch_is_the_best_candidate(report, out)
+    _assert_shipped_as_reported(report, out, cache_dir, head_dir)
     assert report["warm_start_max_abs_diff"] < 1e-4
     assert len(report["history"]["loss"]) == head_epochs + 2
     for name in ("report.json", "index.html", "curves.png", "most_wrong.csv",
@@ -164,6 +166,38 @@ def test_mirrored_strategy_trains_with_one_cpu_replica(random_trained, tmp_path)
     assert (tmp_path / "tuned" / "model.keras").is_file()
 
 
+def _assert_shipped_as_reported(report, out, cache_dir, head_dir):
+    """The default: model.keras is the ensemble of the last epoch and the head (or the head),
+    its probabilities the average its report claims, its head member the head itself."""
+    assert report["kept"] in ("ensemble", "warm_start")
+    loaded = keras.models.load_model(out / "model.keras")
+    manifest = cache.read_manifest(cache_dir)
+    _, val_refs = split_refs(manifest)
+    images = image_dataset(val_refs, manifest["config"]["image_size"], batch_size=8,
+                           face_crop=manifest["config"].get("face_crop", False))
+    cached = cache.load_split(cache_dir, "val", clean_only=True)
+    head = load_head(head_dir).predict_proba(cached.embeddings)
+    if report["kept"] == "warm_start":
+        assert report["kept_epoch"] == 0
+        np.testing.assert_allclose(probabilities(trained_model(loaded), images, 2), head,
+                                   atol=1e-4)
+        return
+    assert report["kept_epoch"] == report["finetune_epochs"]  # the last epoch, no choosing
+    weight = report["ensemble"]["weight"]
+    assert weight == pytest.approx(0.5 + (report["ensemble"]["fitted_weight"] - 0.5)
+                                   * len(val_refs) / (len(val_refs) + 500), abs=1e-4)
+    tuned_member, head_member = ensemble.members(loaded)
+    both = [probabilities(m, images, 2) for m in (tuned_member, head_member)]
+    np.testing.assert_allclose(probabilities(loaded, images, 2),
+                               weight * both[0] + (1 - weight) * both[1], atol=1e-5)
+    np.testing.assert_allclose(probabilities(trained_model(head_member), images, 2), head,
+                               atol=1e-4)  # the head member is the head, untouched
+    assert report["kept_model"].startswith(f"the ensemble of fine-tune epoch "
+                                           f"{report['kept_epoch']} and the head")
+    assert f"on {len(val_refs)} validation images" in report["kept_reason"]
+    assert set(report["ensemble"]["vs_head"]) >= {"difference", "low", "high"}
+
+
 def _assert_kept_epoch_is_the_best_candidate(report, out):
     log = [line.split(",") for line in (out / "training_log.csv").read_text().splitlines()]
     columns = [log[0].index(name) for name in ("val_accuracy", "val_tta_accuracy")
@@ -215,11 +249,23 @@ def easy_trained(tmp_path_factory):
     return result, str(root / "head")
 
 
+def test_a_diverged_fine_tune_ships_the_head_alone(easy_trained, tmp_path, capsys):
+    result, head_dir = easy_trained
+    out = tmp_path / "tuned"
+    report = finetune.run(["--cache", result.cache_dir, "--head", head_dir, "--out", str(out),
+                           "--epochs", "2", "--learning-rate", "1e6", "--batch-size", "8"])
+    assert report["kept"] == "warm_start" and report["kept_epoch"] == 0
+    assert report["accuracy"] == report["head_vs_finetuned"]["head_accuracy"] == 1.0
+    assert report["kept_model"].startswith("the warm-started head")
+    _assert_shipped_as_reported(report, out, result.cache_dir, head_dir)
+
+
 def test_a_fine_tune_that_cannot_help_keeps_the_warm_start(easy_trained, tmp_path, capsys):
     result, head_dir = easy_trained
     out = tmp_path / "tuned"
     finetune.main(["--cache", result.cache_dir, "--head", head_dir, "--out", str(out),
-                   "--epochs", "2", "--learning-rate", "1e6", "--batch-size", "8"])
+                   "--epochs", "2", "--learning-rate", "1e6", "--batch-size", "8",
+                   "--keep", "best"])
     report = json.loads((out / "report.json").read_text())
     assert report["kept"] == "warm_start" and report["kept_epoch"] == 0
     assert report["best_finetune_score"]["val_accuracy"] < 1.0

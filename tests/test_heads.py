@@ -24,7 +24,8 @@ def _separable(n, dim=16, seed=0, shuffle_labels=False):
     return x, y
 
 
-FAST = HeadConfig(epochs=60, patience=5, batch_size=64, learning_rate=1e-2)
+# Early stopping on validation (`epoch_folds=0`): these tests are about how the members train.
+FAST = HeadConfig(epochs=60, patience=5, batch_size=64, learning_rate=1e-2, epoch_folds=0)
 
 
 @pytest.mark.parametrize("kind", ["dense", "logistic"])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from jobs import train_head
-from pipeline.training.kfold import assign_folds
+from pipeline.training.folds import assign_folds
 
 
 def _data():

@@ -1,4 +1,5 @@
 """The predict job: parity with evaluation and export, every kind of input, accounting, reuse."""
+import json
 import os
 import shutil
 
@@ -7,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import embed, export, finetune, predict, train_head
+from jobs import embed, evaluate, export, finetune, predict, train_head
 from pipeline.batch import accounting
 from pipeline.data.images import load_image
 from pipeline.data.links import NAME_REASON
@@ -17,6 +18,7 @@ from pipeline.prediction import shard as predict_shard
 from pipeline.prediction.inputs import open_inputs
 from pipeline.prediction.job import PredictConfig, build_predict_pipeline
 from pipeline.prediction.models import open_model
+from pipeline.training import ensemble
 from pipeline.training.end_to_end import load_finetuned
 from pipeline.training.heads import load_head, logits_to_proba
 from pipeline.training.tta import with_flip_tta
@@ -35,15 +37,16 @@ def crop_data(faces, request):
 
 @pytest.fixture(scope="module")
 def models(faces, crop_data, tiny_head, tmp_path_factory):
-    """`{kind: (model, data)}`: a head, a fine-tuned face-crop model, the same with mirror
-    averaging, and its export, each with the images it is tested on."""
+    """`{kind: (model, data)}`: a head, a fine-tuned face-crop model (the job's ensemble of the
+    fine-tuned model and its head), the same with mirror averaging, and its export, each with
+    the images it is tested on."""
     root = tmp_path_factory.mktemp("predict")
     cropped = embed.run(["--data", crop_data, "--cache-dir", str(root / "cache"), *TINY,
                          "--augment-copies", "0", "--face-crop", *IN_MEMORY])
     train_head.run(["--cache", cropped.cache_dir, "--out", str(root / "head_crop"), "--quiet",
                     "--epochs", "3"])
     finetune.run(["--cache", cropped.cache_dir, "--head", str(root / "head_crop"), "--out",
-                  str(root / "tuned"), "--epochs", "1", "--batch-size", "8"])
+                  str(root / "tuned"), "--epochs", "1", "--batch-size", "8", "--tta", "none"])
     os.makedirs(root / "mirror")
     model, _ = load_finetuned(str(root / "tuned" / "model.keras"))
     with_flip_tta(model).save(root / "mirror" / "model.keras")
@@ -112,6 +115,48 @@ def test_the_exported_saved_model_predicts_the_same(models, tmp_path):
     for example_id, row in saved_rows.items():
         np.testing.assert_allclose(row["probabilities"], keras_rows[example_id]["probabilities"],
                                    atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def real_ensemble(real_cache, genki_subset, tmp_path_factory):
+    """The fine-tune job's ensemble on real MobileNet weights (members that differ per image),
+    and the faces it is tested on."""
+    root = tmp_path_factory.mktemp("ensemble")
+    train_head.run(["--cache", real_cache, "--out", str(root / "head"), "--quiet", "--epochs",
+                    "5"])
+    finetune.run(["--cache", real_cache, "--head", str(root / "head"), "--out",
+                  str(root / "tuned"), "--epochs", "2", "--batch-size", "16",
+                  "--learning-rate", "1e-3"])
+    return str(root / "tuned" / "model.keras"), genki_subset
+
+
+def test_an_ensemble_gives_the_average_it_claims_through_predict_evaluate_and_export(
+        real_ensemble, tmp_path):
+    model_path, data = real_ensemble
+    with open(os.path.join(os.path.dirname(model_path), "report.json")) as handle:
+        report = json.load(handle)
+    assert report["kept"] == "ensemble"
+    weight = report["ensemble"]["weight"]
+    predicted = _rows(_predict(model_path, data, tmp_path / "predicted"))
+    ids = sorted(predicted)
+    spec = open_model(model_path)
+    images = np.stack([load_image(open(os.path.join(data, i), "rb").read(), spec.image_size,
+                                  face_crop=spec.face_crop) for i in ids])
+    tuned, head = ensemble.members(load_finetuned(model_path)[0])
+    members = [logits_to_proba(m.predict(images, verbose=0), 2) for m in (tuned, head)]
+    claimed = weight * members[0] + (1 - weight) * members[1]
+    assert np.abs(members[0] - members[1]).max() > 1e-3  # two models, not one twice
+    assert np.ptp(claimed[:, 1]) > 1e-2  # that tell the images apart
+    np.testing.assert_allclose([predicted[i]["probabilities"] for i in ids], claimed, atol=1e-5)
+    evaluated, _ = evaluate.run(["--model", model_path, "--data", data, "--reports-dir",
+                                 str(tmp_path / "reports"), *IN_MEMORY])
+    rows = {row["id"]: row for name in sorted(os.listdir(evaluated["predictions_dir"]))
+            if name.endswith(".parquet") for row in pq.read_table(
+                os.path.join(evaluated["predictions_dir"], name)).to_pylist()}
+    np.testing.assert_allclose([rows[i]["probabilities"] for i in ids], claimed, atol=1e-5)
+    export.run(["--model", model_path, "--out", str(tmp_path / "exported")])
+    served = _rows(_predict(str(tmp_path / "exported"), data, tmp_path / "served"))
+    np.testing.assert_allclose([served[i]["probabilities"] for i in ids], claimed, atol=1e-5)
 
 
 def test_rows_hold_the_contract_columns_and_the_csv_and_page(models, faces, tmp_path):

@@ -24,7 +24,8 @@ from pipeline.files import file_sha256
 from pipeline.publish import verify_published
 from pipeline.training.end_to_end import MODEL_FILE, MODEL_INFO, load_finetuned
 from pipeline.training.heads import load_head, logits_to_proba
-from pipeline.training.tta import has_flip_tta, trained_model
+from pipeline.training.ensemble import trained_model
+from pipeline.training.tta import has_flip_tta
 
 __all__ = ["ModelSpec", "open_model", "load_predictor", "KINDS", "SAVED_MODEL", "LABELS",
            "FACE_CROP", "EXPORT_INFO"]

@@ -20,7 +20,7 @@ from pipeline.keras_compat import variable_index
 from pipeline.publish import verify_published
 from pipeline.training.heads import (logits_to_proba, loss_and_metric,
                                      soft_loss_and_metric)
-from pipeline.training.tta import trained_model
+from pipeline.training.ensemble import trained_model
 
 __all__ = ["MODEL_FILE", "MODEL_INFO", "backbone_of", "build_model", "set_trainable",
            "learning_rate_schedule", "LayerScaledAdam", "compile_model", "soft_targets",

@@ -1,4 +1,4 @@
-"""The fine-tune epochs: `fit` trains and keeps the best candidate by validation.
+"""The fine-tune epochs: `fit` trains and keeps the last epoch, or the best one by validation.
 
 Each epoch's candidate (its weights, or their moving average with `FinetuneConfig.ema`) is
 scored by the caller's scorer and kept by `pipeline.training.selection.KeepBest`, the warm start
@@ -42,11 +42,13 @@ class _EpochLines(keras.callbacks.Callback):
 
 def fit(model, train, out_dir, *, config, scorer, warm_start_score, initial_epoch=0,
         resume=False, callbacks=()):
-    """Fine-tunes, keeping the best candidate by validation, the warm start included.
+    """Fine-tunes, keeping the last epoch (`config.keep="ensemble"`) or the best candidate by
+    validation, the warm start included (`"best"`).
 
-    `KeepBest` scores the warm start as candidate 0, keeps the best candidate's weights and stops
-    after `config.patience` epochs without a new best fine-tune epoch; at the end the kept
-    weights are loaded into `model` (the warm start's when no epoch beat it). Per-epoch
+    `KeepBest` scores the warm start as candidate 0 and every epoch after it; with `"best"` it
+    keeps the best candidate's weights and stops after `config.patience` epochs without a new
+    best fine-tune epoch; at the end the kept weights are loaded into `model` (the warm start's
+    when no epoch beat it). Per-epoch
     checkpoints, CSV and TensorBoard logs are written too. A run that is killed can be resumed
     (`resume=True`): Keras's `BackupAndRestore` brings back the model, the optimizer and the
     epoch from `out_dir/backup`, and `KeepBest` its state.
@@ -73,7 +75,7 @@ def fit(model, train, out_dir, *, config, scorer, warm_start_score, initial_epoc
     if not resume and os.path.isdir(backup):
         shutil.rmtree(backup)
     keep = KeepBest(out_dir, patience=config.patience, initial_epoch=initial_epoch,
-                    scorer=scorer)
+                    scorer=scorer, keep_last=config.keep == "ensemble")
     keep.start(model, warm_start_score, resume=resume)
     epochs_seen = []
     record = keras.callbacks.LambdaCallback(

@@ -1,14 +1,19 @@
 """Fine-tuning: the end-to-end model (`pipeline.training.end_to_end`), warm-started from the
-cached-feature head.
+cached-feature head, shipped as an ensemble with that head.
 
 The data source, split, backbone, image size and augmentation come from the cache's manifest, so
 training and validation images are exactly the cache's. The dense layer starts from the head that
 `jobs.train_head` fitted on the cached embeddings, so phase 1 is never repeated: before any
-fine-tuning step the model's validation predictions equal the head's. That warm start is a
-candidate like every epoch (`KeepBest`): the model written is the best by validation, so
-fine-tuning never makes the validation result worse than the head's. Where the cache's augmentation
-mirrors images (the default), each candidate is also scored averaged over each image and its
-mirror, and `model.keras` averages that way when it scored better (`pipeline.training.tta`).
+fine-tuning step the model's validation predictions equal the head's.
+
+What ships (`FinetuneConfig.keep`): by default the fine-tune runs its fixed schedule to the end
+(no epoch is picked on validation, where a handful of images would decide), and `model.keras` is
+the ensemble of the last epoch and the head, their weight fitted on validation and shrunk toward
+equal weights (`pipeline.training.ensemble`); the head alone ships only where the ensemble is
+less accurate on validation beyond doubt (a paired bootstrap). With `keep="best"`, the previous
+rule: the best candidate by validation, the warm start included (`KeepBest`). Where the cache's
+augmentation mirrors images (the default), every model averages over each image and its mirror
+(`pipeline.training.tta`).
 """
 import dataclasses
 import math
@@ -24,6 +29,7 @@ from pipeline.features import cache
 from pipeline.files import write_json_atomic
 from pipeline.publish import check_out_dir, published_folder, work_folder
 from pipeline.training.ema import ema_momentum
+from pipeline.training.ensemble import combine
 from pipeline.training.end_to_end import (MODEL_FILE, MODEL_INFO, build_model, compile_model,
                                           learning_rate_schedule, set_trainable, soft_targets)
 from pipeline.training.heads import fraction_subset, load_head, logits_to_proba
@@ -55,11 +61,10 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
                  top_n=50, callbacks=()):
     """Fine-tunes the end-to-end model of a cache from its dense head, and reports on it.
 
-    The warm-started model (the head) is candidate 0: `model.keras` is the best candidate by
-    validation accuracy (then loss), which is the warm start itself when no fine-tune epoch beats
-    it, so fine-tuning never makes the validation result worse. `report.json` says which was kept
-    and why (`kept`: "finetuned" or "warm_start", `kept_epoch`, 0 for the warm start,
-    `kept_model` and `kept_reason`), as do the page's title and its first own section, and
+    `model.keras` is what `config.keep` ships (see the module's docstring). `report.json` says
+    which it is and why (`kept`: "ensemble", "finetuned" or "warm_start"; `kept_epoch`, 0 for
+    the warm start; `kept_model`, `kept_reason`, and for an ensemble `ensemble`: its weight and
+    the paired evidence), as do the page's title and its first own section, and
     `head_vs_finetuned.csv`. Also writes `checkpoint.keras` (the last epoch),
     `training_log.csv`, `tensorboard/` and the full report (curves of both phases, with a marker
     where fine-tuning starts) into `out_dir`.
@@ -104,6 +109,7 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
         model, state = _fine_tune(model, train, work, validation, config=config,
                                   warm_start_score=warm_start_score, initial_epoch=head_epochs,
                                   resume=resume, callbacks=callbacks)
+        model, combination = _combined(model, state, start, validation, config)
     finally:
         shutil.rmtree(pixels, ignore_errors=True)
     with published_folder(out_dir, job="finetune", markers=(MODEL_INFO,)) as staging:
@@ -114,7 +120,8 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
             staging, model, state, start=start, validation=validation, config=config,
             top_n=top_n, facts={"first_unfrozen_layer": first_unfrozen,
                                 "warm_start_max_abs_diff": warm_start_diff,
-                                "head_epochs": head_epochs, "train_images": len(train_refs)})
+                                "head_epochs": head_epochs, "train_images": len(train_refs),
+                                "ensemble": combination})
     shutil.rmtree(work, ignore_errors=True)
     return report
 
@@ -209,6 +216,18 @@ def _fine_tune(model, train, out_dir, validation, *, config, warm_start_score, i
     if state["best"].get("flip_tta", False):  # a state from before TTA has none
         model = with_flip_tta(model)
     return model, state
+
+
+def _combined(model, state, start, validation, config):
+    """What ships with `keep="ensemble"`: the fine-tuned model combined with its head
+    (`pipeline.training.ensemble.combine`), and the decision's facts; otherwise `model` as
+    kept, and None."""
+    if config.keep != "ensemble" or state["kept_epoch"] == 0:
+        return model, None
+    head = build_model(start.manifest, start.head)  # the warm start, never trained
+    if validation.try_flip:
+        head = with_flip_tta(head)
+    return combine(model, head, validation.data, validation.y_true, validation.num_classes)
 
 
 def _training_refs(manifest, config, *, image_dir=None):

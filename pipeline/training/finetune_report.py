@@ -1,4 +1,4 @@
-"""The fine-tune job's report: the kept model on validation, against the head it started from.
+"""The fine-tune job's report: the shipped model on validation, against the head it started from.
 
 `write_finetune_report` writes the full report (`pipeline.reports`) with the curves of both
 phases, and says which candidate `model.keras` is and why: in the page's title (the model, the
@@ -15,6 +15,7 @@ import numpy as np
 
 from pipeline import reports
 from pipeline.training.end_to_end import backbone_of, probabilities
+from pipeline.training.ensemble import combined_summary
 from pipeline.training.head_training import data_name, example_paths, page_title
 from pipeline.training.selection import kept_summary
 
@@ -47,8 +48,9 @@ def write_finetune_report(out_dir, model, state, *, start, validation, config, t
             `head_proba` and `try_flip` (`pipeline.training.finetune`).
         config: the `FinetuneConfig`.
         top_n: rows of the most-wrong report.
-        facts: `first_unfrozen_layer`, `warm_start_max_abs_diff`, `head_epochs` and
-            `train_images` of the run.
+        facts: `first_unfrozen_layer`, `warm_start_max_abs_diff`, `head_epochs`,
+            `train_images` and `ensemble` (what `pipeline.training.ensemble.combine` decided, or
+            None) of the run.
     """
     manifest = start.manifest
     proba = probabilities(model, validation.data, validation.num_classes)
@@ -96,7 +98,8 @@ def _report_extra(model, state, *, start, validation, facts, finetune_epochs, he
             "trainable_weights": len(model.trainable_weights),
             "warm_start_max_abs_diff": facts["warm_start_max_abs_diff"],
             "head_epochs": facts["head_epochs"], "finetune_epochs": finetune_epochs,
-            "train_images": facts["train_images"], **kept_summary(state, ema=config.ema),
+            "train_images": facts["train_images"], **_kept(state, facts["ensemble"], config),
+            "ensemble": facts["ensemble"],
             "warm_start_score": state["warm_start"],
             "best_finetune_epoch": state["best_finetune_epoch"],
             "best_finetune_score": state["best_finetune"],
@@ -104,6 +107,14 @@ def _report_extra(model, state, *, start, validation, facts, finetune_epochs, he
                                   "head_macro_f1": head_metrics["macro_f1"],
                                   "changed_predictions": int(np.sum(
                                       validation.head_proba.argmax(1) != proba.argmax(1)))}}
+
+
+def _kept(state, combination, config):
+    """What `model.keras` is (`kept`, `kept_epoch`, `kept_model`, `kept_reason`)."""
+    if combination is None:
+        return kept_summary(state, ema=config.ema)
+    return combined_summary(combination, epoch=state["kept_epoch"], ema=config.ema,
+                            flip_tta=state["best"].get("flip_tta", False))
 
 
 def _write_head_vs_finetuned(out_dir, head_metrics, report, state):

@@ -20,7 +20,7 @@ from pipeline.reports.runs import display_name
 from pipeline.training.heads import HeadConfig, fraction_subset, train_head
 
 __all__ = ["OUTPUT_MARKERS", "train_heads_on_cache", "example_paths", "data_name", "page_title",
-           "comparison_markdown"]
+           "comparison_markdown", "selection_section"]
 
 
 #: The files that mark a folder as an earlier output of `jobs.train_head` (a head, fractions
@@ -55,6 +55,25 @@ def example_paths(manifest, ids):
     return source_paths(manifest.get("source", {}), ids)
 
 
+def selection_section(selection):
+    """The page's section on how the dense head's epoch count was chosen, and on what."""
+    import html
+
+    if selection["rule"] == "out_of_fold":
+        text = (f"The head trained {selection['epochs']} epochs on all the training images: the "
+                f"median best epoch of its members over {selection['folds']} folds of the "
+                f"{selection['images']} training images (per fold: "
+                f"{', '.join(map(str, selection['fold_epochs']))}); the validation images "
+                "never steered it. Out of fold, on every training image: accuracy "
+                f"{selection['out_of_fold_accuracy']:.4f}, log loss "
+                f"{selection['out_of_fold_log_loss']:.4f}.")
+    else:
+        text = (f"The head stopped at its best epoch by validation loss (median over its members: "
+                f"{selection['epochs']}), on {selection['images']} validation images, which then "
+                "also judge it below.")
+    return "How long the head trained", f"<p>{html.escape(text)}</p>"
+
+
 def _fit_one(cache_dir, manifest, train, val, out_dir, *, config, fraction, top_n, verbose):
     """Trains and saves one fraction's head; returns the keyword arguments of its report."""
     mask = fraction_subset(train.ids, train.labels, fraction, seed=config.seed)
@@ -75,7 +94,8 @@ def _fit_one(cache_dir, manifest, train, val, out_dir, *, config, fraction, top_
         title=page_title(f"{config.head} head", manifest, fraction),
         paths=example_paths(manifest, val.ids), history=head.history,
         phases=[("head", 1)], top_n=top_n, config=dataclasses.asdict(config),
-        extra={"job": "train_head", "cache_key": manifest["cache_key"], "cache_dir": cache_dir,
+        sections=[selection_section(head.selection)] if head.selection else (),
+        extra={"selection": head.selection, "job": "train_head", "cache_key": manifest["cache_key"], "cache_dir": cache_dir,
                "data_name": data_name(manifest),
                "embed_config": manifest["config"], "versions": manifest.get("versions"),
                "train_fraction": fraction, "train_images": head.meta["train_images"],

@@ -1,9 +1,10 @@
 """Classification heads trained on cached embeddings: no backbone pass at all.
 
 - `dense`: Dropout + Dense, the seeds' head (one logit for two classes, softmax logits for more),
-  trained with Adam and early stopping on validation loss (best weights restored); by default five
-  such heads of consecutive seeds, trained together in one batched step (each with its own
-  initialisation, data order, dropout masks and early stopping, as if trained alone:
+  trained with Adam for an epoch count chosen out of fold on the training images
+  (`pipeline.training.dense_head`; the validation split never steers it); by default five such
+  heads of consecutive seeds, trained together in one batched step (each with its own
+  initialisation, data order and dropout masks, as if trained alone:
   `pipeline.training.members`), their weights averaged into one (the exact ensemble of their
   logits). It is saved as a Keras model so that the fine-tune job can load it into the
   end-to-end model. Options: weight decay, label smoothing, mixup on embeddings,
@@ -23,7 +24,7 @@ import posixpath
 import numpy as np
 
 from pipeline.fields import check_choices, field
-from pipeline.training.members import fit_members
+from pipeline.training.dense_head import build_dense_head, train_dense
 from pipeline.validation import check_scalar
 
 __all__ = ["HEADS", "HeadConfig", "TrainedHead", "train_head", "load_head", "fraction_subset",
@@ -43,7 +44,13 @@ class HeadConfig:
         batch_size: Defaults to `512`.
         learning_rate: Adam's learning rate (dense). Defaults to `1e-2`.
         dropout: dropout before the dense layer. Defaults to `0.2`.
-        patience: early-stopping patience on validation loss. Defaults to `5`.
+        patience: early-stopping patience on the held-out loss (of each fold while the epoch
+            count is chosen, or of validation with `epoch_folds=0`). Defaults to `5`.
+        epoch_folds: the dense head's epoch count is the median best epoch over this many
+            stratified folds of the training images (`pipeline.training.dense_head`); the head
+            then trains on all of them for that many epochs. 0: early stopping on the
+            validation split instead (the rule before, which lets a few hundred validation
+            images both steer and judge the head). Defaults to `5`.
         class_weight: weight classes by inverse frequency. Defaults to `False`.
         l2: inverse regularisation strength `C` of the logistic head. Defaults to `1.0`.
         weight_decay: decoupled weight decay of Adam (AdamW) for the dense head. Defaults to `0.0`.
@@ -74,7 +81,10 @@ class HeadConfig:
     batch_size: int = field(512, help="training batch size")
     learning_rate: float = field(1e-2, help="Adam's learning rate (dense)")
     dropout: float = field(0.2, help="dropout before the dense layer")
-    patience: int = field(5, help="early-stopping patience on validation loss")
+    patience: int = field(5, help="early-stopping patience on the held-out loss")
+    epoch_folds: int = field(5, help="choose the dense head's epoch count over this many folds "
+                             "of the training images, then train on all of them (0: early "
+                             "stopping on the validation split)")
     class_weight: bool = field(False, help="weight classes by inverse frequency (imbalanced "
                                "data)")
     l2: float = field(1.0, help="inverse regularisation C of the logistic head")
@@ -94,6 +104,9 @@ class HeadConfig:
         check_scalar(self.learning_rate, "learning_rate", float, min_val=0.0, include_min=False)
         check_scalar(self.dropout, "dropout", float, min_val=0.0, max_val=1.0, include_max=False)
         check_scalar(self.patience, "patience", int, min_val=1)
+        check_scalar(self.epoch_folds, "epoch_folds", int, min_val=0)
+        if self.epoch_folds == 1:
+            raise ValueError("epoch_folds: expected 0 (no folds) or at least 2; got 1")
         check_scalar(self.l2, "l2", float, min_val=0.0, include_min=False)
         check_scalar(self.weight_decay, "weight_decay", float, min_val=0.0)
         check_scalar(self.label_smoothing, "label_smoothing", float, min_val=0.0, max_val=1.0,
@@ -126,13 +139,16 @@ class TrainedHead:
         model: the Keras model (dense) or scikit-learn pipeline (logistic).
         num_classes: number of classes.
         history: per-epoch `loss`, `accuracy`, `val_loss`, `val_accuracy` lists (dense), or {}.
+        selection: how the dense head's epoch count was chosen, and on what evidence
+            (`pipeline.training.dense_head.train_dense`), or None.
         meta: what `save` writes to `head.json`.
     """
 
-    def __init__(self, kind, model, *, num_classes, history=None, meta=None):
+    def __init__(self, kind, model, *, num_classes, history=None, meta=None, selection=None):
         self.kind, self.model, self.num_classes = kind, model, num_classes
         self.history = history or {}
         self.meta = meta or {}
+        self.selection = selection
 
     def predict_proba(self, embeddings):
         embeddings = np.asarray(embeddings, np.float32)
@@ -150,7 +166,7 @@ class TrainedHead:
             with open(os.path.join(directory, _SKLEARN_FILE), "wb") as handle:
                 pickle.dump(self.model, handle)
         meta = {**self.meta, "kind": self.kind, "num_classes": self.num_classes,
-                "history": self.history}
+                "history": self.history, "selection": self.selection}
         with open(os.path.join(directory, _META_FILE), "w") as handle:
             json.dump(meta, handle, indent=2, sort_keys=True)
 
@@ -181,18 +197,7 @@ def load_head(directory):
         with tf.io.gfile.GFile(posixpath.join(directory, _SKLEARN_FILE), "rb") as handle:
             model = pickle.load(handle)
     return TrainedHead(meta["kind"], model, num_classes=meta["num_classes"],
-                       history=meta.get("history"), meta=meta)
-
-
-def build_dense_head(embedding_dim, num_classes, *, dropout=0.2):
-    """Dropout + Dense: one logit for two classes, `num_classes` logits otherwise."""
-    import keras
-
-    return keras.Sequential([
-        keras.Input((embedding_dim,), name="embedding"),
-        keras.layers.Dropout(dropout, name="head_dropout"),
-        keras.layers.Dense(1 if num_classes == 2 else num_classes, name="head_logits"),
-    ], name="head")
+                       history=meta.get("history"), meta=meta, selection=meta.get("selection"))
 
 
 def logits_to_proba(logits, num_classes):
@@ -228,46 +233,6 @@ def soft_loss_and_metric(num_classes, label_smoothing=0.0):
     return (keras.losses.CategoricalCrossentropy(from_logits=True,
                                                  label_smoothing=label_smoothing),
             keras.metrics.CategoricalAccuracy(name="accuracy"))
-
-
-def _standardizer(train_x):
-    """Mean and standard deviation of the training embeddings.
-
-    Features that are constant (relative to the largest spread) are left unscaled.
-    """
-    mean, std = train_x.mean(0), train_x.std(0)
-    return mean, np.where(std > 1e-6 * std.max(), std, 1.0).astype(np.float32)
-
-
-def _fold_standardization(model, mean, std):
-    """Folds `(x - mean) / std` into the dense layer, so the head takes raw embeddings."""
-    dense = model.get_layer("head_logits")
-    kernel, bias = dense.get_weights()
-    kernel = kernel / std[:, None]
-    dense.set_weights([kernel, bias - mean @ kernel])
-
-
-def _train_dense(train_x, train_y, val_x, val_y, num_classes, config, verbose):
-    """The `config.ensemble` dense heads of seeds `seed`, `seed + 1`, ..., trained together,
-    as one head holding their mean weights; and the first member's history."""
-    import keras
-
-    scaling = _standardizer(train_x) if config.standardize else None
-    x, scaled_val_x = ((train_x, val_x) if scaling is None else
-                       ((train_x - scaling[0]) / scaling[1], (val_x - scaling[0]) / scaling[1]))
-    (kernels, biases), history = fit_members(
-        x, train_y, scaled_val_x, val_y, seeds=[config.seed + m for m in range(config.ensemble)],
-        num_classes=num_classes, config=config, verbose=verbose)
-    model = build_dense_head(train_x.shape[1], num_classes, dropout=config.dropout)
-    loss, metric = soft_loss_and_metric(num_classes, config.label_smoothing)
-    model.compile(optimizer=keras.optimizers.AdamW(config.learning_rate,
-                                                   weight_decay=config.weight_decay),
-                  loss=loss, metrics=[metric])
-    model.optimizer.build(model.trainable_variables)  # head.keras as before: compiled, built
-    model.get_layer("head_logits").set_weights([kernels.mean(0), biases.mean(0)])
-    if scaling is not None:
-        _fold_standardization(model, *scaling)
-    return model, history
 
 
 def _train_logistic(train_x, train_y, config):
@@ -312,6 +277,6 @@ def train_head(train, val, *, num_classes, config=HeadConfig(), verbose=0):
     if config.head == "logistic":
         model = _train_logistic(train.embeddings, train.labels, config)
         return TrainedHead("logistic", model, num_classes=num_classes)
-    model, history = _train_dense(train.embeddings, train.labels, val.embeddings, val.labels,
-                                  num_classes, config, verbose)
-    return TrainedHead("dense", model, num_classes=num_classes, history=history)
+    model, history, selection = train_dense(train, val, num_classes, config, verbose)
+    return TrainedHead("dense", model, num_classes=num_classes, history=history,
+                       selection=selection)

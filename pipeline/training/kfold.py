@@ -17,43 +17,12 @@ from pipeline.features import cache
 from pipeline.publish import check_out_dir, published_folder
 from pipeline.training.head_training import (OUTPUT_MARKERS, data_name, example_paths,
                                              page_title)
+from pipeline.training.folds import assign_folds
 from pipeline.training.heads import HeadConfig, train_head
-from pipeline.validation import check_scalar
 
-__all__ = ["assign_folds", "out_of_fold_proba", "kfold_on_cache"]
+__all__ = ["out_of_fold_proba", "kfold_on_cache"]
 
 _METRICS = ("accuracy", "macro_f1", "roc_auc", "majority_baseline")
-
-
-def assign_folds(ids, labels, copies, folds, *, seed):
-    """The fold (0..folds-1) of every row: stratified over images, deterministic by seed.
-
-    Args:
-        ids: image id per row (copies of one image share it).
-        labels: label per row.
-        copies: copy index per row (0 = clean).
-        folds: K.
-        seed: the shuffle seed.
-
-    Raises:
-        ValueError: K below 2, or a class with fewer images than K.
-    """
-    from sklearn.model_selection import StratifiedKFold
-
-    check_scalar(folds, "folds", int, min_val=2)
-    clean = np.asarray(copies) == 0
-    order = np.argsort(np.asarray(ids)[clean], kind="stable")
-    image_ids = np.asarray(ids)[clean][order]
-    image_labels = np.asarray(labels)[clean][order]
-    smallest = int(np.bincount(image_labels).min()) if len(image_labels) else 0
-    if smallest < folds:
-        raise ValueError(f"folds: expected at most {smallest} (images in the smallest class); "
-                         f"got {folds}")
-    fold_of = {}
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for fold, (_, test) in enumerate(splitter.split(image_ids, image_labels)):
-        fold_of.update((i, fold) for i in image_ids[test])
-    return np.array([fold_of[i] for i in ids], np.int64)
 
 
 def _all_records(cache_dir, manifest):

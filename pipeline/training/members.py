@@ -203,6 +203,7 @@ class _EarlyStopping:
     def __init__(self, members, patience):
         self.patience = patience
         self.best = np.full(members, np.inf)
+        self.best_epoch = np.zeros(members, np.int64)
         self.wait = np.zeros(members, np.int64)
         self.training = np.ones(members, bool)
         self.best_weights = None
@@ -213,6 +214,7 @@ class _EarlyStopping:
         self.wait += self.training
         self.wait[improved] = 0
         self.best = np.where(improved, val_loss, self.best)
+        self.best_epoch[improved] = epoch + 1
         if self.best_weights is None:
             self.best_weights = [array.copy() for array in weights]
         for best, current in zip(self.best_weights, weights):
@@ -227,7 +229,7 @@ def _print_epoch(epoch, epochs, figures, training):
           "training)", flush=True)
 
 
-def fit_members(x, y, val_x, val_y, *, seeds, num_classes, config, verbose=0):
+def fit_members(x, y, val_x, val_y, *, seeds, num_classes, config, verbose=0, epochs=None):
     """Trains the dense heads of `seeds` together until every one has stopped.
 
     Args:
@@ -237,15 +239,21 @@ def fit_members(x, y, val_x, val_y, *, seeds, num_classes, config, verbose=0):
         num_classes: number of classes (one logit for two).
         config: a `pipeline.training.heads.HeadConfig`.
         verbose: a line per epoch when true. Defaults to `0`.
+        epochs: train every member exactly this many epochs and keep its last weights
+            (validation is scored for the history only); None: early stopping on validation
+            loss (`config.patience`, at most `config.epochs`). Defaults to None.
 
     Returns:
-        `([kernels (members, dim, outputs), biases (members, outputs)], history)`: each
-        member's best weights, and the first member's history (its epochs only).
+        `([kernels (members, dim, outputs), biases (members, outputs)], history, best_epochs)`:
+        each member's best (or last) weights, the first member's history (its epochs only), and
+        each member's best epoch by validation loss.
     """
     members = _Members(x, y, val_x, val_y, seeds=seeds, num_classes=num_classes, config=config)
-    stopping = _EarlyStopping(len(members.seeds), config.patience)
+    stopping = _EarlyStopping(len(members.seeds), config.patience if epochs is None
+                              else np.inf)
     history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
-    for epoch in range(config.epochs):
+    total = config.epochs if epochs is None else epochs
+    for epoch in range(total):
         training = stopping.training.copy()
         figures = dict(zip(history, (*members.train_epoch(epoch, training),
                                      *members.validate())))
@@ -254,8 +262,9 @@ def fit_members(x, y, val_x, val_y, *, seeds, num_classes, config, verbose=0):
                 history[name].append(float(values[0]))
         stopping.update(epoch, figures["val_loss"], members.weights())
         if verbose:
-            _print_epoch(epoch, config.epochs, figures, training)
+            _print_epoch(epoch, total, figures, training)
         if not stopping.training.any():
             break
     history["best_epoch"] = int(np.argmin(history["val_loss"])) + 1
-    return stopping.best_weights, history
+    return ((stopping.best_weights if epochs is None else members.weights()), history,
+            stopping.best_epoch.tolist())

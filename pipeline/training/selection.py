@@ -1,10 +1,12 @@
 """Model selection for fine-tuning: the warm start is a candidate like every epoch.
 
-Validation decides. `validation_score` scores logits the way `fit` reports epochs;
-`KeepBest` keeps the weights of the best candidate so far (the warm-started head is candidate 0)
-and stops after `patience` epochs without a new best fine-tune epoch; `kept_summary` says which
-candidate was kept and why, in one line. A fine-tuned model is therefore never worse on
-validation than the head it started from.
+`validation_score` scores logits the way `fit` reports epochs; `KeepBest` keeps the weights of
+the candidate the rule keeps: with `keep_last` (the default recipe, `keep="ensemble"`) every
+epoch in turn, so the run ends with its last epoch and nothing is picked on validation; otherwise
+the best candidate by validation so far (the warm-started head is candidate 0), stopping after
+`patience` epochs without a new best fine-tune epoch. `kept_summary` says which candidate was
+kept and why, in one line, for `keep="best"` (`pipeline.training.ensemble.combined_summary` for
+the ensemble).
 """
 import glob
 import json
@@ -55,6 +57,9 @@ class KeepBest(keras.callbacks.Callback):
             (seen by the callbacks after this one) and the score that decides. None: the score is
             the logs' own `val_accuracy` and `val_loss` (`fit` with `validation_data`).
             Defaults to None.
+        keep_last: keep every epoch's weights in turn, and never stop early: the run ends with
+            its last epoch, whatever validation says (validation is still scored and logged,
+            and the best fine-tune epoch still recorded). Defaults to `False`.
 
     Example:
         >>> keep = KeepBest("runs/ft", patience=3, initial_epoch=19)
@@ -63,10 +68,10 @@ class KeepBest(keras.callbacks.Callback):
         >>> state = keep.restore(model)  # state["kept_epoch"]: 0 means the warm start
     """
 
-    def __init__(self, directory, *, patience, initial_epoch, scorer=None):
+    def __init__(self, directory, *, patience, initial_epoch, scorer=None, keep_last=False):
         super().__init__()
         self.directory, self.patience, self.initial_epoch = directory, patience, initial_epoch
-        self.scorer = scorer
+        self.scorer, self.keep_last = scorer, keep_last
         self._state_path = os.path.join(directory, "keep_best.json")
         self.state = None
 
@@ -93,12 +98,12 @@ class KeepBest(keras.callbacks.Callback):
         state = self.state
         if state["best_finetune"] is None or beats(score, state["best_finetune"]):
             state["best_finetune"], state["best_finetune_epoch"] = score, finetune_epoch
-        if beats(score, state["best"]):
+        if self.keep_last or beats(score, state["best"]):
             state["best"] = score
             self._save_weights(self.model, finetune_epoch)
         state["last_epoch"] = finetune_epoch
         write_json_atomic(self._state_path, state)
-        if finetune_epoch - state["best_finetune_epoch"] >= self.patience:
+        if not self.keep_last and finetune_epoch - state["best_finetune_epoch"] >= self.patience:
             self.model.stop_training = True
 
     def restore(self, model):

@@ -1,30 +1,31 @@
-"""Test-time augmentation: the shipped model may average its logits over an image and its mirror.
+"""Test-time augmentation: the shipped model averages its logits over an image and its mirror.
 
 A cache whose augmentation flips images horizontally (the default recipe) declares the data
 mirror-invariant: the head and the fine-tuned model were trained on mirrored copies. Predicting on
-both the image and its mirror and averaging the logits costs one more forward pass and usually
-removes some of the model's left/right noise. Validation decides, as for every other choice of
-the fine-tune job: each candidate is scored with and without the mirror (`score_candidate`), and
-`with_flip_tta` wraps the kept model only when the mirror scored better. `model.keras` itself then
-does it, so `jobs.evaluate` and the exported SavedModel and TFLite files score exactly the model
-that was chosen.
+both the image and its mirror and averaging the logits costs one more forward pass and removes
+some of the model's left/right noise. It is a rule, not a choice made on validation (where a
+handful of images would decide it): with `tta="auto"` every model of a mirroring cache averages
+(`score_candidate` scores it that way, and logs the plain model's figures beside it), and
+`with_flip_tta` wraps what ships, so that `jobs.evaluate` and the exported SavedModel and TFLite
+files score exactly that model.
 """
 import keras
 
 from pipeline.training.config import TTA_CHOICES
-from pipeline.training.selection import beats, validation_score
+from pipeline.training.selection import validation_score
 from pipeline.validation import check_choice
 
 __all__ = ["TTA_CHOICES", "flip_tta_wanted", "HorizontalFlip", "with_flip_tta", "has_flip_tta",
-           "trained_model", "score_candidate"]
+           "score_candidate"]
 
-#: Augmentations that mirror images: with them, `tta="auto"` tries flip TTA (`flip`: always;
-#: `none`: never). Tried means scored on validation beside the plain model, kept where better.
+#: Augmentations that mirror images: with them, `tta="auto"` averages over the mirror (`flip`:
+#: always; `none`: never).
 _MIRRORING = ("horizontal", "horizontal_and_vertical")
 
 
 def flip_tta_wanted(choice, embed_config):
-    """Whether `choice` ("auto", "flip" or "none") has flip TTA tried for a cache's config."""
+    """Whether `choice` ("auto", "flip" or "none") has the model average over the mirror, for a
+    cache's config."""
     check_choice(choice, "tta", TTA_CHOICES)
     if choice == "auto":
         return embed_config.get("augment", {}).get("flip") in _MIRRORING
@@ -53,33 +54,28 @@ def with_flip_tta(model):
 
 
 def has_flip_tta(model):
-    """Whether `model` was made by `with_flip_tta`."""
-    return any(layer.name == "flip_tta_mean" for layer in model.layers)
-
-
-def trained_model(model):
-    """The model inside a `with_flip_tta` wrapper (the one that was trained), or `model` itself."""
-    if not has_flip_tta(model):
-        return model
-    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    """Whether `model`, or a model inside it (an ensemble's members), was made by
+    `with_flip_tta`."""
+    return any(layer.name == "flip_tta_mean" or (isinstance(layer, keras.Model)
+                                                  and has_flip_tta(layer))
+               for layer in model.layers)
 
 
 def score_candidate(model, val, labels, num_classes, *, flip_tta, logits=None):
-    """Validation figures of a fine-tune candidate, and the score of its best way to predict.
+    """Validation figures of a fine-tune candidate, and the score of the way it would ship.
 
     Args:
         model: the training model (no TTA wrapper).
         val: the validation dataset of (image batch, label batch).
         labels: the validation labels, in dataset order.
         num_classes: the class count.
-        flip_tta: whether to try averaging over the mirror too.
+        flip_tta: whether the model ships averaged over the mirror.
         logits: the model's logits on `val`, when already computed. Defaults to None.
 
     Returns:
         `(logs, score)`: logs hold `val_accuracy` and `val_loss` of the model as trained (as `fit`
-        reports them), plus `val_tta_accuracy` and `val_tta_loss` when the mirror is tried; score
-        is `{"val_accuracy", "val_loss", "flip_tta"}` of the better of the two by
-        `selection.beats` (the plain model on a tie), `flip_tta` saying which.
+        reports them), plus `val_tta_accuracy` and `val_tta_loss` with the mirror; score is
+        `{"val_accuracy", "val_loss", "flip_tta"}` of the way it ships.
     """
     if logits is None:
         logits = model.predict(val, verbose=0)
@@ -91,7 +87,4 @@ def score_candidate(model, val, labels, num_classes, *, flip_tta, logits=None):
     averaged = validation_score((logits + mirrored) / 2, labels, num_classes)
     logs = {**logs, "val_tta_accuracy": averaged["val_accuracy"],
             "val_tta_loss": averaged["val_loss"]}
-    if beats(averaged, logs):
-        return logs, {**averaged, "flip_tta": True}
-    return logs, {"val_accuracy": logs["val_accuracy"], "val_loss": logs["val_loss"],
-                  "flip_tta": False}
+    return logs, {**averaged, "flip_tta": True}
