@@ -93,3 +93,24 @@ def test_label_smoothing_trains_on_smoothed_targets(num_classes):
     end_to_end.compile_model(model, num_classes=num_classes, learning_rate=1e-3,
                              label_smoothing=0.2)
     assert model.evaluate(end_to_end.soft_targets(images, num_classes), verbose=0)[0] > 1.0
+
+
+def test_importing_this_module_is_enough_to_load_a_shipped_model(tmp_path):
+    """A fresh process loads an ensemble of mirror-averaged members after this one import."""
+    import subprocess
+    import sys
+
+    from pipeline.training.ensemble import ensemble_model
+    from pipeline.training.tta import with_flip_tta
+
+    def member(seed):
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((4, 6, 3))
+        return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
+
+    ensemble_model(with_flip_tta(member(0)), with_flip_tta(member(1)), 0.4, 3).save(
+        tmp_path / "model.keras")
+    done = subprocess.run([sys.executable, "-c", "import sys, keras, pipeline.training.end_to_end;"
+                           " keras.models.load_model(sys.argv[1])", str(tmp_path / "model.keras")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -91,7 +91,8 @@ def heads(faces, mobilenet_weights, tmp_path_factory):
                         *IN_MEMORY])
     for kind in ("dense", "logistic"):
         train_head.run(["--cache", result.cache_dir, "--out", str(root / kind), "--quiet",
-                        "--head", kind, "--epochs", "20", "--ensemble", "1"])
+                        "--head", kind, "--epochs", "20", "--ensemble", "1", "--epoch-folds",
+                        "0"])
     return root, result.cache_dir
 
 

@@ -44,7 +44,7 @@ def models(faces, crop_data, tiny_head, tmp_path_factory):
     cropped = embed.run(["--data", crop_data, "--cache-dir", str(root / "cache"), *TINY,
                          "--augment-copies", "0", "--face-crop", *IN_MEMORY])
     train_head.run(["--cache", cropped.cache_dir, "--out", str(root / "head_crop"), "--quiet",
-                    "--epochs", "3"])
+                    "--epochs", "3", "--epoch-folds", "0"])
     finetune.run(["--cache", cropped.cache_dir, "--head", str(root / "head_crop"), "--out",
                   str(root / "tuned"), "--epochs", "1", "--batch-size", "8", "--tta", "none"])
     os.makedirs(root / "mirror")
@@ -123,7 +123,7 @@ def real_ensemble(real_cache, genki_subset, tmp_path_factory):
     and the faces it is tested on."""
     root = tmp_path_factory.mktemp("ensemble")
     train_head.run(["--cache", real_cache, "--out", str(root / "head"), "--quiet", "--epochs",
-                    "5"])
+                    "5", "--epoch-folds", "0"])
     finetune.run(["--cache", real_cache, "--head", str(root / "head"), "--out",
                   str(root / "tuned"), "--epochs", "2", "--batch-size", "16",
                   "--learning-rate", "1e-3"])

@@ -150,7 +150,7 @@ def test_fnapi_dask_and_portable_runners_write_identical_predictions(
     cache_dir = embed.run(["--data", str(mixed_folder), "--cache-dir", str(tmp_path / "cache"),
                            *args, "--augment-copies", "0", *IN_MEMORY]).cache_dir
     train_head.run(["--cache", cache_dir, "--out", str(tmp_path / "head"), "--quiet",
-                    "--epochs", "3"])
+                    "--epochs", "3", "--epoch-folds", "0"])
     head = str(tmp_path / "head")
     runs = [_predict(head, mixed_folder, tmp_path / "fnapi", *IN_MEMORY),
             _predict(head, mixed_folder, tmp_path / "dask", "--runner=DaskRunner",
@@ -171,7 +171,7 @@ def test_a_distributed_evaluation_gives_the_local_figures(mixed_folder, backbone
     cache_dir = embed.run(["--data", str(mixed_folder), "--cache-dir", str(tmp_path / "cache"),
                            *args, "--augment-copies", "0", *IN_MEMORY]).cache_dir
     train_head.run(["--cache", cache_dir, "--out", str(tmp_path / "head"), "--quiet",
-                    "--epochs", "3"])
+                    "--epochs", "3", "--epoch-folds", "0"])
     common = ["--model", str(tmp_path / "head"), "--data", str(mixed_folder)]
     local, _ = evaluate.run([*common, "--reports-dir", str(tmp_path / "local"), *IN_MEMORY])
     dask, _ = evaluate.run([*common, "--reports-dir", str(tmp_path / "dask"),

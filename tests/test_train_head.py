@@ -18,6 +18,14 @@ def test_job_writes_the_contract_files(real_cache, tmp_path, head):
         assert (out / name).is_file()
     assert load_head(str(out)).meta["cache_key"] == saved["cache_key"]
     assert (out / "curves.png").is_file() == (head == "dense")
+    if head == "dense":  # the epoch count was decided out of fold, and the page says so
+        chosen = saved["selection"]
+        assert chosen["rule"] == "out_of_fold" and chosen["folds"] == 5
+        assert chosen["images"] == saved["train_images"]
+        assert len(saved["history"]["loss"]) == chosen["epochs"] <= 30
+        assert load_head(str(out)).selection == chosen
+        page = (out / "index.html").read_text()
+        assert "How long the head trained" in page and "never steered it" in page
 
 
 def test_fractions_give_one_run_each_and_a_comparison(real_cache, tmp_path):

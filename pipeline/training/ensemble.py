@@ -18,6 +18,8 @@ member inside whatever was shipped.
 import keras
 import numpy as np
 
+from pipeline.training.tta import has_flip_tta  # also registers the mirror's layer for loading
+
 __all__ = ["PRIOR_IMAGES", "FINETUNED_MEMBER", "HEAD_MEMBER", "ProbabilityMix",
            "choose_weight", "ensemble_model", "is_ensemble", "trained_model", "members", "combine",
            "combined_summary"]
@@ -130,8 +132,6 @@ def members(model):
 def trained_model(model):
     """The model that was trained, inside what `model.keras` holds: the ensemble's fine-tuned
     member, without its mirror-averaging wrapper (`pipeline.training.tta`); or `model` itself."""
-    from pipeline.training.tta import has_flip_tta
-
     if is_ensemble(model):
         return trained_model(members(model)[0])
     if has_flip_tta(model):

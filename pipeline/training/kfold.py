@@ -1,8 +1,10 @@
 """Stratified k-fold evaluation of a head on cached features: seconds instead of hours.
 
 Folds are drawn over images, not records: every augmented copy of an image stays in its image's
-fold, and only clean copies are scored. All splits of the cache take part. Inside each round, a
-tenth of the training images (by hash) is held out for the dense head's early stopping, so the
+fold, and only clean copies are scored. All splits of the cache take part. Inside each round the
+head is trained as `jobs.train_head` trains one: a tenth of the training images (by hash) is its
+validation split, and its epoch count is chosen over folds of the rest
+(`pipeline.training.dense_head`; with `epoch_folds=0`, by early stopping on that tenth), so the
 scored fold never steers training.
 """
 import dataclasses
