@@ -1,7 +1,8 @@
 """The default recipe, seeds and held-out test images: head, fine-tuned and shipped model.
 
     python bench/recipe.py [--sets flowers75 genki flowers] [--seeds 1 2 3] [--before COMMIT]
-        [--limit N] [--epochs E] [--cache-root cache] [--out DIR] [--previous]
+        [--limit N] [--epochs E] [--backbone B --alpha A --weights PATH] [--image-size N]
+        [--cache-root cache] [--out DIR] [--previous]
 
 For each data set it runs the jobs as a user would, with no tuning flags: `jobs.embed` once per
 code, then per seed (`--seed` of `jobs.train_head` and `jobs.finetune`: the heads' initialisation
@@ -16,6 +17,7 @@ own. The data sets:
 
 - `genki`: ../shared/data/genki4k (two classes), with MobileNet 0.25 (the issue's GENKI target);
 - `flowers`: ../shared/data/flower_photos (five classes), MobileNetV2 0.5 (the default);
+  (`--backbone` puts one backbone on every set);
 - `flowers75`: flowers with 75 training images per class (the seeds' "10 % of the data"): the
   validation images of the flowers part the jobs see and 75 of its training images per class
   (by a hash of the id), scored on the flowers test images.
@@ -148,11 +150,20 @@ def run_set(name, data, test_root, out, args, *, seed, cache_dir, flags=None, co
     return figures
 
 
+def _backbone(name, args):
+    """`(backbone, alpha, weights)` of a set: its own, or the command line's for every set."""
+    backbone, alpha, weights, _ = BACKBONES[name]
+    if args.backbone:
+        return args.backbone, args.alpha, args.weights
+    return backbone, alpha, str(weights)
+
+
 def _embed(data, name, args, cache_root, flags=None, code_root=None):
-    backbone, alpha, weights, _ = BACKBONES[name.removesuffix("_previous")]
+    backbone, alpha, weights = _backbone(name, args)
     seconds, _, cache_dir = run_job("jobs.embed", [
-        "--data", data, "--backbone", backbone, "--alpha", str(alpha), "--weights",
-        str(weights), "--follow-links=any", "--cache-dir", cache_root,
+        "--data", data, "--backbone", backbone, "--alpha", str(alpha), "--weights", weights,
+        *(["--image-size", str(args.image_size)] if args.image_size else []),
+        "--follow-links=any", "--cache-dir", cache_root,
         *(flags or {}).get("embed", [])], code_root=code_root)
     return seconds, cache_dir
 
@@ -179,6 +190,11 @@ def main():
     parser.add_argument("--epochs", type=int, default=None,
                         help="fine-tune epochs (default: each code's own default)")
     parser.add_argument("--limit", type=int, default=None, help="images per class at most")
+    parser.add_argument("--backbone", default=None,
+                        help="one backbone for every set (default: each set's own)")
+    parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--weights", default=str(MOBILENET_V2_05))
+    parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--cache-root", default=None, help="default: under --out")
     parser.add_argument("--out", default=None, help="keep the outputs here (default: temporary)")
     parser.add_argument("--before", default=None, metavar="COMMIT",
@@ -238,7 +254,7 @@ def main():
                               for label, s in summary.items()},
           "before": args.before, "seeds": args.seeds, "epochs": args.epochs,
           "limit": args.limit, "test_share": TEST_SHARE,
-          "backbone": {name: BACKBONES[name][:2] for name in args.sets}})
+          "backbone": {name: _backbone(name, args)[:2] for name in args.sets}})
 
 
 if __name__ == "__main__":

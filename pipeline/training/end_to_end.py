@@ -18,6 +18,7 @@ from pipeline.data.augment import AugmentConfig, build_augmenter
 from pipeline.features.backbones import Preprocess, build_backbone, manifest_weights
 from pipeline.keras_compat import variable_index
 from pipeline.publish import verify_published
+from pipeline.training.config import peak_learning_rate
 from pipeline.training.heads import (logits_to_proba, loss_and_metric,
                                      soft_loss_and_metric)
 from pipeline.training.ensemble import trained_model
@@ -100,17 +101,19 @@ def set_trainable(model, config):
 
 
 def learning_rate_schedule(config, steps_per_epoch):
-    """The learning rate of `config`: a float, or a `CosineDecay` over its epochs; either after
-    a linear warm-up from 0 over `config.warmup_epochs` (for the constant rate, a `CosineDecay`
-    that does not decay: `alpha=1`)."""
+    """The learning rate of `config` (its peak: `pipeline.training.config.peak_learning_rate`):
+    a float, or a `CosineDecay` over its epochs; either after a linear warm-up from 0 over
+    `config.warmup_epochs` (for the constant rate, a `CosineDecay` that does not decay:
+    `alpha=1`)."""
+    peak = peak_learning_rate(config, steps_per_epoch)
     warmup = min(config.warmup_epochs, config.epochs) * steps_per_epoch
     total = config.epochs * steps_per_epoch
     if config.schedule == "constant" and not warmup:
-        return config.learning_rate
+        return peak
     if not warmup:
-        return keras.optimizers.schedules.CosineDecay(config.learning_rate, total)
+        return keras.optimizers.schedules.CosineDecay(peak, total)
     return keras.optimizers.schedules.CosineDecay(
-        0.0, max(1, total - warmup), warmup_steps=warmup, warmup_target=config.learning_rate,
+        0.0, max(1, total - warmup), warmup_steps=warmup, warmup_target=peak,
         alpha=1.0 if config.schedule == "constant" else 0.0)
 
 

@@ -10,9 +10,10 @@ gains in distribution too). So `model.keras` is one Keras model whose probabilit
 
 where p_head comes from the frozen backbone and the head exactly as `jobs.train_head` saved them,
 and each member averages its logits over the image and its mirror where the cache's augmentation
-mirrors (`pipeline.training.tta`). `choose_weight` fits w on validation by log loss and shrinks
-it toward equal weights by the number of validation images (`PRIOR_IMAGES`), so that a few
-images cannot swing it; `ensemble_model` builds the model; `trained_model` finds the fine-tuned
+mirrors (`pipeline.training.tta`). `choose_weight` fits w on validation by log loss, over
+bootstrap resamples of the validation images, and ships their mean: where a few images decide
+the fit, the resamples disagree and w stays between the members; where one member is clearly
+better (a fine-tune that adds 14 points to a weak head), w follows it; `ensemble_model` builds the model; `trained_model` finds the fine-tuned
 member inside whatever was shipped.
 """
 import keras
@@ -20,14 +21,12 @@ import numpy as np
 
 from pipeline.training.tta import has_flip_tta  # also registers the mirror's layer for loading
 
-__all__ = ["PRIOR_IMAGES", "FINETUNED_MEMBER", "HEAD_MEMBER", "ProbabilityMix",
+__all__ = ["RESAMPLES", "FINETUNED_MEMBER", "HEAD_MEMBER", "ProbabilityMix",
            "choose_weight", "ensemble_model", "is_ensemble", "trained_model", "members", "combine",
            "combined_summary"]
 
-#: How much evidence equal weights count as: the fitted weight moves the shipped one from 0.5
-#: by `n / (n + PRIOR_IMAGES)` of the way (n validation images): a third of the way with 250
-#: images, half with 500.
-PRIOR_IMAGES = 500
+#: Bootstrap resamples of the validation images over which the fitted weight is averaged.
+RESAMPLES = 200
 #: The names of the ensemble's two members inside `model.keras`.
 FINETUNED_MEMBER, HEAD_MEMBER = "member_finetuned", "member_head"
 #: The weights `choose_weight` tries for the fine-tuned member.
@@ -72,31 +71,40 @@ class ProbabilityMix(keras.layers.Layer):
         return {**super().get_config(), "weight": self.weight, "num_classes": self.num_classes}
 
 
-def choose_weight(y_true, finetuned_proba, head_proba, *, prior_images=PRIOR_IMAGES):
-    """The fine-tuned member's weight: fitted on validation, shrunk toward equal weights.
+def _fitted_weight(y_true, finetuned_proba, head_proba):
+    """The weight of lowest mean log loss on a grid of steps of 0.05."""
+    rows = np.arange(len(y_true))
+    right = [p[rows, y_true] for p in (finetuned_proba, head_proba)]
+    losses = [-np.log(np.clip(w * right[0] + (1 - w) * right[1], 1e-15, 1.0)).mean()
+              for w in _GRID]
+    return float(_GRID[int(np.argmin(losses))])
+
+
+def choose_weight(y_true, finetuned_proba, head_proba, *, resamples=RESAMPLES, seed=0):
+    """The fine-tuned member's weight: fitted on validation, then bagged over its images.
+
+    The weight of lowest validation log loss is fitted again on `resamples` bootstrap resamples
+    of the validation images, and the shipped weight is their mean. Where a few images decide
+    the fit, the resamples disagree and the mean stays between the two members (toward equal
+    weights); where the evidence is clear (one member far better), it stays at the fit.
 
     Args:
         y_true: the validation labels (n,).
         finetuned_proba, head_proba: each member's probabilities on those images (n, k).
-        prior_images: the evidence equal weights count as. Defaults to `PRIOR_IMAGES`.
+        resamples: bootstrap resamples. Defaults to `RESAMPLES`.
+        seed: of the resamples. Defaults to `0`.
 
     Returns:
-        `{"weight", "fitted_weight", "prior_images", "images"}`: the weight `model.keras` uses,
-        and the one of lowest validation log loss on a grid of steps of 0.05.
+        `{"weight", "fitted_weight", "resamples", "images"}`: the weight `model.keras` uses, and
+        the one fitted on all the validation images.
     """
-    from sklearn.metrics import log_loss
-
-    labels = list(range(finetuned_proba.shape[1]))
-    finetuned_proba, head_proba = (p / p.sum(axis=1, keepdims=True)  # float32 sums: to 1e-7
-                                   for p in (np.asarray(finetuned_proba, np.float64),
-                                             np.asarray(head_proba, np.float64)))
-    losses = [log_loss(y_true, w * finetuned_proba + (1 - w) * head_proba, labels=labels)
-              for w in _GRID]
-    fitted = float(_GRID[int(np.argmin(losses))])
-    images = len(y_true)
-    weight = 0.5 + (fitted - 0.5) * images / (images + prior_images)
-    return {"weight": round(weight, 4), "fitted_weight": fitted, "prior_images": prior_images,
-            "images": images}
+    y_true = np.asarray(y_true)
+    draws = np.random.default_rng(seed).integers(0, len(y_true), (resamples, len(y_true)))
+    bagged = np.mean([_fitted_weight(y_true[d], finetuned_proba[d], head_proba[d])
+                      for d in draws])
+    return {"weight": round(float(bagged), 4),
+            "fitted_weight": _fitted_weight(y_true, finetuned_proba, head_proba),
+            "resamples": resamples, "images": len(y_true)}
 
 
 def ensemble_model(finetuned, head, weight, num_classes):
@@ -146,7 +154,9 @@ def combine(finetuned, head, validation, y_true, num_classes):
     validation images says, at 95 %, that it is worse than the head alone: less accurate (the
     interval of the accuracy difference lies below zero) or of higher log loss (the interval of
     the mean per-image difference lies above zero, which a handful of images can show where
-    accuracy cannot); then the head ships.
+    accuracy cannot); then the head ships, as it does where the weight is 0. Where the weight is
+    1 (every resample gives the fine-tuned model all of it), the fine-tuned model ships alone
+    (one backbone pass instead of two).
 
     Args:
         finetuned, head: the two members as they would ship (flip-averaged or not).
@@ -156,7 +166,7 @@ def combine(finetuned, head, validation, y_true, num_classes):
 
     Returns:
         `(model, facts)`: the model to save, and `facts` for the report: `shipped`
-        ("ensemble" or "warm_start"), the weight's fields, the validation `accuracy` of
+        ("ensemble", "finetuned" or "warm_start"), the weight's fields, the validation `accuracy` of
         `ensemble`, `finetuned` and `head`, and the paired comparisons `vs_head` and
         `vs_finetuned` (`difference`, `low`, `high`, `fixed`, `broken`, `mcnemar_p`).
     """
@@ -188,8 +198,10 @@ def combine(finetuned, head, validation, y_true, num_classes):
                                     for name, p in predicted.items()},
              "vs_head": versus("head"), "vs_finetuned": versus("finetuned")}
     versus_head = facts["vs_head"]
-    if versus_head["high"] < 0 or versus_head["log_loss_low"] > 0:
+    if versus_head["high"] < 0 or versus_head["log_loss_low"] > 0 or weight["weight"] <= 0:
         return head, {**facts, "shipped": "warm_start"}
+    if weight["weight"] >= 1:
+        return finetuned, {**facts, "shipped": "finetuned"}
     return (ensemble_model(finetuned, head, weight["weight"], num_classes),
             {**facts, "shipped": "ensemble"})
 
@@ -227,20 +239,27 @@ def combined_summary(facts, *, epoch, ema=False, flip_tta=False):
                 "broken)")
     if facts["shipped"] == "warm_start":
         kept, model = "warm_start", "the warm-started head"
-        reason = ("the ensemble of the fine-tuned model and the head is worse than the head "
-                  f"alone, beyond doubt: {evidence}; log loss ensemble - head "
+        why = ("the fine-tuned model gets no weight in any bootstrap resample" if weight <= 0
+               else "the ensemble of the fine-tuned model and the head is worse than the head "
+               "alone, beyond doubt")
+        reason = (f"{why}: {evidence}; log loss ensemble - head "
                   f"{versus['log_loss_difference']:+.4f} (95 % paired interval "
                   f"{versus['log_loss_low']:+.4f} to {versus['log_loss_high']:+.4f}); "
                   "model.keras is the warm-started head")
         epoch = 0
+    elif facts["shipped"] == "finetuned":
+        kept, model = "finetuned", f"fine-tune epoch {epoch}"
+        reason = (f"{member} alone: every one of {facts['resamples']} bootstrap resamples of "
+                  f"the {facts['images']} validation images gives it all the weight against "
+                  f"the head; {evidence}")
     else:
         kept = "ensemble"
         model = (f"the ensemble of fine-tune epoch {epoch} and the head (weights {weight:.2f} "
                  f"and {1 - weight:.2f})")
         reason = (f"{member} and the head it started from, their probabilities averaged: weight "
-                  f"{weight:.2f} on the fine-tuned model ({facts['fitted_weight']:.2f} fitted by "
-                  f"log loss on {facts['images']} validation images, shrunk toward 0.5 as if "
-                  f"equal weights were {facts['prior_images']} more images); {evidence} (the "
+                  f"{weight:.2f} on the fine-tuned model (the mean of its log-loss fit over "
+                  f"{facts['resamples']} bootstrap resamples of the {facts['images']} validation "
+                  f"images; {facts['fitted_weight']:.2f} fitted on all of them); {evidence} (the "
                   "weight was fitted on these images: held-out test images give the unbiased "
                   "figure)")
     if flip_tta:

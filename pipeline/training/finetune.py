@@ -34,7 +34,7 @@ from pipeline.training.end_to_end import (MODEL_FILE, MODEL_INFO, build_model, c
                                           learning_rate_schedule, set_trainable, soft_targets)
 from pipeline.training.heads import fraction_subset, load_head, logits_to_proba
 from pipeline.training.image_data import image_dataset, split_refs
-from pipeline.training.config import FinetuneConfig
+from pipeline.training.config import FinetuneConfig, peak_learning_rate
 from pipeline.training.epochs import BACKUP_DIR, fit
 from pipeline.training.finetune_report import write_finetune_report
 from pipeline.training.tta import flip_tta_wanted, score_candidate, with_flip_tta
@@ -121,7 +121,8 @@ def run_finetune(cache_dir, head_dir, out_dir, *, config=FinetuneConfig(), resum
             top_n=top_n, facts={"first_unfrozen_layer": first_unfrozen,
                                 "warm_start_max_abs_diff": warm_start_diff,
                                 "head_epochs": head_epochs, "train_images": len(train_refs),
-                                "ensemble": combination})
+                                "ensemble": combination, "peak_learning_rate": peak_learning_rate(
+                                    config, math.ceil(len(train_refs) / config.batch_size))})
     shutil.rmtree(work, ignore_errors=True)
     return report
 

@@ -49,7 +49,7 @@ def write_finetune_report(out_dir, model, state, *, start, validation, config, t
         config: the `FinetuneConfig`.
         top_n: rows of the most-wrong report.
         facts: `first_unfrozen_layer`, `warm_start_max_abs_diff`, `head_epochs`,
-            `train_images` and `ensemble` (what `pipeline.training.ensemble.combine` decided, or
+            `train_images`, `peak_learning_rate` and `ensemble` (what `pipeline.training.ensemble.combine` decided, or
             None) of the run.
     """
     manifest = start.manifest
@@ -77,10 +77,37 @@ def _title(manifest, config, extra):
 
 
 def _kept_section(extra):
-    """The page's section on the kept candidate: what `model.keras` is, and why."""
-    return ("What model.keras is",
-            f"<p><strong>Kept: {html.escape(extra['kept_model'])}.</strong> "
-            f"{html.escape(extra['kept_reason'][0].upper() + extra['kept_reason'][1:])}.</p>")
+    """The page's section on the kept candidate: what `model.keras` is, and why (for an
+    ensemble, the evidence as a table)."""
+    reason = extra["kept_reason"]
+    text = (f"<p><strong>Kept: {html.escape(extra['kept_model'])}.</strong> "
+            f"{html.escape(reason[0].upper() + reason[1:])}.</p>")
+    combination = extra.get("ensemble") or {}
+    if "accuracy" not in combination:
+        return "What model.keras is", text
+    rows = [("the ensemble (shipped)" if combination["shipped"] == "ensemble"
+             else "the ensemble (not shipped)", None, "ensemble", None),
+            ("the fine-tuned model", combination["weight"], "finetuned",
+             combination["vs_finetuned"]),
+            ("the head", 1 - combination["weight"], "head", combination["vs_head"])]
+
+    def versus(found):
+        if found is None:
+            return "<td></td><td></td>"
+        return (f"<td>{found['difference']:+.4f} ({found['low']:+.4f} to {found['high']:+.4f}; "
+                f"{found['fixed']} fixed, {found['broken']} broken)</td>"
+                f"<td>{found['log_loss_difference']:+.4f} ({found['log_loss_low']:+.4f} to "
+                f"{found['log_loss_high']:+.4f})</td>")
+
+    table = ("<table><tr><th>model</th><th>weight in the ensemble</th><th>validation "
+             "accuracy</th><th>ensemble minus it: accuracy (95 % paired interval)</th>"
+             "<th>ensemble minus it: log loss (95 % paired interval)</th></tr>"
+             + "".join(f"<tr><td>{name}</td><td>{'' if weight is None else f'{weight:.2f}'}"
+                       f"</td><td>{combination['accuracy'][key]:.4f}</td>{versus(found)}</tr>"
+                       for name, weight, key, found in rows) + "</table>"
+             f"<p>On {combination['images']} validation images, on which the weight was "
+             "fitted: held-out test images give the unbiased figure.</p>")
+    return "What model.keras is", text + table
 
 
 def _report_extra(model, state, *, start, validation, facts, finetune_epochs, head_metrics,
@@ -98,6 +125,7 @@ def _report_extra(model, state, *, start, validation, facts, finetune_epochs, he
             "trainable_weights": len(model.trainable_weights),
             "warm_start_max_abs_diff": facts["warm_start_max_abs_diff"],
             "head_epochs": facts["head_epochs"], "finetune_epochs": finetune_epochs,
+            "peak_learning_rate": facts["peak_learning_rate"],
             "train_images": facts["train_images"], **_kept(state, facts["ensemble"], config),
             "ensemble": facts["ensemble"],
             "warm_start_score": state["warm_start"],
