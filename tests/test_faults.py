@@ -217,7 +217,9 @@ def test_a_dask_worker_that_keeps_dying_is_one_line():
 
 
 _INTERRUPTED_PREDICT = """
-import os, sys, time
+import os, signal, sys, time
+# Ctrl-C as in a terminal, even where the suite runs in the background (which ignores SIGINT)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from pipeline.prediction import job
 
 def stopped_by_the_user(*args, **kwargs):  # the pass, then a person presses Ctrl-C
