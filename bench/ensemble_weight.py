@@ -27,23 +27,14 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import emit  # noqa: E402
 
-GRID = np.linspace(0.0, 1.0, 21)
-
-
-def _fitted(y, tuned, head):
-    rows = np.arange(len(y))
-    losses = [-np.log(np.clip(w * tuned[rows, y] + (1 - w) * head[rows, y], 1e-15, 1)).mean()
-              for w in GRID]
-    return float(GRID[int(np.argmin(losses))])
-
-
-def rules(y, tuned, head, resamples, seed=0):
+def rules(y, tuned, head, resamples):
     """The fine-tuned member's weight under each rule, from validation probabilities."""
-    fitted = _fitted(y, tuned, head)
-    draws = np.random.default_rng(seed).integers(0, len(y), (resamples, len(y)))
+    from pipeline.training.ensemble import choose_weight, fitted_weight
+
+    fitted = fitted_weight(y, tuned, head)
     return {"head": 0.0, "finetuned": 1.0, "equal": 0.5, "fitted": fitted,
             "prior500": 0.5 + (fitted - 0.5) * len(y) / (len(y) + 500),
-            "bagged": float(np.mean([_fitted(y[d], tuned[d], head[d]) for d in draws]))}
+            "bagged": choose_weight(y, tuned, head, resamples=resamples)["weight"]}
 
 
 def _members_proba(model, images, num_classes):

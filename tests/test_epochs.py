@@ -20,15 +20,21 @@ def _train():
                                                np.ones((8, 1), np.float32))).batch(4)
 
 
-def test_the_best_epoch_is_kept_and_patience_stops_the_run(tmp_path, capsys):
-    scores = iter([0.9, 0.6, 0.95])  # epoch 1 beats the warm start (0.5), epoch 2 does not
-    weights = []
+def _scorer(accuracies, weights):
+    """A scorer giving each epoch the next of `accuracies`, recording its weights."""
+    scores = iter(accuracies)
 
     def scorer(model):
         weights.append(model.get_weights()[0].copy())
         accuracy = next(scores)
         return {"val_accuracy": accuracy}, {"val_accuracy": accuracy, "val_loss": 1.0}
 
+    return scorer
+
+
+def test_the_best_epoch_is_kept_and_patience_stops_the_run(tmp_path, capsys):
+    weights = []  # epoch 1 beats the warm start (0.5), epoch 2 does not
+    scorer = _scorer([0.9, 0.6, 0.95], weights)
     model = _model()
     history, state = fit(model, _train(), str(tmp_path), scorer=scorer,
                          config=FinetuneConfig(epochs=5, patience=1, ema=False, keep="best"),
@@ -59,14 +65,8 @@ def test_a_warm_start_no_epoch_beats_is_what_the_model_ends_with(tmp_path):
 
 
 def test_the_ensemble_rule_runs_every_epoch_and_keeps_the_last_whatever_validation_says(tmp_path):
-    scores = iter([0.9, 0.6, 0.4])  # epoch 1 scores best: the rule must not care
-    weights = []
-
-    def scorer(model):
-        weights.append(model.get_weights()[0].copy())
-        accuracy = next(scores)
-        return {"val_accuracy": accuracy}, {"val_accuracy": accuracy, "val_loss": 1.0}
-
+    weights = []  # epoch 1 scores best: the rule must not care
+    scorer = _scorer([0.9, 0.6, 0.4], weights)
     model = _model()
     history, state = fit(model, _train(), str(tmp_path), scorer=scorer,
                          config=FinetuneConfig(epochs=3, patience=1, ema=False),

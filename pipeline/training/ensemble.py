@@ -13,8 +13,8 @@ and each member averages its logits over the image and its mirror where the cach
 mirrors (`pipeline.training.tta`). `choose_weight` fits w on validation by log loss, over
 bootstrap resamples of the validation images, and ships their mean: where a few images decide
 the fit, the resamples disagree and w stays between the members; where one member is clearly
-better (a fine-tune that adds 14 points to a weak head), w follows it; `ensemble_model` builds the model; `trained_model` finds the fine-tuned
-member inside whatever was shipped.
+better (a fine-tune that adds 14 points to a weak head), w follows it. `ensemble_model` builds
+the model; `trained_model` finds the fine-tuned member inside whatever was shipped.
 """
 import keras
 import numpy as np
@@ -22,7 +22,7 @@ import numpy as np
 from pipeline.training.tta import has_flip_tta  # also registers the mirror's layer for loading
 
 __all__ = ["RESAMPLES", "FINETUNED_MEMBER", "HEAD_MEMBER", "ProbabilityMix",
-           "choose_weight", "ensemble_model", "is_ensemble", "trained_model", "members", "combine",
+           "choose_weight", "fitted_weight", "ensemble_model", "is_ensemble", "trained_model", "members", "combine",
            "combined_summary"]
 
 #: Bootstrap resamples of the validation images over which the fitted weight is averaged.
@@ -71,11 +71,14 @@ class ProbabilityMix(keras.layers.Layer):
         return {**super().get_config(), "weight": self.weight, "num_classes": self.num_classes}
 
 
-def _fitted_weight(y_true, finetuned_proba, head_proba):
-    """The weight of lowest mean log loss on a grid of steps of 0.05."""
-    rows = np.arange(len(y_true))
-    right = [p[rows, y_true] for p in (finetuned_proba, head_proba)]
-    losses = [-np.log(np.clip(w * right[0] + (1 - w) * right[1], 1e-15, 1.0)).mean()
+def _image_log_losses(y_true, proba):
+    """Each image's log loss: minus the log of its true class's probability."""
+    return -np.log(np.clip(proba[np.arange(len(y_true)), y_true], 1e-15, 1.0))
+
+
+def fitted_weight(y_true, finetuned_proba, head_proba):
+    """The fine-tuned member's weight of lowest mean log loss, on a grid of steps of 0.05."""
+    losses = [_image_log_losses(y_true, w * finetuned_proba + (1 - w) * head_proba).mean()
               for w in _GRID]
     return float(_GRID[int(np.argmin(losses))])
 
@@ -100,10 +103,10 @@ def choose_weight(y_true, finetuned_proba, head_proba, *, resamples=RESAMPLES, s
     """
     y_true = np.asarray(y_true)
     draws = np.random.default_rng(seed).integers(0, len(y_true), (resamples, len(y_true)))
-    bagged = np.mean([_fitted_weight(y_true[d], finetuned_proba[d], head_proba[d])
+    bagged = np.mean([fitted_weight(y_true[d], finetuned_proba[d], head_proba[d])
                       for d in draws])
     return {"weight": round(float(bagged), 4),
-            "fitted_weight": _fitted_weight(y_true, finetuned_proba, head_proba),
+            "fitted_weight": fitted_weight(y_true, finetuned_proba, head_proba),
             "resamples": resamples, "images": len(y_true)}
 
 
@@ -182,8 +185,8 @@ def combine(finetuned, head, validation, y_true, num_classes):
         return head, {"shipped": "warm_start", "images": len(y_true), "diverged": True}
     weight = choose_weight(y_true, finetuned_proba, head_proba)
     mixed = weight["weight"] * finetuned_proba + (1 - weight["weight"]) * head_proba
-    predicted = {name: p.argmax(1) for name, p in
-                 (("ensemble", mixed), ("finetuned", finetuned_proba), ("head", head_proba))}
+    probabilities = {"ensemble": mixed, "finetuned": finetuned_proba, "head": head_proba}
+    predicted = {name: p.argmax(1) for name, p in probabilities.items()}
 
     def versus(other):
         found = paired_comparison(y_true, predicted["ensemble"], predicted[other], num_classes)
@@ -193,7 +196,6 @@ def combine(finetuned, head, validation, y_true, num_classes):
                 "high": accuracy["high"], "fixed": found["fixed"], "broken": found["broken"],
                 "mcnemar_p": found["mcnemar_p"], **log_loss}
 
-    probabilities = {"ensemble": mixed, "finetuned": finetuned_proba, "head": head_proba}
     facts = {**weight, "accuracy": {name: float(np.mean(p == y_true))
                                     for name, p in predicted.items()},
              "vs_head": versus("head"), "vs_finetuned": versus("finetuned")}
@@ -209,13 +211,8 @@ def combine(finetuned, head, validation, y_true, num_classes):
 def _paired_log_loss(y_true, proba, other, *, resamples=1000, seed=0):
     """The mean per-image log loss of `proba` minus `other`'s on the same images, with its
     95 % paired-bootstrap interval: `log_loss_difference`, `log_loss_low`, `log_loss_high`."""
-    rows = np.arange(len(y_true))
-
-    def losses(p):
-        return -np.log(np.clip(p[rows, y_true], 1e-15, 1.0))
-
-    differences = losses(proba) - losses(other)
-    draws = np.random.default_rng(seed).integers(0, len(rows), (resamples, len(rows)))
+    differences = _image_log_losses(y_true, proba) - _image_log_losses(y_true, other)
+    draws = np.random.default_rng(seed).integers(0, len(y_true), (resamples, len(y_true)))
     low, high = np.percentile(differences[draws].mean(axis=1), [2.5, 97.5])
     return {"log_loss_difference": float(differences.mean()), "log_loss_low": float(low),
             "log_loss_high": float(high)}
